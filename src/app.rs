@@ -1,0 +1,234 @@
+//! Subcommand entry points and exit codes. `main` only parses and exits.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use ractor::Actor;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::oneshot;
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, Host, Mode, Validation};
+use crate::output::Relay;
+use crate::reaper::Reaper;
+use crate::supervisor::{SupervisorActor, SupervisorArgs, SupervisorMsg};
+use crate::EXIT_CONFIG;
+
+type SignalMessage = fn(Signal) -> SupervisorMsg;
+
+/// How long to wait after shutdown for output pumps to drain what the
+/// stopped programs wrote last.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+pub fn dispatch(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Check { config } => check(config.as_deref()),
+        Command::Run { config } => run(config.as_deref()),
+    }
+}
+
+/// `-c FILE`, else `$KELPIE_CONFIG`, else `./supervisor.toml`, else
+/// `/etc/kelpie/supervisor.toml`.
+pub fn find_config(explicit: Option<&Path>) -> PathBuf {
+    if let Some(path) = explicit {
+        return path.to_path_buf();
+    }
+    if let Some(path) = std::env::var_os("KELPIE_CONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let local = PathBuf::from("supervisor.toml");
+    if local.exists() {
+        return local;
+    }
+    let system = PathBuf::from("/etc/kelpie/supervisor.toml");
+    if system.exists() {
+        return system;
+    }
+    local
+}
+
+fn print_diagnostics(validation: &Validation) {
+    for diagnostic in &validation.diagnostics {
+        eprintln!("{diagnostic}");
+    }
+}
+
+fn check(explicit: Option<&Path>) -> i32 {
+    let path = find_config(explicit);
+    let validation = config::load(&path, Mode::Check, &Host::current());
+    print_diagnostics(&validation);
+    let errors = validation.errors().count();
+    let warnings = validation.warnings().count();
+    match &validation.config {
+        Some(config) if errors == 0 => {
+            let warn = match warnings {
+                0 => String::new(),
+                1 => ", 1 warning".into(),
+                n => format!(", {n} warnings"),
+            };
+            println!(
+                "{}: OK ({} programs, {} instances{warn})",
+                path.display(),
+                config.programs.len(),
+                config.instance_count()
+            );
+            0
+        }
+        _ => {
+            eprintln!(
+                "{}: invalid ({errors} error{})",
+                path.display(),
+                if errors == 1 { "" } else { "s" }
+            );
+            EXIT_CONFIG
+        }
+    }
+}
+
+fn run(explicit: Option<&Path>) -> i32 {
+    let path = find_config(explicit);
+    let validation = config::load(&path, Mode::Run, &Host::current());
+    let Some(config) = validation.config.clone() else {
+        print_diagnostics(&validation);
+        eprintln!("{}: invalid config; nothing was started", path.display());
+        return EXIT_CONFIG;
+    };
+    let format = match crate::logging::format_override() {
+        Ok(over) => crate::logging::resolve(over.unwrap_or(config.supervisor.log_format)),
+        Err(message) => {
+            eprintln!("kelpie: {message}");
+            return EXIT_CONFIG;
+        }
+    };
+    if let Err(message) = crate::logging::init(format, &config.supervisor.log_level) {
+        eprintln!("kelpie: {message}");
+        return EXIT_CONFIG;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(event = "panic", "BUG: {info}");
+    }));
+    for warning in validation.warnings() {
+        tracing::warn!(event = "config_warning", "{warning}");
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("kelpie: cannot start the async runtime: {err}");
+            return 1;
+        }
+    };
+    let (relay, relay_handle) = match Relay::start(format) {
+        Ok(pair) => pair,
+        Err(err) => {
+            eprintln!("kelpie: cannot start the output relay: {err}");
+            return 1;
+        }
+    };
+    let code = runtime.block_on(supervise(config, relay));
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    relay_handle.finish();
+    code
+}
+
+async fn supervise(config: config::Config, relay: Relay) -> i32 {
+    #[cfg(target_os = "linux")]
+    if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(event = "subreaper_unavailable", error = %err, "cannot become a child subreaper; daemonizing grandchildren will escape supervision");
+    }
+
+    // Every handler is registered before the first spawn: SIGCHLD so no
+    // exit is missed, and the others because as PID 1 a signal without a
+    // handler is dropped by the kernel.
+    let reaper = Reaper::new();
+    let mut sigchld = match signal(SignalKind::child()) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(event = "signal_setup_failed", error = %err, "cannot watch SIGCHLD");
+            return 1;
+        }
+    };
+    let mut streams = Vec::new();
+    let mut kinds: Vec<(Signal, SignalMessage)> = vec![
+        (Signal::SIGTERM, SupervisorMsg::Terminate),
+        (Signal::SIGINT, SupervisorMsg::Terminate),
+        (Signal::SIGHUP, |_| SupervisorMsg::Hangup),
+    ];
+    for &forwarded in &config.supervisor.forward_signals {
+        if !kinds.iter().any(|(s, _)| *s == forwarded) {
+            kinds.push((forwarded, SupervisorMsg::Forward));
+        }
+    }
+    for (sig, make) in kinds {
+        match signal(SignalKind::from_raw(sig as i32)) {
+            Ok(stream) => streams.push((sig, make, stream)),
+            Err(err) => {
+                tracing::error!(event = "signal_setup_failed", signal = %sig, error = %err, "cannot handle {sig}");
+                return 1;
+            }
+        }
+    }
+
+    let reaper_task = {
+        let reaper = reaper.clone();
+        tokio::spawn(async move {
+            reaper.reap();
+            while sigchld.recv().await.is_some() {
+                reaper.reap();
+            }
+        })
+    };
+
+    let (exit_tx, exit_rx) = oneshot::channel();
+    let pumps = crate::output::PumpTracker::new();
+    let args = SupervisorArgs {
+        config,
+        reaper: reaper.clone(),
+        relay,
+        exit: exit_tx,
+        pumps: pumps.clone(),
+    };
+    let (supervisor, join) = match Actor::spawn(
+        Some("kelpie-supervisor".into()),
+        SupervisorActor,
+        args,
+    )
+    .await
+    {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::error!(event = "supervisor_failed", error = %err, "cannot start the supervisor");
+            return 1;
+        }
+    };
+
+    let mut signal_tasks = Vec::new();
+    for (sig, make, mut stream) in streams {
+        let supervisor = supervisor.clone();
+        signal_tasks.push(tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                let _ = supervisor.cast(make(sig));
+            }
+        }));
+    }
+
+    let code = exit_rx.await.unwrap_or_else(|_| {
+        tracing::error!(
+            event = "supervisor_lost",
+            "BUG: the supervisor ended without an exit code"
+        );
+        1
+    });
+    let _ = join.await;
+    pumps.wait_idle(OUTPUT_DRAIN).await;
+    for task in signal_tasks {
+        task.abort();
+    }
+    reaper_task.abort();
+    code
+}

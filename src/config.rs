@@ -1,0 +1,2093 @@
+//! `supervisor.toml`: parsing, validation and the typed configuration.
+//!
+//! The document is parsed once into toml's spanned tree. Every key is then
+//! decoded on its own with serde, so one bad value never hides the next one:
+//! `kelpie check` reports every problem in a single run, each with
+//! `file:line:col` and the dotted key (`program.web.restart`). Semantic checks
+//! (unknown dependencies, cycles, groups) run on whatever decoded cleanly.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+use crate::backoff::BackoffConfig;
+use crate::signals;
+
+/// Config files larger than this are refused before parsing: a supervisor
+/// config is a few KiB, and a runaway file must not exhaust memory.
+const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
+const MAX_INSTANCES: u32 = 10_000;
+const MAX_NAME_LEN: usize = 64;
+
+// ---------------------------------------------------------------------------
+// Typed configuration
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub supervisor: SupervisorConfig,
+    /// Programs in dependency order: every program comes after the programs it
+    /// depends on; ties keep file order.
+    pub programs: Vec<Arc<ProgramConfig>>,
+    pub groups: Vec<GroupConfig>,
+}
+
+impl Config {
+    pub fn instance_count(&self) -> usize {
+        self.programs.iter().map(|p| p.instances as usize).sum()
+    }
+
+    pub fn program(&self, name: &str) -> Option<&Arc<ProgramConfig>> {
+        self.programs.iter().find(|p| p.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartBudget {
+    pub max: u32,
+    pub per: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// `None` when `http_listen = "off"`.
+    pub http_listen: Option<String>,
+    pub control_socket: PathBuf,
+    pub socket_mode: u32,
+    pub shutdown_timeout: Duration,
+    pub drain_delay: Duration,
+    pub restart_budget: Option<RestartBudget>,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub forward_signals: Vec<Signal>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramKind {
+    Service,
+    Oneshot,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    KeepRunning,
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DependencyCondition {
+    Started,
+    Ready,
+    Completed,
+}
+
+impl DependencyCondition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Started => "started",
+            Self::Ready => "ready",
+            Self::Completed => "completed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeKind {
+    Http(String),
+    Tcp(String),
+    Exec(Vec<String>),
+    Notify,
+    Log(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeConfig {
+    pub kind: ProbeKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub initial_delay: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogMode {
+    Inherit,
+    File {
+        path: PathBuf,
+        max_size: u64,
+        keep: u32,
+    },
+    Discard,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProgramConfig {
+    pub name: String,
+    pub command: Vec<String>,
+    pub directory: Option<PathBuf>,
+    /// `env_file` merged with `environment` (which wins). Values are never
+    /// logged.
+    pub environment: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub umask: Option<u32>,
+    pub instances: u32,
+    pub autostart: bool,
+    pub kind: ProgramKind,
+    pub restart: RestartPolicy,
+    pub success_codes: Vec<i32>,
+    pub start_seconds: Duration,
+    pub start_timeout: Duration,
+    pub backoff: BackoffConfig,
+    pub max_restarts: u32,
+    pub restart_window: Duration,
+    pub on_failure: OnFailure,
+    pub stop_signal: Signal,
+    pub stop_timeout: Duration,
+    pub depends_on: Vec<(String, DependencyCondition)>,
+    pub required: bool,
+    pub readiness: Option<ProbeConfig>,
+    pub liveness: Option<ProbeConfig>,
+    pub log: LogMode,
+}
+
+impl ProgramConfig {
+    pub fn instance_name(&self, index: u32) -> String {
+        format!("{}:{}", self.name, index)
+    }
+
+    pub fn is_success(&self, code: i32) -> bool {
+        self.success_codes.contains(&code)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupStrategy {
+    OneForOne,
+    OneForAll,
+    RestForOne,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub name: String,
+    pub programs: Vec<String>,
+    pub strategy: GroupStrategy,
+    pub max_restarts: Option<u32>,
+    pub restart_window: Duration,
+    pub on_failure: OnFailure,
+}
+
+// ---------------------------------------------------------------------------
+// Diagnostics
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem found in a config file, printed as
+/// `file:line:col: [warning: ]key: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if self.severity == Severity::Warning {
+            write!(f, "warning: ")?;
+        }
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// When the config is validated: `check` only warns about things that are
+/// fatal at `run` (a missing binary stays a warning in both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Check,
+    Run,
+}
+
+/// Environment the validation depends on, passed in so tests are hermetic.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub is_root: bool,
+    pub path_var: Option<String>,
+    pub runtime_dir: Option<PathBuf>,
+}
+
+impl Host {
+    pub fn current() -> Self {
+        Self {
+            is_root: nix::unistd::geteuid().is_root(),
+            path_var: std::env::var("PATH").ok(),
+            runtime_dir: std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        }
+    }
+}
+
+struct Diags<'a> {
+    file: &'a Path,
+    source: &'a str,
+    list: Vec<Diagnostic>,
+}
+
+impl Diags<'_> {
+    fn push(&mut self, severity: Severity, span: &Range<usize>, key: &str, message: String) {
+        let (line, column) = line_col(self.source, span.start);
+        self.list.push(Diagnostic {
+            severity,
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key: key.to_string(),
+            message,
+        });
+    }
+
+    fn error(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
+        self.push(Severity::Error, span, key, message.into());
+    }
+
+    fn warn(&mut self, span: &Range<usize>, key: &str, message: impl Into<String>) {
+        self.push(Severity::Warning, span, key, message.into());
+    }
+
+    fn has_errors(&self) -> bool {
+        self.list.iter().any(|d| d.severity == Severity::Error)
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = source.get(..offset).unwrap_or(source);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+// ---------------------------------------------------------------------------
+// Entry points
+
+/// The outcome of validating one file: the config when there are no errors,
+/// and every diagnostic (errors and warnings) sorted by position.
+pub struct Validation {
+    pub config: Option<Config>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Validation {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+    }
+}
+
+/// Reads and validates a config file. I/O problems become a single
+/// diagnostic at 1:1 so every failure prints the same way.
+pub fn load(path: &Path, mode: Mode, host: &Host) -> Validation {
+    let fail = |message: String| Validation {
+        config: None,
+        diagnostics: vec![Diagnostic {
+            severity: Severity::Error,
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            key: String::new(),
+            message,
+        }],
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) => return fail(format!("cannot read config file: {}", io_reason(&err))),
+    };
+    if bytes.len() > MAX_CONFIG_BYTES {
+        return fail(format!(
+            "config file is {} bytes; the limit is {MAX_CONFIG_BYTES}",
+            bytes.len()
+        ));
+    }
+    let source = match String::from_utf8(bytes) {
+        Ok(source) => source,
+        Err(err) => {
+            let offset = err.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(err.as_bytes()).into_owned();
+            let (line, column) = line_col(&text, offset);
+            return Validation {
+                config: None,
+                diagnostics: vec![Diagnostic {
+                    severity: Severity::Error,
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                    key: String::new(),
+                    message: "config file is not valid UTF-8".into(),
+                }],
+            };
+        }
+    };
+    validate(&source, path, mode, host)
+}
+
+/// `io::Error` without the `(os error 2)` suffix users do not need.
+pub fn io_reason(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// Validates config text. `path` is used for messages and to resolve
+/// relative paths (`env_file`, `directory`, log files) against the config's
+/// directory.
+pub fn validate(source: &str, path: &Path, mode: Mode, host: &Host) -> Validation {
+    let mut diags = Diags {
+        file: path,
+        source,
+        list: Vec::new(),
+    };
+    let config = parse_document(source, path, mode, host, &mut diags);
+    let mut diagnostics = diags.list;
+    diagnostics.sort_by(|a, b| {
+        (a.line, a.column, a.severity, &a.message).cmp(&(b.line, b.column, b.severity, &b.message))
+    });
+    diagnostics.dedup();
+    let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    Validation {
+        config: if has_errors { None } else { config },
+        diagnostics,
+    }
+}
+
+type Table<'i> = DeTable<'i>;
+type Value<'i> = Spanned<DeValue<'i>>;
+
+fn parse_document(
+    source: &str,
+    path: &Path,
+    mode: Mode,
+    host: &Host,
+    diags: &mut Diags<'_>,
+) -> Option<Config> {
+    let root = match DeTable::parse(source) {
+        Ok(root) => root,
+        Err(err) => {
+            let span = err.span().unwrap_or(0..0);
+            diags.error(&span, "", format!("TOML syntax: {}", err.message().trim()));
+            return None;
+        }
+    };
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let root_span = root.span();
+    let root = root.into_inner();
+
+    check_keys(&root, "", &["supervisor", "program", "group"], diags);
+
+    let supervisor = match table_at(&root, "supervisor", "supervisor", diags) {
+        Some(t) => parse_supervisor(t, host, diags),
+        None => parse_supervisor(&Table::new(), host, diags),
+    };
+
+    let mut programs: Vec<(Range<usize>, ProgramConfig)> = Vec::new();
+    let mut seen_spans: HashMap<String, Range<usize>> = HashMap::new();
+    if let Some(all) = table_at(&root, "program", "program", diags) {
+        for (key, value) in all {
+            let name = key.get_ref().to_string();
+            let key_path = format!("program.{name}");
+            check_name(&name, &key.span(), &key_path, "program", diags);
+            let Some(table) = expect_table(value, &key_path, diags) else {
+                continue;
+            };
+            seen_spans.insert(name.clone(), key.span());
+            if let Some(program) = parse_program(&name, table, &base_dir, mode, host, diags) {
+                programs.push((key.span(), program));
+            }
+        }
+    }
+    if root
+        .get("program")
+        .and_then(|v| v.get_ref().as_table())
+        .is_none_or(|t| t.is_empty())
+    {
+        diags.error(
+            &(root_span.start..root_span.start),
+            "program",
+            "no programs defined; add at least one [program.NAME] table",
+        );
+    }
+    programs.sort_by_key(|(span, _)| span.start);
+
+    let mut groups = Vec::new();
+    if let Some(all) = table_at(&root, "group", "group", diags) {
+        for (key, value) in all {
+            let name = key.get_ref().to_string();
+            let key_path = format!("group.{name}");
+            check_name(&name, &key.span(), &key_path, "group", diags);
+            if let Some(table) = expect_table(value, &key_path, diags) {
+                if let Some(group) = parse_group(&name, table, diags) {
+                    groups.push((key.span(), group));
+                }
+            }
+        }
+    }
+    groups.sort_by_key(|(span, _)| span.start);
+
+    check_cross_references(&root, &programs, &groups, &seen_spans, diags);
+    let order = dependency_order(&programs, &root, diags)?;
+
+    if diags.has_errors() {
+        return None;
+    }
+    let mut by_name: HashMap<String, ProgramConfig> = programs
+        .into_iter()
+        .map(|(_, p)| (p.name.clone(), p))
+        .collect();
+    let programs = order
+        .into_iter()
+        .filter_map(|name| by_name.remove(&name))
+        .map(Arc::new)
+        .collect();
+    Some(Config {
+        path: path.to_path_buf(),
+        supervisor: supervisor?,
+        programs,
+        groups: groups.into_iter().map(|(_, g)| g).collect(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Generic decoding helpers
+
+fn table_at<'a, 'i>(
+    parent: &'a Table<'i>,
+    key: &str,
+    key_path: &str,
+    diags: &mut Diags<'_>,
+) -> Option<&'a Table<'i>> {
+    parent
+        .get(key)
+        .and_then(|value| expect_table(value, key_path, diags))
+}
+
+fn expect_table<'a, 'i>(
+    value: &'a Value<'i>,
+    key_path: &str,
+    diags: &mut Diags<'_>,
+) -> Option<&'a Table<'i>> {
+    match value.get_ref() {
+        DeValue::Table(table) => Some(table),
+        other => {
+            diags.error(
+                &value.span(),
+                key_path,
+                format!("expected a table, found {}", other.type_str()),
+            );
+            None
+        }
+    }
+}
+
+/// Reports every key of `table` that is not in `known`, with a hint when a
+/// known key is close.
+fn check_keys(table: &Table<'_>, path: &str, known: &[&str], diags: &mut Diags<'_>) {
+    for key in table.keys() {
+        let name: &str = key.get_ref();
+        if known.contains(&name) {
+            continue;
+        }
+        let full = join(path, name);
+        let message = match did_you_mean(name, known) {
+            Some(hint) => format!("unknown key (did you mean `{hint}`?)"),
+            None => format!("unknown key; expected one of: {}", known.join(", ")),
+        };
+        diags.error(&key.span(), &full, message);
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Decodes one key with serde; a type error is reported at the value.
+fn get<T: DeserializeOwned>(
+    table: &Table<'_>,
+    path: &str,
+    key: &str,
+    diags: &mut Diags<'_>,
+) -> Option<Spanned<T>> {
+    let value = table.get(key)?;
+    let span = value.span();
+    match T::deserialize(ValueDeserializer::from(value.clone())) {
+        Ok(decoded) => Some(Spanned::new(span, decoded)),
+        Err(err) => {
+            let at = err.span().unwrap_or_else(|| span.clone());
+            diags.error(&at, &join(path, key), tidy_serde_message(err.message()));
+            None
+        }
+    }
+}
+
+/// serde's wording ("invalid type: integer `5`, expected a string") is
+/// kept, minus the noise.
+fn tidy_serde_message(message: &str) -> String {
+    let message = message.trim();
+    let message = message.strip_prefix("invalid type: ").unwrap_or(message);
+    message
+        .replace("a sequence", "an array")
+        .replace("a map", "a table")
+}
+
+fn get_duration(
+    table: &Table<'_>,
+    path: &str,
+    key: &str,
+    default: Duration,
+    diags: &mut Diags<'_>,
+) -> Option<Duration> {
+    let Some(text) = get::<String>(table, path, key, diags) else {
+        return if table.contains_key(key) {
+            None
+        } else {
+            Some(default)
+        };
+    };
+    match parse_duration(text.get_ref()) {
+        Ok(d) => Some(d),
+        Err(why) => {
+            diags.error(&text.span(), &join(path, key), why);
+            None
+        }
+    }
+}
+
+/// Durations are humantime strings with a unit (`"250ms"`, `"10s"`, `"1m 30s"`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("empty duration; write e.g. \"10s\" or \"250ms\"".into());
+    }
+    if trimmed.starts_with('-') {
+        return Err(format!("invalid duration \"{text}\": must not be negative"));
+    }
+    if trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!(
+            "invalid duration \"{text}\": a unit is required, e.g. \"{trimmed}s\""
+        ));
+    }
+    let parsed = humantime::parse_duration(trimmed)
+        .map_err(|err| format!("invalid duration \"{text}\": {err}"))?;
+    // Bounded so that every deadline computed from it fits a monotonic
+    // instant without overflow.
+    if parsed > Duration::from_secs(10 * 365 * 24 * 3600) {
+        return Err(format!("invalid duration \"{text}\": longer than 10 years"));
+    }
+    Ok(parsed)
+}
+
+/// Sizes like `"10MB"`, `"512KiB"`, `"1048576"` (bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size \"{text}\": expected e.g. \"10MB\""))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "invalid size \"{text}\": unknown unit \"{}\"; use B, KB, MB, GB, KiB, MiB or GiB",
+                unit.trim()
+            ))
+        }
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("invalid size \"{text}\": too large"))
+}
+
+/// Decodes a string key that must be one of `choices`.
+fn get_choice<T: Copy>(
+    table: &Table<'_>,
+    path: &str,
+    key: &str,
+    choices: &[(&str, T)],
+    default: T,
+    diags: &mut Diags<'_>,
+) -> Option<T> {
+    let Some(text) = get::<String>(table, path, key, diags) else {
+        return if table.contains_key(key) {
+            None
+        } else {
+            Some(default)
+        };
+    };
+    if let Some((_, value)) = choices.iter().find(|(name, _)| *name == text.get_ref()) {
+        return Some(*value);
+    }
+    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+    let hint = did_you_mean(text.get_ref(), &names)
+        .map(|h| format!(" (did you mean \"{h}\"?)"))
+        .unwrap_or_default();
+    diags.error(
+        &text.span(),
+        &join(path, key),
+        format!(
+            "invalid value \"{}\"{hint}; expected one of: {}",
+            text.get_ref(),
+            names.join(", ")
+        ),
+    );
+    None
+}
+
+fn get_signal(
+    table: &Table<'_>,
+    path: &str,
+    key: &str,
+    default: Signal,
+    diags: &mut Diags<'_>,
+) -> Option<Signal> {
+    let Some(text) = get::<String>(table, path, key, diags) else {
+        return if table.contains_key(key) {
+            None
+        } else {
+            Some(default)
+        };
+    };
+    let parsed = signals::parse(text.get_ref());
+    match parsed {
+        Some(Signal::SIGKILL | Signal::SIGSTOP) => {
+            diags.error(
+                &text.span(),
+                &join(path, key),
+                format!(
+                    "signal \"{}\" cannot be caught; use e.g. \"TERM\"",
+                    text.get_ref()
+                ),
+            );
+            None
+        }
+        Some(signal) => Some(signal),
+        None => {
+            diags.error(
+                &text.span(),
+                &join(path, key),
+                format!(
+                    "unknown signal \"{}\"; write e.g. \"TERM\" or \"SIGTERM\"",
+                    text.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn get_u32(
+    table: &Table<'_>,
+    path: &str,
+    key: &str,
+    range: std::ops::RangeInclusive<u32>,
+    default: u32,
+    diags: &mut Diags<'_>,
+) -> Option<u32> {
+    let Some(n) = get::<i64>(table, path, key, diags) else {
+        return if table.contains_key(key) {
+            None
+        } else {
+            Some(default)
+        };
+    };
+    match u32::try_from(*n.get_ref()) {
+        Ok(v) if range.contains(&v) => Some(v),
+        _ => {
+            diags.error(
+                &n.span(),
+                &join(path, key),
+                format!(
+                    "{} is out of range; expected {} to {}",
+                    n.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn get_bool(
+    table: &Table<'_>,
+    path: &str,
+    key: &str,
+    default: bool,
+    diags: &mut Diags<'_>,
+) -> Option<bool> {
+    match get::<bool>(table, path, key, diags) {
+        Some(v) => Some(*v.get_ref()),
+        None if table.contains_key(key) => None,
+        None => Some(default),
+    }
+}
+
+fn check_name(name: &str, span: &Range<usize>, key_path: &str, what: &str, diags: &mut Diags<'_>) {
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !valid_chars || !first_ok {
+        diags.error(
+            span,
+            key_path,
+            format!(
+                "invalid {what} name {name:?}: use 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 _ . -, starting with a letter, digit or _"
+            ),
+        );
+    }
+}
+
+/// The closest candidate within a small edit distance, for "did you mean".
+fn did_you_mean<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let limit = (input.chars().count() / 3).max(1);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(input, c), *c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+// ---------------------------------------------------------------------------
+// [supervisor]
+
+const SUPERVISOR_KEYS: &[&str] = &[
+    "http_listen",
+    "control_socket",
+    "socket_mode",
+    "shutdown_timeout",
+    "drain_delay",
+    "restart_budget",
+    "log_format",
+    "log_level",
+    "forward_signals",
+];
+
+fn default_control_socket(host: &Host) -> PathBuf {
+    if let Some(dir) = &host.runtime_dir {
+        dir.join("kelpie.sock")
+    } else if host.is_root {
+        PathBuf::from("/run/kelpie.sock")
+    } else {
+        PathBuf::from("kelpie.sock")
+    }
+}
+
+fn parse_supervisor(t: &Table<'_>, host: &Host, diags: &mut Diags<'_>) -> Option<SupervisorConfig> {
+    let p = "supervisor";
+    check_keys(t, p, SUPERVISOR_KEYS, diags);
+
+    let http_listen = match get::<String>(t, p, "http_listen", diags) {
+        None if t.contains_key("http_listen") => None,
+        None => Some(Some("127.0.0.1:9100".to_string())),
+        Some(text) if text.get_ref() == "off" => Some(None),
+        Some(text) => match text.get_ref().parse::<std::net::SocketAddr>() {
+            Ok(addr) => {
+                if !addr.ip().is_loopback() {
+                    diags.warn(
+                        &text.span(),
+                        "supervisor.http_listen",
+                        format!("{addr} is not a loopback address; /health, /ready and /metrics will be reachable from the network"),
+                    );
+                }
+                Some(Some(text.get_ref().clone()))
+            }
+            Err(_) => {
+                diags.error(
+                    &text.span(),
+                    "supervisor.http_listen",
+                    format!("invalid address \"{}\"; expected IP:PORT (e.g. \"127.0.0.1:9100\") or \"off\"", text.get_ref()),
+                );
+                None
+            }
+        },
+    };
+
+    let control_socket = match get::<String>(t, p, "control_socket", diags) {
+        Some(text) if text.get_ref().is_empty() => {
+            diags.error(
+                &text.span(),
+                "supervisor.control_socket",
+                "must not be empty",
+            );
+            None
+        }
+        Some(text) => Some(PathBuf::from(text.get_ref())),
+        None if t.contains_key("control_socket") => None,
+        None => Some(default_control_socket(host)),
+    };
+
+    let socket_mode = match get::<String>(t, p, "socket_mode", diags) {
+        Some(text) => match u32::from_str_radix(text.get_ref(), 8) {
+            Ok(mode) if mode <= 0o777 => {
+                if mode & 0o007 != 0 {
+                    diags.warn(
+                        &text.span(),
+                        "supervisor.socket_mode",
+                        format!("mode {:04o} lets every local user control kelpie", mode),
+                    );
+                }
+                Some(mode)
+            }
+            _ => {
+                diags.error(
+                    &text.span(),
+                    "supervisor.socket_mode",
+                    format!(
+                        "invalid mode \"{}\"; expected octal such as \"0600\"",
+                        text.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+        None if t.contains_key("socket_mode") => None,
+        None => Some(0o600),
+    };
+
+    let shutdown_timeout = get_duration(t, p, "shutdown_timeout", Duration::from_secs(30), diags);
+    let drain_delay = get_duration(t, p, "drain_delay", Duration::ZERO, diags);
+
+    let restart_budget = match t.get("restart_budget") {
+        None => Some(None),
+        Some(value) => expect_table(value, "supervisor.restart_budget", diags).and_then(|b| {
+            let bp = "supervisor.restart_budget";
+            check_keys(b, bp, &["max", "per"], diags);
+            let max = get_u32(b, bp, "max", 1..=u32::MAX, 0, diags);
+            let per = get_duration(b, bp, "per", Duration::ZERO, diags);
+            for key in ["max", "per"] {
+                if !b.contains_key(key) {
+                    diags.error(&value.span(), bp, format!("missing key `{key}`"));
+                }
+            }
+            if let Some(per) = per {
+                if per.is_zero() && b.contains_key("per") {
+                    diags.error(
+                        &value.span(),
+                        "supervisor.restart_budget.per",
+                        "must be longer than 0s",
+                    );
+                }
+            }
+            match (max, per) {
+                (Some(max), Some(per)) if !per.is_zero() && max > 0 => {
+                    Some(Some(RestartBudget { max, per }))
+                }
+                _ => None,
+            }
+        }),
+    };
+
+    let log_format = get_choice(
+        t,
+        p,
+        "log_format",
+        &[
+            ("auto", LogFormat::Auto),
+            ("text", LogFormat::Text),
+            ("json", LogFormat::Json),
+        ],
+        LogFormat::Auto,
+        diags,
+    );
+
+    let log_level = match get::<String>(t, p, "log_level", diags) {
+        Some(text) => match tracing_subscriber::EnvFilter::try_new(text.get_ref()) {
+            Ok(_) => Some(text.get_ref().clone()),
+            Err(err) => {
+                diags.error(
+                    &text.span(),
+                    "supervisor.log_level",
+                    format!("invalid filter \"{}\": {err}", text.get_ref()),
+                );
+                None
+            }
+        },
+        None if t.contains_key("log_level") => None,
+        None => Some("info".to_string()),
+    };
+
+    let mut forward_signals = Some(Vec::new());
+    if let Some(list) = get::<Vec<Spanned<String>>>(t, p, "forward_signals", diags) {
+        for item in list.into_inner() {
+            match signals::parse(item.get_ref()) {
+                Some(Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGCHLD) | None => {
+                    diags.error(
+                        &item.span(),
+                        "supervisor.forward_signals",
+                        format!(
+                            "\"{}\" cannot be forwarded; use signal names like \"USR1\"",
+                            item.get_ref()
+                        ),
+                    );
+                    forward_signals = None;
+                }
+                Some(signal) => {
+                    if let Some(list) = forward_signals.as_mut() {
+                        list.push(signal);
+                    }
+                }
+            }
+        }
+    } else if t.contains_key("forward_signals") {
+        forward_signals = None;
+    }
+
+    Some(SupervisorConfig {
+        http_listen: http_listen?,
+        control_socket: control_socket?,
+        socket_mode: socket_mode?,
+        shutdown_timeout: shutdown_timeout?,
+        drain_delay: drain_delay?,
+        restart_budget: restart_budget?,
+        log_format: log_format?,
+        log_level: log_level?,
+        forward_signals: forward_signals?,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// [program.NAME]
+
+const PROGRAM_KEYS: &[&str] = &[
+    "command",
+    "directory",
+    "environment",
+    "env_file",
+    "user",
+    "group",
+    "umask",
+    "instances",
+    "autostart",
+    "type",
+    "restart",
+    "success_codes",
+    "start_seconds",
+    "start_timeout",
+    "backoff",
+    "max_restarts",
+    "restart_window",
+    "on_failure",
+    "stop_signal",
+    "stop_timeout",
+    "depends_on",
+    "required",
+    "readiness",
+    "liveness",
+    "log",
+];
+
+/// `command` is an array (exec'd as is) or a string (split shell-style,
+/// without a shell).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCommand {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+fn parse_program(
+    name: &str,
+    t: &Table<'_>,
+    base_dir: &Path,
+    mode: Mode,
+    host: &Host,
+    diags: &mut Diags<'_>,
+) -> Option<ProgramConfig> {
+    let p = format!("program.{name}");
+    let p = p.as_str();
+    check_keys(t, p, PROGRAM_KEYS, diags);
+    let table_span = t.keys().next().map(|k| k.span()).unwrap_or(0..0);
+
+    let command = match t.get("command") {
+        None => {
+            diags.error(&table_span, p, "missing key `command`");
+            None
+        }
+        Some(value) => {
+            let span = value.span();
+            match RawCommand::deserialize(ValueDeserializer::from(value.clone())) {
+                Err(_) => {
+                    diags.error(
+                        &span,
+                        &join(p, "command"),
+                        format!(
+                            "expected an array of strings or a string, found {}",
+                            value.get_ref().type_str()
+                        ),
+                    );
+                    None
+                }
+                Ok(RawCommand::Argv(argv)) => Some((argv, span)),
+                Ok(RawCommand::Line(line)) => match shell_words::split(&line) {
+                    Ok(argv) => Some((argv, span)),
+                    Err(_) => {
+                        diags.error(
+                            &span,
+                            &join(p, "command"),
+                            "unbalanced quotes in command string",
+                        );
+                        None
+                    }
+                },
+            }
+        }
+    };
+    let command = command.and_then(|(argv, span)| {
+        if argv.is_empty() || argv[0].is_empty() {
+            diags.error(&span, &join(p, "command"), "command is empty");
+            None
+        } else {
+            Some((argv, span))
+        }
+    });
+
+    let directory = match get::<String>(t, p, "directory", diags) {
+        Some(dir) => {
+            let resolved = base_dir.join(dir.get_ref());
+            if !resolved.is_dir() {
+                let message = format!("directory \"{}\" does not exist", resolved.display());
+                match mode {
+                    Mode::Run => diags.error(&dir.span(), &join(p, "directory"), message),
+                    Mode::Check => diags.warn(&dir.span(), &join(p, "directory"), message),
+                }
+            }
+            Some(Some(resolved))
+        }
+        None if t.contains_key("directory") => None,
+        None => Some(None),
+    };
+
+    let mut environment = BTreeMap::new();
+    let mut env_ok = true;
+    if let Some(file) = get::<String>(t, p, "env_file", diags) {
+        let resolved = base_dir.join(file.get_ref());
+        match std::fs::read_to_string(&resolved) {
+            Ok(text) => match parse_env_file(&text) {
+                Ok(vars) => environment.extend(vars),
+                Err((line, why)) => {
+                    diags.error(
+                        &file.span(),
+                        &join(p, "env_file"),
+                        format!("{}:{line}: {why}", resolved.display()),
+                    );
+                    env_ok = false;
+                }
+            },
+            Err(err) => {
+                diags.error(
+                    &file.span(),
+                    &join(p, "env_file"),
+                    format!(
+                        "cannot read \"{}\": {}",
+                        resolved.display(),
+                        io_reason(&err)
+                    ),
+                );
+                env_ok = false;
+            }
+        }
+    } else if t.contains_key("env_file") {
+        env_ok = false;
+    }
+    if let Some(vars) = get::<BTreeMap<String, String>>(t, p, "environment", diags) {
+        for (key, value) in vars.into_inner() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
+                diags.error(
+                    &t.get("environment").map(|v| v.span()).unwrap_or(0..0),
+                    &join(p, "environment"),
+                    format!("invalid environment variable name {key:?}"),
+                );
+                env_ok = false;
+            }
+            environment.insert(key, value);
+        }
+    } else if t.contains_key("environment") {
+        env_ok = false;
+    }
+
+    let user = get::<String>(t, p, "user", diags);
+    let group = get::<String>(t, p, "group", diags);
+    if let Some(user) = &user {
+        if mode == Mode::Run && !host.is_root {
+            diags.error(
+                &user.span(),
+                &join(p, "user"),
+                format!(
+                    "switching to user \"{}\" needs root; kelpie is not running as root",
+                    user.get_ref()
+                ),
+            );
+        } else if resolve_user(user.get_ref()).is_none() {
+            diags.error(
+                &user.span(),
+                &join(p, "user"),
+                format!("unknown user \"{}\"", user.get_ref()),
+            );
+        }
+    }
+    if let Some(group) = &group {
+        if user.is_none() && mode == Mode::Run && !host.is_root {
+            diags.error(
+                &group.span(),
+                &join(p, "group"),
+                "switching group needs root; kelpie is not running as root",
+            );
+        } else if resolve_group(group.get_ref()).is_none() {
+            diags.error(
+                &group.span(),
+                &join(p, "group"),
+                format!("unknown group \"{}\"", group.get_ref()),
+            );
+        }
+    }
+
+    let umask = match get::<String>(t, p, "umask", diags) {
+        Some(text) => match u32::from_str_radix(text.get_ref(), 8) {
+            Ok(mask) if mask <= 0o777 => Some(Some(mask)),
+            _ => {
+                diags.error(
+                    &text.span(),
+                    &join(p, "umask"),
+                    format!(
+                        "invalid umask \"{}\"; expected octal such as \"022\"",
+                        text.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+        None if t.contains_key("umask") => None,
+        None => Some(None),
+    };
+
+    let instances = get_u32(t, p, "instances", 1..=MAX_INSTANCES, 1, diags);
+    let autostart = get_bool(t, p, "autostart", true, diags);
+    let kind = get_choice(
+        t,
+        p,
+        "type",
+        &[
+            ("service", ProgramKind::Service),
+            ("oneshot", ProgramKind::Oneshot),
+        ],
+        ProgramKind::Service,
+        diags,
+    );
+    let default_restart = match kind {
+        Some(ProgramKind::Oneshot) => RestartPolicy::OnFailure,
+        _ => RestartPolicy::Always,
+    };
+    let restart = get_choice(
+        t,
+        p,
+        "restart",
+        &[
+            ("always", RestartPolicy::Always),
+            ("on-failure", RestartPolicy::OnFailure),
+            ("never", RestartPolicy::Never),
+        ],
+        default_restart,
+        diags,
+    );
+    if let (Some(ProgramKind::Oneshot), Some(RestartPolicy::Always)) = (kind, restart) {
+        let span = t.get("restart").map(|v| v.span()).unwrap_or(0..0);
+        diags.error(
+            &span,
+            &join(p, "restart"),
+            "\"always\" would rerun a oneshot forever; use \"on-failure\" or \"never\"",
+        );
+    }
+
+    let success_codes = match get::<Vec<Spanned<i64>>>(t, p, "success_codes", diags) {
+        Some(codes) => {
+            let mut out = Vec::new();
+            let mut ok = true;
+            for code in codes.get_ref() {
+                match u8::try_from(*code.get_ref()) {
+                    Ok(c) => out.push(i32::from(c)),
+                    Err(_) => {
+                        diags.error(
+                            &code.span(),
+                            &join(p, "success_codes"),
+                            format!("exit code {} is out of range 0 to 255", code.get_ref()),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            if out.is_empty() && ok {
+                diags.error(
+                    &codes.span(),
+                    &join(p, "success_codes"),
+                    "must list at least one exit code",
+                );
+                ok = false;
+            }
+            ok.then_some(out)
+        }
+        None if t.contains_key("success_codes") => None,
+        None => Some(vec![0]),
+    };
+
+    let start_seconds = get_duration(t, p, "start_seconds", Duration::from_secs(1), diags);
+    let start_timeout = get_duration(t, p, "start_timeout", Duration::from_secs(60), diags);
+    let backoff = parse_backoff(t, p, diags);
+    let max_restarts = get_u32(t, p, "max_restarts", 0..=u32::MAX, 10, diags);
+    let restart_window = get_duration(t, p, "restart_window", Duration::from_secs(60), diags);
+    if let Some(window) = restart_window {
+        if window.is_zero() {
+            let span = t.get("restart_window").map(|v| v.span()).unwrap_or(0..0);
+            diags.error(&span, &join(p, "restart_window"), "must be longer than 0s");
+        }
+    }
+    let on_failure = parse_on_failure(t, p, diags);
+    let stop_signal = get_signal(t, p, "stop_signal", Signal::SIGTERM, diags);
+    let stop_timeout = get_duration(t, p, "stop_timeout", Duration::from_secs(10), diags);
+    let depends_on = parse_depends_on(t, p, diags);
+    let required = get_bool(t, p, "required", true, diags);
+    let readiness = parse_probe_block(t, p, "readiness", Duration::from_secs(2), diags);
+    let liveness = parse_probe_block(t, p, "liveness", Duration::from_secs(10), diags);
+    let log = parse_log(t, p, base_dir, diags);
+
+    if let (Some((argv, span)), Some(dir)) = (&command, &directory) {
+        let path_var = environment
+            .get("PATH")
+            .cloned()
+            .or_else(|| host.path_var.clone());
+        if let Err(why) = find_executable(&argv[0], dir.as_deref(), path_var.as_deref()) {
+            // A missing binary is only fatal when the program is started, so
+            // the others still run; at check time it is worth a warning.
+            diags.warn(span, &join(p, "command"), why);
+        }
+    }
+
+    Some(ProgramConfig {
+        name: name.to_string(),
+        command: command?.0,
+        directory: directory?,
+        environment: if env_ok { environment } else { return None },
+        user: user.map(Spanned::into_inner),
+        group: group.map(Spanned::into_inner),
+        umask: umask?,
+        instances: instances?,
+        autostart: autostart?,
+        kind: kind?,
+        restart: restart?,
+        success_codes: success_codes?,
+        start_seconds: start_seconds?,
+        start_timeout: start_timeout?,
+        backoff: backoff?,
+        max_restarts: max_restarts?,
+        restart_window: restart_window.filter(|w| !w.is_zero())?,
+        on_failure: on_failure?,
+        stop_signal: stop_signal?,
+        stop_timeout: stop_timeout?,
+        depends_on: depends_on?,
+        required: required?,
+        readiness: readiness?,
+        liveness: liveness?,
+        log: log?,
+    })
+}
+
+fn parse_on_failure(t: &Table<'_>, p: &str, diags: &mut Diags<'_>) -> Option<OnFailure> {
+    get_choice(
+        t,
+        p,
+        "on_failure",
+        &[
+            ("keep-running", OnFailure::KeepRunning),
+            ("shutdown", OnFailure::Shutdown),
+        ],
+        OnFailure::KeepRunning,
+        diags,
+    )
+}
+
+fn parse_backoff(t: &Table<'_>, p: &str, diags: &mut Diags<'_>) -> Option<BackoffConfig> {
+    let defaults = BackoffConfig::default();
+    let Some(value) = t.get("backoff") else {
+        return Some(defaults);
+    };
+    let bp = join(p, "backoff");
+    let b = expect_table(value, &bp, diags)?;
+    check_keys(b, &bp, &["initial", "max", "multiplier", "jitter"], diags);
+    let initial = get_duration(b, &bp, "initial", defaults.initial, diags);
+    let max = get_duration(b, &bp, "max", defaults.max, diags);
+    let multiplier = get::<f64>(b, &bp, "multiplier", diags)
+        .map(|m| {
+            let v = *m.get_ref();
+            if v.is_finite() && (1.0..=100.0).contains(&v) {
+                Some(v)
+            } else {
+                diags.error(
+                    &m.span(),
+                    &join(&bp, "multiplier"),
+                    format!("{v} is out of range; expected 1.0 to 100.0"),
+                );
+                None
+            }
+        })
+        .unwrap_or(if b.contains_key("multiplier") {
+            None
+        } else {
+            Some(defaults.multiplier)
+        });
+    let jitter = get::<f64>(b, &bp, "jitter", diags)
+        .map(|j| {
+            let v = *j.get_ref();
+            if v.is_finite() && (0.0..=1.0).contains(&v) {
+                Some(v)
+            } else {
+                diags.error(
+                    &j.span(),
+                    &join(&bp, "jitter"),
+                    format!("{v} is out of range; expected 0.0 to 1.0"),
+                );
+                None
+            }
+        })
+        .unwrap_or(if b.contains_key("jitter") {
+            None
+        } else {
+            Some(defaults.jitter)
+        });
+    if let (Some(initial), Some(max)) = (initial, max) {
+        if max < initial {
+            let span = b
+                .get("max")
+                .map(|v| v.span())
+                .unwrap_or_else(|| value.span());
+            diags.error(
+                &span,
+                &join(&bp, "max"),
+                format!(
+                    "max ({}) is shorter than initial ({})",
+                    humantime::format_duration(max),
+                    humantime::format_duration(initial)
+                ),
+            );
+            return None;
+        }
+    }
+    Some(BackoffConfig {
+        initial: initial?,
+        max: max?,
+        multiplier: multiplier?,
+        jitter: jitter?,
+    })
+}
+
+/// `depends_on` as `["db"]` (meaning "ready") or `{ db = "ready" }`.
+fn parse_depends_on(
+    t: &Table<'_>,
+    p: &str,
+    diags: &mut Diags<'_>,
+) -> Option<Vec<(String, DependencyCondition)>> {
+    let Some(value) = t.get("depends_on") else {
+        return Some(Vec::new());
+    };
+    let key = join(p, "depends_on");
+    let mut out = Vec::new();
+    let mut ok = true;
+    match value.get_ref() {
+        DeValue::Array(items) => {
+            for item in items {
+                match item.get_ref().as_str() {
+                    Some(name) => out.push((name.to_string(), DependencyCondition::Ready)),
+                    None => {
+                        diags.error(
+                            &item.span(),
+                            &key,
+                            format!(
+                                "expected a program name, found {}",
+                                item.get_ref().type_str()
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+        DeValue::Table(map) => {
+            for (name, cond) in map {
+                let parsed = match cond.get_ref().as_str() {
+                    Some("started") => Some(DependencyCondition::Started),
+                    Some("ready") => Some(DependencyCondition::Ready),
+                    Some("completed") => Some(DependencyCondition::Completed),
+                    _ => None,
+                };
+                match parsed {
+                    Some(c) => out.push((name.get_ref().to_string(), c)),
+                    None => {
+                        diags.error(
+                            &cond.span(),
+                            &join(&key, name.get_ref()),
+                            "invalid condition; expected one of: started, ready, completed",
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+        other => {
+            diags.error(
+                &value.span(),
+                &key,
+                format!(
+                    "expected an array of program names or a table of conditions, found {}",
+                    other.type_str()
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(out)
+}
+
+const PROBE_KINDS: &[&str] = &["http", "tcp", "exec", "notify", "log"];
+
+fn parse_probe_block(
+    t: &Table<'_>,
+    p: &str,
+    block: &str,
+    default_interval: Duration,
+    diags: &mut Diags<'_>,
+) -> Option<Option<ProbeConfig>> {
+    let Some(value) = t.get(block) else {
+        return Some(None);
+    };
+    let bp = join(p, block);
+    let b = expect_table(value, &bp, diags)?;
+    let mut known: Vec<&str> = PROBE_KINDS.to_vec();
+    known.extend([
+        "interval",
+        "timeout",
+        "failure_threshold",
+        "success_threshold",
+        "initial_delay",
+    ]);
+    check_keys(b, &bp, &known, diags);
+    let present: Vec<&str> = PROBE_KINDS
+        .iter()
+        .copied()
+        .filter(|k| b.contains_key(*k))
+        .collect();
+    if present.len() != 1 {
+        let message = if present.is_empty() {
+            "needs exactly one probe kind: http, tcp, exec, notify or log".to_string()
+        } else {
+            format!(
+                "more than one probe kind ({}); choose exactly one",
+                present.join(", ")
+            )
+        };
+        diags.error(&value.span(), &bp, message);
+        return None;
+    }
+    let kind = match present[0] {
+        "http" => get::<String>(b, &bp, "http", diags).and_then(|url| {
+            if url.get_ref().starts_with("http://") && url.get_ref().len() > "http://".len() {
+                Some(ProbeKind::Http(url.into_inner()))
+            } else {
+                diags.error(
+                    &url.span(),
+                    &join(&bp, "http"),
+                    format!(
+                        "invalid URL \"{}\"; expected http://HOST:PORT/PATH",
+                        url.get_ref()
+                    ),
+                );
+                None
+            }
+        }),
+        "tcp" => get::<String>(b, &bp, "tcp", diags).and_then(|addr| {
+            match addr.get_ref().rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Some(ProbeKind::Tcp(addr.into_inner()))
+                }
+                _ => {
+                    diags.error(
+                        &addr.span(),
+                        &join(&bp, "tcp"),
+                        format!("invalid address \"{}\"; expected HOST:PORT", addr.get_ref()),
+                    );
+                    None
+                }
+            }
+        }),
+        "exec" => get::<Vec<String>>(b, &bp, "exec", diags).and_then(|argv| {
+            if argv.get_ref().first().is_some_and(|a| !a.is_empty()) {
+                Some(ProbeKind::Exec(argv.into_inner()))
+            } else {
+                diags.error(&argv.span(), &join(&bp, "exec"), "command is empty");
+                None
+            }
+        }),
+        "notify" => get::<bool>(b, &bp, "notify", diags).and_then(|on| {
+            if *on.get_ref() {
+                Some(ProbeKind::Notify)
+            } else {
+                diags.error(
+                    &on.span(),
+                    &join(&bp, "notify"),
+                    "notify = false is not a probe; remove the block instead",
+                );
+                None
+            }
+        }),
+        _ => get::<String>(b, &bp, "log", diags).and_then(|pattern| {
+            if pattern.get_ref().is_empty() {
+                diags.error(&pattern.span(), &join(&bp, "log"), "pattern is empty");
+                None
+            } else {
+                Some(ProbeKind::Log(pattern.into_inner()))
+            }
+        }),
+    };
+    let interval = get_duration(b, &bp, "interval", default_interval, diags);
+    let timeout = get_duration(b, &bp, "timeout", Duration::from_secs(1), diags);
+    let failure_threshold = get_u32(b, &bp, "failure_threshold", 1..=1000, 3, diags);
+    let success_threshold = get_u32(b, &bp, "success_threshold", 1..=1000, 1, diags);
+    let initial_delay = get_duration(b, &bp, "initial_delay", Duration::ZERO, diags);
+    for (key, d) in [("interval", interval), ("timeout", timeout)] {
+        if d.is_some_and(|d| d.is_zero()) {
+            let span = b.get(key).map(|v| v.span()).unwrap_or_else(|| value.span());
+            diags.error(&span, &join(&bp, key), "must be longer than 0s");
+            return None;
+        }
+    }
+    Some(Some(ProbeConfig {
+        kind: kind?,
+        interval: interval?,
+        timeout: timeout?,
+        failure_threshold: failure_threshold?,
+        success_threshold: success_threshold?,
+        initial_delay: initial_delay?,
+    }))
+}
+
+fn parse_log(t: &Table<'_>, p: &str, base_dir: &Path, diags: &mut Diags<'_>) -> Option<LogMode> {
+    let Some(value) = t.get("log") else {
+        return Some(LogMode::Inherit);
+    };
+    let bp = join(p, "log");
+    let b = expect_table(value, &bp, diags)?;
+    check_keys(b, &bp, &["mode", "file", "max_size", "keep"], diags);
+    #[derive(Clone, Copy, PartialEq)]
+    enum M {
+        Inherit,
+        File,
+        Discard,
+    }
+    let mode = get_choice(
+        b,
+        &bp,
+        "mode",
+        &[
+            ("inherit", M::Inherit),
+            ("file", M::File),
+            ("discard", M::Discard),
+        ],
+        M::Inherit,
+        diags,
+    )?;
+    let file = get::<String>(b, &bp, "file", diags);
+    let max_size = match get::<String>(b, &bp, "max_size", diags) {
+        Some(text) => match parse_size(text.get_ref()) {
+            Ok(size) if size >= 1024 => Some(size),
+            Ok(_) => {
+                diags.error(
+                    &text.span(),
+                    &join(&bp, "max_size"),
+                    "must be at least 1KiB",
+                );
+                None
+            }
+            Err(why) => {
+                diags.error(&text.span(), &join(&bp, "max_size"), why);
+                None
+            }
+        },
+        None if b.contains_key("max_size") => None,
+        None => Some(10_000_000),
+    };
+    let keep = get_u32(b, &bp, "keep", 0..=1000, 5, diags);
+    match mode {
+        M::Inherit | M::Discard => {
+            for key in ["file", "max_size", "keep"] {
+                if let Some(v) = b.get(key) {
+                    diags.error(
+                        &v.span(),
+                        &join(&bp, key),
+                        "only applies with mode = \"file\"",
+                    );
+                }
+            }
+            Some(if mode == M::Inherit {
+                LogMode::Inherit
+            } else {
+                LogMode::Discard
+            })
+        }
+        M::File => {
+            let Some(file) = file else {
+                if !b.contains_key("file") {
+                    diags.error(&value.span(), &bp, "mode = \"file\" needs `file`");
+                }
+                return None;
+            };
+            if file.get_ref().is_empty() {
+                diags.error(&file.span(), &join(&bp, "file"), "must not be empty");
+                return None;
+            }
+            Some(LogMode::File {
+                path: base_dir.join(file.get_ref()),
+                max_size: max_size?,
+                keep: keep?,
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// [group.NAME]
+
+fn parse_group(name: &str, t: &Table<'_>, diags: &mut Diags<'_>) -> Option<GroupConfig> {
+    let p = format!("group.{name}");
+    let p = p.as_str();
+    check_keys(
+        t,
+        p,
+        &[
+            "programs",
+            "strategy",
+            "max_restarts",
+            "restart_window",
+            "on_failure",
+        ],
+        diags,
+    );
+    let programs = match get::<Vec<String>>(t, p, "programs", diags) {
+        Some(list) if list.get_ref().is_empty() => {
+            diags.error(
+                &list.span(),
+                &join(p, "programs"),
+                "must list at least one program",
+            );
+            None
+        }
+        Some(list) => Some(list.into_inner()),
+        None => {
+            if !t.contains_key("programs") {
+                let span = t.keys().next().map(|k| k.span()).unwrap_or(0..0);
+                diags.error(&span, p, "missing key `programs`");
+            }
+            None
+        }
+    };
+    let strategy = get_choice(
+        t,
+        p,
+        "strategy",
+        &[
+            ("one_for_one", GroupStrategy::OneForOne),
+            ("one_for_all", GroupStrategy::OneForAll),
+            ("rest_for_one", GroupStrategy::RestForOne),
+        ],
+        GroupStrategy::OneForOne,
+        diags,
+    );
+    let max_restarts = match get_u32(t, p, "max_restarts", 0..=u32::MAX, 0, diags) {
+        Some(v) if t.contains_key("max_restarts") => Some(Some(v)),
+        Some(_) => Some(None),
+        None => None,
+    };
+    let restart_window = get_duration(t, p, "restart_window", Duration::from_secs(60), diags);
+    let on_failure = parse_on_failure(t, p, diags);
+    Some(GroupConfig {
+        name: name.to_string(),
+        programs: programs?,
+        strategy: strategy?,
+        max_restarts: max_restarts?,
+        restart_window: restart_window?,
+        on_failure: on_failure?,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Cross-references: dependencies and groups
+
+fn value_span(root: &Table<'_>, path: &[&str]) -> Range<usize> {
+    let mut current: Option<&Value<'_>> = None;
+    let mut table = Some(root);
+    let mut span = 0..0;
+    for key in path {
+        let Some(t) = table else { break };
+        match t.get_key_value(*key) {
+            Some((k, v)) => {
+                span = if current.is_none() {
+                    k.span()
+                } else {
+                    v.span()
+                };
+                current = Some(v);
+                table = v.get_ref().as_table();
+            }
+            None => break,
+        }
+    }
+    span
+}
+
+fn check_cross_references(
+    root: &Table<'_>,
+    programs: &[(Range<usize>, ProgramConfig)],
+    groups: &[(Range<usize>, GroupConfig)],
+    declared: &HashMap<String, Range<usize>>,
+    diags: &mut Diags<'_>,
+) {
+    let by_name: HashMap<&str, &ProgramConfig> =
+        programs.iter().map(|(_, p)| (p.name.as_str(), p)).collect();
+    for (_, program) in programs {
+        let mut seen = BTreeSet::new();
+        for (dep, condition) in &program.depends_on {
+            let span = dep_span(root, &program.name, dep);
+            let key = format!("program.{}.depends_on", program.name);
+            if !seen.insert(dep.as_str()) {
+                diags.error(&span, &key, format!("\"{dep}\" is listed twice"));
+            }
+            if dep == &program.name {
+                diags.error(&span, &key, format!("dependency cycle: {dep} -> {dep}"));
+                continue;
+            }
+            match by_name.get(dep.as_str()) {
+                Some(target) => {
+                    if *condition == DependencyCondition::Completed
+                        && target.kind != ProgramKind::Oneshot
+                    {
+                        diags.error(
+                            &span,
+                            &key,
+                            format!("\"{dep}\" is a service and never completes; \"completed\" needs type = \"oneshot\""),
+                        );
+                    }
+                }
+                None if declared.contains_key(dep) => {}
+                None => {
+                    let names: Vec<&str> = declared.keys().map(String::as_str).collect();
+                    let hint = did_you_mean(dep, &names)
+                        .map(|h| format!(" (did you mean \"{h}\"?)"))
+                        .unwrap_or_default();
+                    diags.error(&span, &key, format!("unknown program \"{dep}\"{hint}"));
+                }
+            }
+        }
+    }
+    let mut owner: HashMap<&str, &str> = HashMap::new();
+    for (_, group) in groups {
+        for name in &group.programs {
+            let span = value_span(root, &["group", &group.name, "programs"]);
+            let key = format!("group.{}.programs", group.name);
+            if !declared.contains_key(name) {
+                diags.error(&span, &key, format!("unknown program \"{name}\""));
+            }
+            if let Some(previous) = owner.insert(name, &group.name) {
+                if previous == group.name {
+                    diags.error(&span, &key, format!("\"{name}\" is listed twice"));
+                } else {
+                    diags.error(
+                        &span,
+                        &key,
+                        format!("program \"{name}\" is already in group \"{previous}\"; a program belongs to at most one group"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn dep_span(root: &Table<'_>, program: &str, dep: &str) -> Range<usize> {
+    let base = ["program", program, "depends_on"];
+    let whole = value_span(root, &base);
+    let Some(value) = root
+        .get("program")
+        .and_then(|v| v.get_ref().as_table())
+        .and_then(|t| t.get(program))
+        .and_then(|v| v.get_ref().as_table())
+        .and_then(|t| t.get("depends_on"))
+    else {
+        return whole;
+    };
+    match value.get_ref() {
+        DeValue::Array(items) => items
+            .iter()
+            .find(|i| i.get_ref().as_str() == Some(dep))
+            .map(|i| i.span())
+            .unwrap_or(whole),
+        DeValue::Table(map) => map
+            .get_key_value(dep)
+            .map(|(k, _)| k.span())
+            .unwrap_or(whole),
+        _ => whole,
+    }
+}
+
+/// Topological order (dependencies first, file order between independent
+/// programs). A cycle is reported once with its path.
+fn dependency_order(
+    programs: &[(Range<usize>, ProgramConfig)],
+    root: &Table<'_>,
+    diags: &mut Diags<'_>,
+) -> Option<Vec<String>> {
+    let index: HashMap<&str, usize> = programs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| (p.name.as_str(), i))
+        .collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let mut marks = vec![Mark::New; programs.len()];
+    let mut order = Vec::with_capacity(programs.len());
+
+    fn visit(
+        i: usize,
+        programs: &[(Range<usize>, ProgramConfig)],
+        index: &HashMap<&str, usize>,
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+        order: &mut Vec<String>,
+    ) -> Result<(), Vec<usize>> {
+        match marks[i] {
+            Mark::Done => return Ok(()),
+            Mark::Active => {
+                let start = stack.iter().position(|&s| s == i).unwrap_or(0);
+                let mut cycle = stack[start..].to_vec();
+                cycle.push(i);
+                return Err(cycle);
+            }
+            Mark::New => {}
+        }
+        marks[i] = Mark::Active;
+        stack.push(i);
+        for (dep, _) in &programs[i].1.depends_on {
+            if dep == &programs[i].1.name {
+                continue; // reported as a self-cycle already
+            }
+            if let Some(&j) = index.get(dep.as_str()) {
+                visit(j, programs, index, marks, stack, order)?;
+            }
+        }
+        stack.pop();
+        marks[i] = Mark::Done;
+        order.push(programs[i].1.name.clone());
+        Ok(())
+    }
+
+    for i in 0..programs.len() {
+        let mut stack = Vec::new();
+        if let Err(cycle) = visit(i, programs, &index, &mut marks, &mut stack, &mut order) {
+            let names: Vec<&str> = cycle.iter().map(|&c| programs[c].1.name.as_str()).collect();
+            let first = names[0];
+            let span = dep_span(root, first, names.get(1).copied().unwrap_or(first));
+            diags.error(
+                &span,
+                &format!("program.{first}.depends_on"),
+                format!("dependency cycle: {}", names.join(" -> ")),
+            );
+            return None;
+        }
+    }
+    Some(order)
+}
+
+// ---------------------------------------------------------------------------
+// Environment files, users, executables
+
+/// `KEY=VALUE` lines; blank lines and `#` comments are skipped, an optional
+/// `export ` prefix and one pair of surrounding quotes are removed.
+pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
+    let mut vars = Vec::new();
+    for (number, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+        let Some((key, value)) = line.split_once('=') else {
+            return Err((number + 1, "expected KEY=VALUE".into()));
+        };
+        let key = key.trim();
+        let valid_key = !key.is_empty()
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !key.starts_with(|c: char| c.is_ascii_digit());
+        if !valid_key {
+            return Err((number + 1, format!("invalid variable name {key:?}")));
+        }
+        let value = value.trim();
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+            .unwrap_or(value);
+        vars.push((key.to_string(), unquoted.to_string()));
+    }
+    Ok(vars)
+}
+
+pub fn resolve_user(name: &str) -> Option<nix::unistd::User> {
+    match name.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten(),
+        Err(_) => nix::unistd::User::from_name(name).ok().flatten(),
+    }
+}
+
+pub fn resolve_group(name: &str) -> Option<nix::unistd::Group> {
+    match name.parse::<u32>() {
+        Ok(gid) => nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+            .ok()
+            .flatten(),
+        Err(_) => nix::unistd::Group::from_name(name).ok().flatten(),
+    }
+}
+
+/// Where `exec` would find `program`, mirroring execvp: a name with a slash is
+/// a path (relative to the working directory), anything else is searched in
+/// PATH.
+pub fn find_executable(
+    program: &str,
+    directory: Option<&Path>,
+    path_var: Option<&str>,
+) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let check = |candidate: &Path| -> Result<(), String> {
+        let meta = std::fs::metadata(candidate)
+            .map_err(|e| format!("\"{}\": {}", candidate.display(), io_reason(&e)))?;
+        if meta.is_dir() {
+            return Err(format!("\"{}\" is a directory", candidate.display()));
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(format!("\"{}\" is not executable", candidate.display()));
+        }
+        Ok(())
+    };
+    if program.contains('/') {
+        let candidate = match directory {
+            Some(dir) if !program.starts_with('/') => dir.join(program),
+            _ => PathBuf::from(program),
+        };
+        return check(&candidate).map(|()| candidate);
+    }
+    let search = path_var.unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    for dir in search.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(program);
+        if check(&candidate).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    Err(format!("command \"{program}\" not found in PATH"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,34 @@
+//! kelpie: a process supervisor.
+//!
+//! ```text
+//!  signals (tokio) ──► Supervisor actor ── owns config, dependency gating, shutdown
+//!                          │ spawn_linked
+//!                 ┌────────┼────────┐
+//!              Program  Program  Program    one actor per instance, pure state machine
+//!                 │
+//!                 ├─ Reaper (one owner of every wait): exit → Program
+//!                 └─ output pumps: pipe → lines → relay / file, tail
+//! ```
+//!
+//! - `config`: supervisor.toml → validated `Config`, every error with a location
+//! - `state`, `backoff`: the pure lifecycle and restart arithmetic
+//! - `process`, `reaper`: the OS boundary (spawn, signal, wait)
+//! - `program`, `supervisor`: the actors
+//! - `output`: program stdout/stderr handling
+//! - `logging`, `signals`, `cli`, `app`: plumbing
+
+pub mod app;
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod output;
+pub mod process;
+pub mod program;
+pub mod reaper;
+pub mod signals;
+pub mod state;
+pub mod supervisor;
+
+/// sysexits: the config is invalid.
+pub const EXIT_CONFIG: i32 = 78;

@@ -1,0 +1,7 @@
+use clap::Parser;
+
+fn main() {
+    let cli = kelpie::cli::Cli::parse();
+    let code = kelpie::app::dispatch(cli);
+    std::process::exit(code);
+}

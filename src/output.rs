@@ -1,0 +1,591 @@
+//! Program output: pipes → lines → relay to kelpie's stdout, a bounded
+//! in-memory tail per program, and rotated log files.
+//!
+//! Memory stays bounded everywhere: a pump holds at most one partial line
+//! (≤ 16 KiB) between reads, the tail keeps ≤ 1000 lines / 256 KiB per
+//! program, and the relay queue is a bounded channel. When kelpie's stdout
+//! is slow the queue fills, pumps wait on it, stop reading their pipes, and
+//! the kernel blocks the writing child: back-pressure, not loss.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{LogMode, ProgramConfig};
+
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+pub const TAIL_LINES: usize = 1000;
+pub const TAIL_BYTES: usize = 256 * 1024;
+const RELAY_QUEUE: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayFormat {
+    Text,
+    Json,
+}
+
+/// The single writer of relayed lines to kelpie's stdout. A dedicated thread
+/// does the (blocking) writes so a stalled terminal never blocks the
+/// runtime's workers.
+#[derive(Clone)]
+pub struct Relay {
+    queue: mpsc::Sender<String>,
+    format: RelayFormat,
+}
+
+pub struct RelayHandle {
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    pub fn start(format: RelayFormat) -> io::Result<(Relay, RelayHandle)> {
+        let (queue, mut rx) = mpsc::channel::<String>(RELAY_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("kelpie-relay".into())
+            .spawn(move || {
+                let stdout = io::stdout();
+                while let Some(first) = rx.blocking_recv() {
+                    let mut out = stdout.lock();
+                    // Write errors (a closed stdout) must not stop draining,
+                    // or every child would block on its pipe.
+                    let _ = out.write_all(first.as_bytes());
+                    while let Ok(next) = rx.try_recv() {
+                        let _ = out.write_all(next.as_bytes());
+                    }
+                    let _ = out.flush();
+                }
+            })?;
+        Ok((
+            Relay { queue, format },
+            RelayHandle {
+                thread: Some(thread),
+            },
+        ))
+    }
+}
+
+impl RelayHandle {
+    /// Waits until every queued line is written. Call after all senders
+    /// are gone.
+    pub fn finish(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One line of program output, as kept in the tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailLine {
+    pub instance: u32,
+    pub stream: Stream,
+    pub line: String,
+}
+
+#[derive(Default)]
+pub struct Tail {
+    lines: VecDeque<TailLine>,
+    bytes: usize,
+}
+
+impl Tail {
+    pub fn push(&mut self, line: TailLine) {
+        self.bytes += line.line.len();
+        self.lines.push_back(line);
+        while self.lines.len() > TAIL_LINES || self.bytes > TAIL_BYTES {
+            match self.lines.pop_front() {
+                Some(old) => self.bytes -= old.line.len(),
+                None => break,
+            }
+        }
+    }
+
+    pub fn lines(&self) -> impl Iterator<Item = &TailLine> {
+        self.lines.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// A log file rotated by size: `web.log` → `web.log.1` → … → `web.log.N`.
+pub struct RotatingFile {
+    path: PathBuf,
+    max_size: u64,
+    keep: u32,
+    file: Option<File>,
+    size: u64,
+}
+
+impl RotatingFile {
+    pub fn new(path: PathBuf, max_size: u64, keep: u32) -> Self {
+        Self {
+            path,
+            max_size,
+            keep,
+            file: None,
+            size: 0,
+        }
+    }
+
+    fn open(&mut self) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)?;
+                }
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.size = file.metadata()?.len();
+            self.file = Some(file);
+        }
+        match self.file.as_mut() {
+            Some(file) => Ok(file),
+            None => Err(io::Error::other("log file not open")),
+        }
+    }
+
+    fn numbered(&self, n: u32) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file = None;
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path).or_else(ignore_missing)?;
+        } else {
+            std::fs::remove_file(self.numbered(self.keep)).or_else(ignore_missing)?;
+            for n in (1..self.keep).rev() {
+                std::fs::rename(self.numbered(n), self.numbered(n + 1)).or_else(ignore_missing)?;
+            }
+            std::fs::rename(&self.path, self.numbered(1)).or_else(ignore_missing)?;
+        }
+        self.size = 0;
+        Ok(())
+    }
+
+    pub fn write_line(&mut self, line: &str) -> io::Result<()> {
+        let len = line.len() as u64 + 1;
+        self.open()?;
+        if self.size > 0 && self.size + len > self.max_size {
+            self.rotate()?;
+        }
+        let file = self.open()?;
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+        file.write_all(&buf)?;
+        self.size += len;
+        Ok(())
+    }
+}
+
+fn ignore_missing(err: io::Error) -> io::Result<()> {
+    if err.kind() == io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+enum Destination {
+    Relay(Relay),
+    File(Mutex<RotatingFile>),
+    Discard,
+}
+
+/// Where one program's output goes; shared by its instances.
+pub struct ProgramOutput {
+    program: String,
+    destination: Destination,
+    tail: Mutex<Tail>,
+}
+
+impl ProgramOutput {
+    pub fn new(program: &ProgramConfig, relay: &Relay) -> Self {
+        let destination = match &program.log {
+            LogMode::Inherit => Destination::Relay(relay.clone()),
+            LogMode::File {
+                path,
+                max_size,
+                keep,
+            } => Destination::File(Mutex::new(RotatingFile::new(
+                path.clone(),
+                *max_size,
+                *keep,
+            ))),
+            LogMode::Discard => Destination::Discard,
+        };
+        Self {
+            program: program.name.clone(),
+            destination,
+            tail: Mutex::new(Tail::default()),
+        }
+    }
+
+    /// Whether the instance's stdout/stderr need pipes at all.
+    pub fn wants_pipes(&self) -> bool {
+        !matches!(self.destination, Destination::Discard)
+    }
+
+    pub fn tail(&self) -> MutexGuard<'_, Tail> {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn deliver(&self, instance: u32, stream: Stream, line: String) {
+        match &self.destination {
+            Destination::Relay(relay) => {
+                let record = format_relay(relay.format, &self.program, instance, stream, &line);
+                // Waiting here is the back-pressure: the pump stops reading
+                // until the writer catches up.
+                let _ = relay.queue.send(record).await;
+            }
+            Destination::File(file) => {
+                let result = file
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .write_line(&line);
+                if let Err(err) = result {
+                    tracing::warn!(
+                        event = "log_write_failed",
+                        program = %self.program,
+                        error = %err,
+                        "cannot write program output to its log file"
+                    );
+                }
+            }
+            Destination::Discard => {}
+        }
+        self.tail().push(TailLine {
+            instance,
+            stream,
+            line,
+        });
+    }
+}
+
+pub fn format_relay(
+    format: RelayFormat,
+    program: &str,
+    instance: u32,
+    stream: Stream,
+    line: &str,
+) -> String {
+    match format {
+        RelayFormat::Text => format!("{program}:{instance} | {line}\n"),
+        RelayFormat::Json => {
+            let record = serde_json::json!({
+                "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+                "level": "INFO",
+                "event": "program_output",
+                "program": program,
+                "instance": instance,
+                "stream": stream.as_str(),
+                "line": line,
+            });
+            let mut text = record.to_string();
+            text.push('\n');
+            text
+        }
+    }
+}
+
+/// Splits a byte stream into lines of at most `MAX_LINE_BYTES`.
+#[derive(Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    pub fn feed(&mut self, mut chunk: &[u8], lines: &mut Vec<String>) {
+        while !chunk.is_empty() {
+            if self.partial.len() >= MAX_LINE_BYTES {
+                // A full line is flushed when more data arrives; a newline
+                // right at the limit belongs to it rather than starting an
+                // empty line.
+                if chunk[0] == b'\n' {
+                    chunk = &chunk[1..];
+                }
+                lines.push(self.take());
+                continue;
+            }
+            let room = MAX_LINE_BYTES - self.partial.len();
+            let window = &chunk[..chunk.len().min(room)];
+            match window.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.partial.extend_from_slice(&window[..i]);
+                    lines.push(self.take());
+                    chunk = &chunk[i + 1..];
+                }
+                None => {
+                    self.partial.extend_from_slice(window);
+                    chunk = &chunk[window.len()..];
+                }
+            }
+        }
+    }
+
+    /// The unterminated rest at end of stream.
+    pub fn finish(&mut self) -> Option<String> {
+        (!self.partial.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> String {
+        let bytes = std::mem::take(&mut self.partial);
+        let mut text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+        };
+        if text.ends_with('\r') {
+            text.pop();
+        }
+        text
+    }
+}
+
+/// Counts running pumps so that shutdown can wait, bounded, for the last
+/// lines stopped programs wrote.
+#[derive(Clone)]
+pub struct PumpTracker {
+    active: Arc<watch::Sender<usize>>,
+}
+
+struct PumpGuard(PumpTracker);
+
+impl Drop for PumpGuard {
+    fn drop(&mut self) {
+        self.0.active.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Default for PumpTracker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PumpTracker {
+    pub fn new() -> Self {
+        let (active, _) = watch::channel(0);
+        Self {
+            active: Arc::new(active),
+        }
+    }
+
+    /// Spawns a pump task that is counted until it ends.
+    pub fn spawn(
+        &self,
+        reader: pipe::Receiver,
+        output: Arc<ProgramOutput>,
+        instance: u32,
+        stream: Stream,
+    ) {
+        self.active.send_modify(|n| *n += 1);
+        let guard = PumpGuard(self.clone());
+        tokio::spawn(async move {
+            pump(reader, output, instance, stream).await;
+            drop(guard);
+        });
+    }
+
+    pub async fn wait_idle(&self, limit: std::time::Duration) {
+        let mut rx = self.active.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n == 0)).await;
+    }
+}
+
+/// Reads one pipe until EOF, delivering each line. Runs as its own task: it
+/// outlives the instance if a grandchild keeps the pipe open, and ends when
+/// the last writer closes it.
+async fn pump(reader: pipe::Receiver, output: Arc<ProgramOutput>, instance: u32, stream: Stream) {
+    let mut splitter = LineSplitter::default();
+    loop {
+        let mut lines = Vec::new();
+        if reader.readable().await.is_err() {
+            break;
+        }
+        // The read buffer lives only between awaits, so an idle pump holds
+        // no buffer at all (1000 idle programs would otherwise pin 32 MiB).
+        let eof = {
+            let mut chunk = vec![0u8; 16 * 1024];
+            match reader.try_read(&mut chunk) {
+                Ok(0) => true,
+                Ok(n) => {
+                    splitter.feed(&chunk[..n], &mut lines);
+                    false
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => true,
+            }
+        };
+        for line in lines {
+            output.deliver(instance, stream, line).await;
+        }
+        if eof {
+            break;
+        }
+    }
+    if let Some(rest) = splitter.finish() {
+        output.deliver(instance, stream, rest).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_and_keeps_partials() {
+        let mut s = LineSplitter::default();
+        let mut lines = Vec::new();
+        s.feed(b"one\ntw", &mut lines);
+        s.feed(b"o\r\nthree", &mut lines);
+        assert_eq!(lines, vec!["one", "two"]);
+        assert_eq!(s.finish().as_deref(), Some("three"));
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn overlong_lines_are_split_at_the_limit() {
+        let mut s = LineSplitter::default();
+        let mut lines = Vec::new();
+        let long = vec![b'x'; MAX_LINE_BYTES * 2 + 10];
+        s.feed(&long, &mut lines);
+        s.feed(b"\n", &mut lines);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[1].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[2].len(), 10);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_is_one_line() {
+        let mut s = LineSplitter::default();
+        let mut lines = Vec::new();
+        let mut data = vec![b'y'; MAX_LINE_BYTES];
+        data.push(b'\n');
+        s.feed(&data, &mut lines);
+        s.feed(b"next\n", &mut lines);
+        assert_eq!(
+            lines.len(),
+            2,
+            "no empty line after a line of exactly the limit"
+        );
+        assert_eq!(lines[0].len(), MAX_LINE_BYTES);
+        assert_eq!(lines[1], "next");
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_dropped() {
+        let mut s = LineSplitter::default();
+        let mut lines = Vec::new();
+        s.feed(b"ok \xff\xfe end\n", &mut lines);
+        assert_eq!(lines, vec!["ok \u{fffd}\u{fffd} end"]);
+    }
+
+    #[test]
+    fn tail_is_bounded_by_lines_and_bytes() {
+        let mut tail = Tail::default();
+        for i in 0..(TAIL_LINES + 50) {
+            tail.push(TailLine {
+                instance: 0,
+                stream: Stream::Stdout,
+                line: format!("line {i}"),
+            });
+        }
+        assert_eq!(tail.len(), TAIL_LINES);
+        assert_eq!(
+            tail.lines().next().map(|l| l.line.as_str()),
+            Some("line 50")
+        );
+        let mut tail = Tail::default();
+        for _ in 0..100 {
+            tail.push(TailLine {
+                instance: 0,
+                stream: Stream::Stderr,
+                line: "z".repeat(MAX_LINE_BYTES),
+            });
+        }
+        assert!(tail.bytes() <= TAIL_BYTES);
+        assert_eq!(tail.len(), TAIL_BYTES / MAX_LINE_BYTES);
+    }
+
+    #[test]
+    fn json_relay_records_carry_program_instance_stream_line() {
+        let text = format_relay(
+            RelayFormat::Json,
+            "web",
+            2,
+            Stream::Stderr,
+            "he said \"hi\"",
+        );
+        let value: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(value["program"], "web");
+        assert_eq!(value["instance"], 2);
+        assert_eq!(value["stream"], "stderr");
+        assert_eq!(value["line"], "he said \"hi\"");
+        assert_eq!(
+            format_relay(RelayFormat::Text, "web", 0, Stream::Stdout, "hello"),
+            "web:0 | hello\n"
+        );
+    }
+
+    #[test]
+    fn rotating_file_keeps_n_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let mut file = RotatingFile::new(path.clone(), 100, 2);
+        for i in 0..40 {
+            file.write_line(&format!("line number {i:04}")).unwrap();
+        }
+        let current = std::fs::read_to_string(&path).unwrap();
+        let one = std::fs::read_to_string(dir.path().join("app.log.1")).unwrap();
+        let two = std::fs::read_to_string(dir.path().join("app.log.2")).unwrap();
+        assert!(!dir.path().join("app.log.3").exists());
+        for content in [&current, &one, &two] {
+            assert!(content.len() <= 100, "{} bytes", content.len());
+        }
+        assert!(current.ends_with("line number 0039\n"));
+        // Newest rotated file holds the lines just before the current ones.
+        let last_of_one = one.lines().last().unwrap();
+        let first_of_current = current.lines().next().unwrap();
+        let n1: u32 = last_of_one[12..].parse().unwrap();
+        let n2: u32 = first_of_current[12..].parse().unwrap();
+        assert_eq!(n1 + 1, n2);
+    }
+}

@@ -1,0 +1,204 @@
+//! The OS boundary for starting a program instance: the command line,
+//! environment, working directory, credentials and the clean-up a child
+//! needs between fork and exec.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+use nix::unistd::{Gid, Uid};
+
+use crate::config::ProgramConfig;
+
+/// Variables kelpie's own service manager gave kelpie; a child must not
+/// answer systemd (or inherit sockets) on kelpie's behalf.
+const PRIVATE_VARIABLES: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
+/// Resolved identity to switch to in the child. Looked up in the parent:
+/// NSS lookups allocate and take locks, which is not allowed after fork.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub uid: Uid,
+    pub gid: Gid,
+    pub groups: Vec<Gid>,
+    pub name: String,
+    pub home: std::path::PathBuf,
+}
+
+impl Identity {
+    pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Self>, String> {
+        if user.is_none() && group.is_none() {
+            return Ok(None);
+        }
+        let current = nix::unistd::User::from_uid(nix::unistd::geteuid())
+            .ok()
+            .flatten();
+        let account = match user {
+            Some(name) => Some(
+                crate::config::resolve_user(name)
+                    .ok_or_else(|| format!("unknown user \"{name}\""))?,
+            ),
+            None => current,
+        };
+        let gid = match group {
+            Some(name) => {
+                crate::config::resolve_group(name)
+                    .ok_or_else(|| format!("unknown group \"{name}\""))?
+                    .gid
+            }
+            None => account
+                .as_ref()
+                .map(|a| a.gid)
+                .unwrap_or_else(nix::unistd::getegid),
+        };
+        let (uid, name, home) = match &account {
+            Some(a) => (a.uid, a.name.clone(), a.dir.clone()),
+            None => (nix::unistd::geteuid(), String::new(), "/".into()),
+        };
+        let groups = match (&account, user) {
+            (Some(a), Some(_)) => {
+                let cname = std::ffi::CString::new(a.name.as_str())
+                    .map_err(|_| "user name contains NUL".to_string())?;
+                nix::unistd::getgrouplist(&cname, gid)
+                    .map_err(|e| format!("cannot list groups of \"{}\": {e}", a.name))?
+            }
+            _ => vec![gid],
+        };
+        Ok(Some(Self {
+            uid,
+            gid,
+            groups,
+            name,
+            home,
+        }))
+    }
+}
+
+/// Everything needed to exec one instance.
+pub struct Launch<'a> {
+    pub program: &'a ProgramConfig,
+    pub index: u32,
+    pub identity: Option<&'a Identity>,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+}
+
+/// Builds the command. The child gets its own process group, an empty
+/// signal mask, the configured umask and credentials, and no file
+/// descriptors beyond 0/1/2.
+pub fn command(launch: Launch<'_>) -> Command {
+    let program = launch.program;
+    let mut cmd = Command::new(&program.command[0]);
+    cmd.args(&program.command[1..]);
+    for name in PRIVATE_VARIABLES {
+        cmd.env_remove(name);
+    }
+    if let Some(identity) = launch.identity {
+        if !identity.name.is_empty() {
+            cmd.env("USER", &identity.name);
+            cmd.env("LOGNAME", &identity.name);
+            cmd.env("HOME", &identity.home);
+        }
+    }
+    cmd.envs(&program.environment);
+    cmd.env("KELPIE_PROGRAM", &program.name);
+    cmd.env("KELPIE_INSTANCE", launch.index.to_string());
+    if let Some(dir) = &program.directory {
+        cmd.current_dir(dir);
+    }
+    cmd.stdin(Stdio::null());
+    cmd.stdout(launch.stdout);
+    cmd.stderr(launch.stderr);
+    // setpgid(0, 0) runs in the child before the pre_exec hook below.
+    cmd.process_group(0);
+
+    let umask = program.umask;
+    let identity = launch.identity.map(|i| (i.uid, i.gid, i.groups.clone()));
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed. It uses only raw syscalls
+    // (sigprocmask, umask, setgroups/setgid/setuid, close_range, fcntl)
+    // on data prepared before the fork; nothing allocates, locks or touches
+    // the environment. nix converts errors to io::Error without allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            // tokio's signal handling never blocks signals, but a parent of
+            // kelpie may have; the child must start with a clean mask.
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            if let Some(mask) = umask {
+                nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+                    mask as libc::mode_t,
+                ));
+            }
+            if let Some((uid, gid, groups)) = &identity {
+                // Order matters: supplementary groups and gid can only be
+                // changed while still root.
+                nix::unistd::setgroups(groups)?;
+                nix::unistd::setgid(*gid)?;
+                nix::unistd::setuid(*uid)?;
+            }
+            close_inherited_fds();
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Marks every fd above 2 close-on-exec. kelpie opens its own fds with
+/// CLOEXEC, but it may have inherited open fds from whoever started it, and
+/// those must not leak into programs. Closing is wrong here: std reports
+/// exec failures to the parent through a CLOEXEC pipe that must stay open
+/// until exec.
+fn close_inherited_fds() {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes fd flags of this (child) process.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    } == 0;
+    if !done {
+        // Kernels before 5.11: walk a bounded range.
+        for fd in 3..4096 {
+            // SAFETY: F_SETFD on a possibly-closed fd just fails with EBADF.
+            unsafe {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+/// The error a user sees when an instance cannot be started.
+pub fn spawn_error(program: &str, err: &io::Error, directory: Option<&Path>) -> String {
+    let reason = crate::config::io_reason(err);
+    match err.kind() {
+        io::ErrorKind::NotFound => match directory {
+            Some(dir) if !dir.is_dir() => format!(
+                "cannot start: directory \"{}\" does not exist",
+                dir.display()
+            ),
+            _ => format!("cannot start \"{program}\": command not found"),
+        },
+        io::ErrorKind::PermissionDenied => {
+            format!("cannot start \"{program}\": permission denied (not executable?)")
+        }
+        _ => format!("cannot start \"{program}\": {reason}"),
+    }
+}
+
+/// Environment variable names (never values) for logs.
+pub fn env_names(env: &BTreeMap<String, String>) -> String {
+    env.keys().cloned().collect::<Vec<_>>().join(",")
+}

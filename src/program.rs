@@ -1,0 +1,358 @@
+//! The Program actor: one per instance, owning at most one OS process (and
+//! its process group). It runs the pure state machine of `state.rs` and
+//! carries out its actions; it never blocks or sleeps in a handler. Delays
+//! are `send_after` timers tagged with the state machine's generation.
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::net::unix::pipe;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::backoff::Jitter;
+use crate::config::ProgramConfig;
+use crate::output::{ProgramOutput, PumpTracker, Stream};
+use crate::process::{self, Identity, Launch};
+use crate::reaper::Reaper;
+use crate::state::{Action, Event, ExitStatus, Instance, Note, Policy, Snapshot, TimerKind};
+use crate::supervisor::SupervisorMsg;
+
+pub enum ProgramMsg {
+    Start,
+    Stop,
+    Kill,
+    Drain,
+    Block(String),
+    /// Relay a signal (forward_signals) to the group if it runs.
+    Signal(Signal),
+    Exited {
+        pid: i32,
+        status: ExitStatus,
+        group_alive: bool,
+    },
+    GroupGone {
+        pgid: i32,
+    },
+    Timer {
+        kind: TimerKind,
+        generation: u64,
+    },
+}
+
+pub struct ProgramArgs {
+    pub config: Arc<ProgramConfig>,
+    pub index: u32,
+    pub policy: Arc<Policy>,
+    pub reaper: Reaper,
+    pub output: Arc<ProgramOutput>,
+    pub identity: Option<Arc<Identity>>,
+    pub supervisor: ActorRef<SupervisorMsg>,
+    pub pumps: PumpTracker,
+}
+
+pub struct ProgramActor;
+
+type TimerHandle = JoinHandle<Result<(), ractor::MessagingErr<ProgramMsg>>>;
+
+pub struct ProgramState {
+    args: ProgramArgs,
+    instance: Instance,
+    /// The process group of the current or last process, until it is empty.
+    pgid: Option<i32>,
+    timers: Vec<(u64, TimerHandle)>,
+    published: Option<Snapshot>,
+}
+
+impl Drop for ProgramState {
+    /// Runs however the actor ends (stop, kill, panic): a bug in kelpie must
+    /// never leave an unsupervised process group behind. The reaper only
+    /// signals groups it still owns, so this is a no-op after a clean stop.
+    fn drop(&mut self) {
+        if let Some(pgid) = self.pgid {
+            if self.args.reaper.signal_group(pgid, Signal::SIGKILL) {
+                tracing::error!(
+                    event = "program_actor_lost",
+                    program = %self.args.config.name,
+                    instance = self.args.index,
+                    pgid,
+                    "instance actor ended with processes left; killed its process group"
+                );
+            }
+        }
+        for (_, timer) in self.timers.drain(..) {
+            timer.abort();
+        }
+    }
+}
+
+impl Actor for ProgramActor {
+    type Msg = ProgramMsg;
+    type State = ProgramState;
+    type Arguments = ProgramArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<ProgramMsg>,
+        args: ProgramArgs,
+    ) -> Result<ProgramState, ActorProcessingErr> {
+        let seed = Jitter::seed_from(&args.config.instance_name(args.index));
+        let instance = Instance::new(args.policy.clone(), seed);
+        Ok(ProgramState {
+            args,
+            instance,
+            pgid: None,
+            timers: Vec::new(),
+            published: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ProgramMsg>,
+        message: ProgramMsg,
+        state: &mut ProgramState,
+    ) -> Result<(), ActorProcessingErr> {
+        let event = match message {
+            ProgramMsg::Start => Event::Start,
+            ProgramMsg::Stop => Event::Stop,
+            ProgramMsg::Kill => Event::Kill,
+            ProgramMsg::Drain => Event::Drain,
+            ProgramMsg::Block(reason) => Event::Block(reason),
+            ProgramMsg::Signal(signal) => {
+                if let (Some(pgid), Some(_)) = (state.pgid, state.instance.pid()) {
+                    state.args.reaper.signal_group(pgid, signal);
+                }
+                return Ok(());
+            }
+            ProgramMsg::Exited {
+                pid,
+                status,
+                group_alive,
+            } => {
+                if !group_alive && state.pgid == Some(pid) {
+                    state.pgid = None;
+                }
+                Event::Exited {
+                    pid,
+                    status,
+                    group_alive,
+                }
+            }
+            ProgramMsg::GroupGone { pgid } => {
+                if state.pgid != Some(pgid) {
+                    return Ok(());
+                }
+                state.pgid = None;
+                Event::GroupGone
+            }
+            ProgramMsg::Timer { kind, generation } => Event::Timer { kind, generation },
+        };
+        state.apply(&myself, event);
+        Ok(())
+    }
+}
+
+impl ProgramState {
+    fn name(&self) -> String {
+        self.args.config.instance_name(self.args.index)
+    }
+
+    fn apply(&mut self, myself: &ActorRef<ProgramMsg>, event: Event) {
+        let mut queue = VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            let actions = self.instance.step(event, Instant::now());
+            for action in actions {
+                match action {
+                    Action::Spawn => queue.push_back(match self.spawn(myself) {
+                        Ok(pid) => Event::Spawned { pid },
+                        Err(error) => Event::SpawnFailed { error },
+                    }),
+                    Action::SignalGroup(signal) => {
+                        if let Some(pgid) = self.pgid {
+                            self.args.reaper.signal_group(pgid, signal);
+                        }
+                    }
+                    Action::WatchGroup => {
+                        if let Some(pgid) = self.pgid {
+                            let me = myself.clone();
+                            self.args.reaper.watch_group(
+                                pgid,
+                                Box::new(move || {
+                                    let _ = me.cast(ProgramMsg::GroupGone { pgid });
+                                }),
+                            );
+                        } else {
+                            queue.push_back(Event::GroupGone);
+                        }
+                    }
+                    Action::StartTimer {
+                        kind,
+                        after,
+                        generation,
+                    } => {
+                        let timer = myself
+                            .send_after(after, move || ProgramMsg::Timer { kind, generation });
+                        self.timers.push((generation, timer));
+                    }
+                    Action::Emit(note) => self.log(&note),
+                }
+            }
+        }
+        // Timers of past phases would only wake kelpie up to be ignored.
+        let current = self.instance.generation();
+        self.timers.retain(|(generation, handle)| {
+            let keep = *generation == current && !handle.is_finished();
+            if !keep {
+                handle.abort();
+            }
+            keep
+        });
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        let snapshot = self.instance.snapshot();
+        if self.published.as_ref() == Some(&snapshot) {
+            return;
+        }
+        self.published = Some(snapshot.clone());
+        let _ = self.args.supervisor.cast(SupervisorMsg::InstanceChanged {
+            program: self.args.config.name.clone(),
+            index: self.args.index,
+            snapshot,
+        });
+    }
+
+    fn spawn(&mut self, myself: &ActorRef<ProgramMsg>) -> Result<i32, String> {
+        let config = &self.args.config;
+        let piped = self.args.output.wants_pipes();
+        let stdio = || if piped { Stdio::piped() } else { Stdio::null() };
+        let mut command = process::command(Launch {
+            program: config,
+            index: self.args.index,
+            identity: self.args.identity.as_deref(),
+            stdout: stdio(),
+            stderr: stdio(),
+        });
+        let me = myself.clone();
+        let spawned = self.args.reaper.spawn(
+            &mut command,
+            Box::new(move |pid, status, group_alive| {
+                let _ = me.cast(ProgramMsg::Exited {
+                    pid,
+                    status,
+                    group_alive,
+                });
+            }),
+        );
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(err) => {
+                return Err(process::spawn_error(
+                    &config.command[0],
+                    &err,
+                    config.directory.as_deref(),
+                ))
+            }
+        };
+        let pid = child.id() as i32;
+        self.pgid = Some(pid);
+        let pipes = [
+            (child.stdout.take().map(OwnedFd::from), Stream::Stdout),
+            (child.stderr.take().map(OwnedFd::from), Stream::Stderr),
+        ];
+        for (fd, stream) in pipes {
+            let Some(fd) = fd else { continue };
+            match pipe::Receiver::from_owned_fd(fd) {
+                Ok(reader) => {
+                    self.args.pumps.spawn(
+                        reader,
+                        self.args.output.clone(),
+                        self.args.index,
+                        stream,
+                    );
+                }
+                Err(err) => tracing::error!(
+                    event = "output_pipe_failed",
+                    program = %config.name,
+                    instance = self.args.index,
+                    error = %err,
+                    "cannot read program output"
+                ),
+            }
+        }
+        // std's Child neither waits nor kills on drop; the reaper owns it.
+        drop(child);
+        Ok(pid)
+    }
+
+    fn log(&self, note: &Note) {
+        let program = self.args.config.name.as_str();
+        let instance = self.args.index;
+        let name = self.name();
+        let event = note.event_name();
+        match note {
+            Note::Started { pid } => {
+                tracing::info!(event, program, instance, pid, "{name} started (pid {pid})")
+            }
+            Note::Running { pid } => {
+                tracing::info!(event, program, instance, pid, "{name} is running")
+            }
+            Note::SpawnFailed { error } => {
+                tracing::error!(event, program, instance, error = %error, "{name}: {error}")
+            }
+            Note::Exited {
+                pid,
+                status,
+                kind,
+                ran,
+            } => tracing::info!(
+                event,
+                program,
+                instance,
+                pid,
+                status = %status,
+                reason = kind.as_str(),
+                ran_ms = ran.as_millis() as u64,
+                "{name} exited with {status} after {}",
+                humantime::format_duration(std::time::Duration::from_millis(ran.as_millis() as u64))
+            ),
+            Note::RestartScheduled { delay, attempt } => tracing::info!(
+                event,
+                program,
+                instance,
+                delay_ms = delay.as_millis() as u64,
+                attempt,
+                "{name} restarts in {}",
+                humantime::format_duration(std::time::Duration::from_millis(
+                    delay.as_millis() as u64
+                ))
+            ),
+            Note::Completed => tracing::info!(event, program, instance, "{name} completed"),
+            Note::Failed { reason } => {
+                tracing::error!(event, program, instance, reason = %reason, "{name} failed: {reason}")
+            }
+            Note::Stopping { signal } => tracing::info!(
+                event,
+                program,
+                instance,
+                signal = crate::signals::short_name(*signal),
+                "stopping {name} with SIG{}",
+                crate::signals::short_name(*signal)
+            ),
+            Note::StopTimedOut => tracing::warn!(
+                event,
+                program,
+                instance,
+                "{name} did not stop within {}; sending SIGKILL to its process group",
+                humantime::format_duration(self.args.policy.stop_timeout)
+            ),
+            Note::Stopped => tracing::info!(event, program, instance, "{name} stopped"),
+        }
+    }
+}

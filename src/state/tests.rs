@@ -1,0 +1,468 @@
+use super::*;
+
+const PID: i32 = 100;
+
+fn policy(kind: ProgramKind, restart: RestartPolicy) -> Policy {
+    Policy {
+        kind,
+        restart,
+        success_codes: vec![0],
+        start_seconds: Duration::from_secs(1),
+        backoff: BackoffConfig {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            multiplier: 2.0,
+            jitter: 0.0,
+        },
+        max_restarts: 3,
+        restart_window: Duration::from_secs(60),
+        stop_signal: Signal::SIGTERM,
+        stop_timeout: Duration::from_secs(5),
+    }
+}
+
+fn service() -> Policy {
+    policy(ProgramKind::Service, RestartPolicy::Always)
+}
+
+/// Drives an instance with a virtual clock and a fake launcher that hands
+/// out increasing pids.
+struct Rig {
+    inst: Instance,
+    now: Instant,
+    next_pid: i32,
+    spawn_fails: bool,
+    log: Vec<Action>,
+}
+
+impl Rig {
+    fn new(policy: Policy) -> Self {
+        Self {
+            inst: Instance::new(Arc::new(policy), 1),
+            now: Instant::now(),
+            next_pid: PID,
+            spawn_fails: false,
+            log: Vec::new(),
+        }
+    }
+
+    /// Feeds an event and answers `Spawn` actions like the actor does.
+    fn feed(&mut self, event: Event) -> Vec<Action> {
+        let mut all = Vec::new();
+        let mut queue = vec![event];
+        while let Some(ev) = queue.pop() {
+            let actions = self.inst.step(ev, self.now);
+            for action in &actions {
+                if *action == Action::Spawn {
+                    if self.spawn_fails {
+                        queue.push(Event::SpawnFailed {
+                            error: "no such file".into(),
+                        });
+                    } else {
+                        queue.push(Event::Spawned { pid: self.next_pid });
+                        self.next_pid += 1;
+                    }
+                }
+            }
+            all.extend(actions);
+        }
+        self.log.extend(all.clone());
+        all
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+
+    /// Fires the most recent timer of `kind`, as the actor's send_after would.
+    fn fire(&mut self, kind: TimerKind) -> Vec<Action> {
+        let generation = self
+            .log
+            .iter()
+            .rev()
+            .find_map(|a| match a {
+                Action::StartTimer {
+                    kind: k,
+                    generation,
+                    ..
+                } if *k == kind => Some(*generation),
+                _ => None,
+            })
+            .expect("a timer of that kind was started");
+        self.feed(Event::Timer { kind, generation })
+    }
+
+    fn last_timer(&self, kind: TimerKind) -> Option<Duration> {
+        self.log.iter().rev().find_map(|a| match a {
+            Action::StartTimer { kind: k, after, .. } if *k == kind => Some(*after),
+            _ => None,
+        })
+    }
+
+    fn exit(&mut self, status: ExitStatus) -> Vec<Action> {
+        let pid = self.inst.pid().expect("running");
+        self.feed(Event::Exited {
+            pid,
+            status,
+            group_alive: false,
+        })
+    }
+
+    fn phase(&self) -> Phase {
+        self.inst.phase()
+    }
+}
+
+fn notes(actions: &[Action]) -> Vec<&'static str> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(n) => Some(n.event_name()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn signals(actions: &[Action]) -> Vec<Signal> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SignalGroup(s) => Some(*s),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The transition table: (policy, exit status, run time) → phase after the
+/// exit. One row per restart-policy decision.
+#[test]
+fn exit_outcome_table() {
+    use ExitStatus::{Code, Signal as Sig};
+    use ProgramKind::{Oneshot, Service};
+    use RestartPolicy::{Always, Never, OnFailure};
+    let rows: &[(ProgramKind, RestartPolicy, ExitStatus, Phase)] = &[
+        (Service, Always, Code(0), Phase::Backoff),
+        (Service, Always, Code(1), Phase::Backoff),
+        (Service, Always, Sig(9), Phase::Backoff),
+        (Service, OnFailure, Code(0), Phase::Exited),
+        (Service, OnFailure, Code(3), Phase::Backoff),
+        (Service, OnFailure, Sig(11), Phase::Backoff),
+        (Service, Never, Code(0), Phase::Exited),
+        (Service, Never, Code(1), Phase::Exited),
+        (Oneshot, OnFailure, Code(0), Phase::Exited),
+        (Oneshot, OnFailure, Code(1), Phase::Backoff),
+        (Oneshot, Never, Code(0), Phase::Exited),
+        (Oneshot, Never, Code(1), Phase::Failed),
+        (Oneshot, Never, Sig(15), Phase::Failed),
+    ];
+    for (kind, restart, status, expected) in rows {
+        let mut rig = Rig::new(policy(*kind, *restart));
+        rig.feed(Event::Start);
+        assert_eq!(rig.phase(), Phase::Starting);
+        rig.advance(Duration::from_millis(10));
+        rig.exit(*status);
+        assert_eq!(rig.phase(), *expected, "{kind:?} {restart:?} {status:?}");
+    }
+}
+
+#[test]
+fn success_codes_decide_success() {
+    let mut p = policy(ProgramKind::Service, RestartPolicy::OnFailure);
+    p.success_codes = vec![0, 3];
+    let mut rig = Rig::new(p);
+    rig.feed(Event::Start);
+    rig.exit(ExitStatus::Code(3));
+    assert_eq!(rig.phase(), Phase::Exited);
+    assert_eq!(rig.inst.snapshot().last_exit_kind, Some(ExitKind::Success));
+}
+
+#[test]
+fn start_seconds_marks_running_and_ready() {
+    let mut rig = Rig::new(service());
+    let actions = rig.feed(Event::Start);
+    assert_eq!(notes(&actions), vec!["program_started"]);
+    assert_eq!(
+        rig.last_timer(TimerKind::StartSeconds),
+        Some(Duration::from_secs(1))
+    );
+    assert!(!rig.inst.snapshot().ready);
+    rig.advance(Duration::from_secs(1));
+    let actions = rig.fire(TimerKind::StartSeconds);
+    assert_eq!(notes(&actions), vec!["program_running"]);
+    assert_eq!(rig.phase(), Phase::Running);
+    assert!(rig.inst.snapshot().ready);
+}
+
+#[test]
+fn backoff_grows_until_the_cap_then_resets_after_a_stable_run() {
+    let mut p = service();
+    p.max_restarts = 100;
+    let mut rig = Rig::new(p);
+    rig.feed(Event::Start);
+    let mut delays = Vec::new();
+    for _ in 0..6 {
+        rig.advance(Duration::from_millis(50));
+        rig.exit(ExitStatus::Code(1));
+        delays.push(rig.last_timer(TimerKind::Backoff).expect("backoff timer"));
+        rig.fire(TimerKind::Backoff);
+        assert_eq!(rig.phase(), Phase::Starting);
+    }
+    let ms = Duration::from_millis;
+    assert_eq!(
+        delays,
+        vec![ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+    );
+    // A run longer than start_seconds resets the curve.
+    rig.advance(Duration::from_secs(2));
+    rig.exit(ExitStatus::Code(1));
+    assert_eq!(rig.last_timer(TimerKind::Backoff), Some(ms(100)));
+    assert_eq!(rig.inst.snapshot().restarts, 6);
+}
+
+#[test]
+fn intensity_exceeded_fails_and_stops_spawning() {
+    let mut rig = Rig::new(service()); // max_restarts = 3 per 60 s
+    rig.feed(Event::Start);
+    for _ in 0..3 {
+        rig.exit(ExitStatus::Code(1));
+        assert_eq!(rig.phase(), Phase::Backoff);
+        rig.fire(TimerKind::Backoff);
+    }
+    let actions = rig.exit(ExitStatus::Code(1));
+    assert_eq!(rig.phase(), Phase::Failed);
+    assert!(notes(&actions).contains(&"program_failed"));
+    assert!(!actions.contains(&Action::Spawn));
+    let reason = rig.inst.snapshot().reason.expect("reason");
+    assert!(reason.contains("restarted 3 times within 1m"), "{reason}");
+    // Old timers do nothing.
+    let spawns_before = rig.log.iter().filter(|a| **a == Action::Spawn).count();
+    rig.feed(Event::Timer {
+        kind: TimerKind::Backoff,
+        generation: 0,
+    });
+    let spawns_after = rig.log.iter().filter(|a| **a == Action::Spawn).count();
+    assert_eq!(spawns_before, spawns_after);
+}
+
+#[test]
+fn intensity_window_slides() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    for _ in 0..3 {
+        rig.exit(ExitStatus::Code(1));
+        rig.fire(TimerKind::Backoff);
+    }
+    rig.advance(Duration::from_secs(61));
+    rig.exit(ExitStatus::Code(1));
+    assert_eq!(
+        rig.phase(),
+        Phase::Backoff,
+        "restarts older than the window are forgotten"
+    );
+}
+
+#[test]
+fn start_clears_failed_and_resets_backoff() {
+    let mut p = service();
+    p.max_restarts = 0;
+    let mut rig = Rig::new(p);
+    rig.feed(Event::Start);
+    rig.exit(ExitStatus::Code(1));
+    assert_eq!(rig.phase(), Phase::Failed);
+    let actions = rig.feed(Event::Start);
+    assert!(actions.contains(&Action::Spawn));
+    assert_eq!(rig.phase(), Phase::Starting);
+    assert_eq!(rig.inst.snapshot().reason, None);
+}
+
+#[test]
+fn stop_signals_the_group_then_escalates() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    let actions = rig.feed(Event::Stop);
+    assert_eq!(rig.phase(), Phase::Stopping);
+    assert_eq!(signals(&actions), vec![Signal::SIGTERM, Signal::SIGCONT]);
+    assert_eq!(
+        rig.last_timer(TimerKind::StopTimeout),
+        Some(Duration::from_secs(5))
+    );
+    let actions = rig.fire(TimerKind::StopTimeout);
+    assert_eq!(signals(&actions), vec![Signal::SIGKILL]);
+    assert!(notes(&actions).contains(&"program_stop_timeout"));
+    let actions = rig.exit(ExitStatus::Signal(9));
+    assert!(notes(&actions).contains(&"program_stopped"));
+    assert_eq!(rig.phase(), Phase::Stopped);
+    assert_eq!(rig.inst.snapshot().last_exit_kind, Some(ExitKind::Killed));
+}
+
+#[test]
+fn stop_waits_for_the_whole_group() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    rig.feed(Event::Stop);
+    let actions = rig.feed(Event::Exited {
+        pid: PID,
+        status: ExitStatus::Signal(15),
+        group_alive: true,
+    });
+    assert_eq!(rig.phase(), Phase::Stopping, "members of the group remain");
+    assert!(actions.contains(&Action::WatchGroup));
+    // The deadline still applies to the leftovers.
+    let actions = rig.fire(TimerKind::StopTimeout);
+    assert_eq!(signals(&actions), vec![Signal::SIGKILL]);
+    rig.feed(Event::GroupGone);
+    assert_eq!(rig.phase(), Phase::Stopped);
+}
+
+#[test]
+fn stop_is_sticky_across_a_crash() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    rig.exit(ExitStatus::Code(1));
+    assert_eq!(rig.phase(), Phase::Backoff);
+    rig.feed(Event::Stop);
+    assert_eq!(rig.phase(), Phase::Stopped);
+    // The pending backoff timer is stale now.
+    let actions = rig.fire(TimerKind::Backoff);
+    assert!(actions.is_empty());
+    assert_eq!(rig.phase(), Phase::Stopped);
+}
+
+#[test]
+fn crash_with_leftover_children_cleans_up_before_restarting() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    let actions = rig.feed(Event::Exited {
+        pid: PID,
+        status: ExitStatus::Code(1),
+        group_alive: true,
+    });
+    assert_eq!(rig.phase(), Phase::Stopping);
+    assert_eq!(signals(&actions), vec![Signal::SIGTERM, Signal::SIGCONT]);
+    assert!(!actions.contains(&Action::Spawn));
+    let actions = rig.feed(Event::GroupGone);
+    assert_eq!(rig.phase(), Phase::Backoff);
+    assert!(notes(&actions).contains(&"program_restart_scheduled"));
+}
+
+#[test]
+fn stop_during_crash_cleanup_ends_stopped() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    rig.feed(Event::Exited {
+        pid: PID,
+        status: ExitStatus::Code(1),
+        group_alive: true,
+    });
+    rig.feed(Event::Stop);
+    rig.feed(Event::GroupGone);
+    assert_eq!(rig.phase(), Phase::Stopped);
+}
+
+#[test]
+fn kill_skips_the_stop_signal() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    let actions = rig.feed(Event::Kill);
+    assert_eq!(signals(&actions), vec![Signal::SIGKILL]);
+    rig.exit(ExitStatus::Signal(9));
+    assert_eq!(rig.phase(), Phase::Stopped);
+    // Kill during a graceful stop escalates at once.
+    rig.feed(Event::Start);
+    rig.feed(Event::Stop);
+    let actions = rig.feed(Event::Kill);
+    assert_eq!(signals(&actions), vec![Signal::SIGKILL]);
+}
+
+#[test]
+fn spawn_failure_counts_as_a_failed_start() {
+    let mut rig = Rig::new(service());
+    rig.spawn_fails = true;
+    let actions = rig.feed(Event::Start);
+    assert!(notes(&actions).contains(&"program_spawn_failed"));
+    assert_eq!(rig.phase(), Phase::Backoff);
+    assert_eq!(rig.inst.snapshot().reason.as_deref(), Some("no such file"));
+    for _ in 0..3 {
+        rig.fire(TimerKind::Backoff);
+    }
+    assert_eq!(rig.phase(), Phase::Failed);
+}
+
+#[test]
+fn stale_exits_are_ignored() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    let actions = rig.feed(Event::Exited {
+        pid: PID + 50,
+        status: ExitStatus::Code(1),
+        group_alive: false,
+    });
+    assert!(actions.is_empty());
+    assert_eq!(rig.phase(), Phase::Starting);
+}
+
+#[test]
+fn block_fails_an_instance_that_never_started() {
+    let mut rig = Rig::new(service());
+    let actions = rig.feed(Event::Block("dependency migrate failed".into()));
+    assert_eq!(rig.phase(), Phase::Failed);
+    assert_eq!(notes(&actions), vec!["program_failed"]);
+    // A running instance is not affected.
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    assert!(rig.feed(Event::Block("x".into())).is_empty());
+}
+
+#[test]
+fn oneshot_success_emits_completed() {
+    let mut rig = Rig::new(policy(ProgramKind::Oneshot, RestartPolicy::OnFailure));
+    rig.feed(Event::Start);
+    let actions = rig.exit(ExitStatus::Code(0));
+    assert!(notes(&actions).contains(&"program_completed"));
+    assert_eq!(rig.phase(), Phase::Exited);
+}
+
+#[test]
+fn zero_initial_backoff_restarts_in_the_same_step() {
+    let mut p = service();
+    p.backoff.initial = Duration::ZERO;
+    let mut rig = Rig::new(p);
+    rig.feed(Event::Start);
+    let actions = rig.exit(ExitStatus::Signal(9));
+    assert!(actions.contains(&Action::Spawn));
+    assert_eq!(rig.phase(), Phase::Starting);
+    assert_eq!(rig.inst.snapshot().restarts, 1);
+}
+
+#[test]
+fn start_during_stop_restarts_once_stopped() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    rig.feed(Event::Stop);
+    rig.feed(Event::Start);
+    let actions = rig.exit(ExitStatus::Signal(15));
+    assert!(actions.contains(&Action::Spawn));
+    assert_eq!(rig.phase(), Phase::Starting);
+}
+
+#[test]
+fn drain_prevents_restarts_but_keeps_running_processes() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    let actions = rig.feed(Event::Drain);
+    assert!(signals(&actions).is_empty(), "drain does not signal");
+    assert_eq!(rig.phase(), Phase::Starting);
+    rig.exit(ExitStatus::Code(1));
+    assert_eq!(
+        rig.phase(),
+        Phase::Stopped,
+        "a crash during shutdown is not restarted"
+    );
+    // An instance waiting in backoff is stopped at once.
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    rig.exit(ExitStatus::Code(1));
+    assert_eq!(rig.phase(), Phase::Backoff);
+    rig.feed(Event::Drain);
+    assert_eq!(rig.phase(), Phase::Stopped);
+}

@@ -1,0 +1,520 @@
+//! The root actor. It owns the validated config and one Program actor per
+//! instance (linked, so a panicking Program is seen and replaced), gates
+//! starts on dependency conditions, and runs the shutdown sequence: no new
+//! starts, `drain_delay`, stops in reverse dependency order (independent
+//! programs in parallel), all bounded by `shutdown_timeout`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::config::{Config, DependencyCondition, OnFailure, ProgramConfig, SupervisorConfig};
+use crate::output::{ProgramOutput, PumpTracker, Relay};
+use crate::process::Identity;
+use crate::program::{ProgramActor, ProgramArgs, ProgramMsg};
+use crate::reaper::Reaper;
+use crate::state::{ExitKind, Phase, Policy, Snapshot};
+
+/// After a forced shutdown (SIGKILL to every group), how long to wait for
+/// the kernel to deliver the exits before giving up on stragglers (a
+/// process in uninterruptible sleep cannot be killed any faster).
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+pub enum SupervisorMsg {
+    InstanceChanged {
+        program: String,
+        index: u32,
+        snapshot: Snapshot,
+    },
+    /// SIGTERM or SIGINT.
+    Terminate(Signal),
+    Hangup,
+    /// A signal listed in `forward_signals`.
+    Forward(Signal),
+    DrainElapsed,
+    ShutdownDeadline,
+    KillGraceElapsed,
+}
+
+pub struct SupervisorArgs {
+    pub config: Config,
+    pub reaper: Reaper,
+    pub relay: Relay,
+    pub exit: oneshot::Sender<i32>,
+    pub pumps: PumpTracker,
+}
+
+struct Entry {
+    config: Arc<ProgramConfig>,
+    policy: Arc<Policy>,
+    output: Arc<ProgramOutput>,
+    identity: Result<Option<Arc<Identity>>, String>,
+    actors: Vec<Option<ActorRef<ProgramMsg>>>,
+    snapshots: Vec<Snapshot>,
+    launched: bool,
+    stop_sent: bool,
+    /// Programs that depend on this one (indices into `entries`).
+    dependents: Vec<usize>,
+}
+
+impl Entry {
+    fn is_down(&self) -> bool {
+        self.snapshots
+            .iter()
+            .all(|s| s.phase.is_down() && s.pid.is_none())
+    }
+
+    fn cast_all(&self, make: impl Fn() -> ProgramMsg) {
+        for actor in self.actors.iter().flatten() {
+            let _ = actor.cast(make());
+        }
+    }
+}
+
+struct Shutdown {
+    code: i32,
+    started: Instant,
+    draining: bool,
+    forced: bool,
+}
+
+pub struct SupervisorState {
+    settings: SupervisorConfig,
+    entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+    reaper: Reaper,
+    pumps: PumpTracker,
+    shutdown: Option<Shutdown>,
+    exit: Option<oneshot::Sender<i32>>,
+}
+
+pub struct SupervisorActor;
+
+fn initial_snapshot() -> Snapshot {
+    Snapshot {
+        phase: Phase::Stopped,
+        pid: None,
+        ready: false,
+        restarts: 0,
+        last_exit: None,
+        last_exit_kind: None,
+        reason: None,
+        backoff: Duration::ZERO,
+        want_up: false,
+    }
+}
+
+enum Gate {
+    Open,
+    Wait,
+    Blocked(String),
+}
+
+impl Actor for SupervisorActor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        let config = args.config;
+        let index: HashMap<String, usize> = config
+            .programs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect();
+        let mut entries: Vec<Entry> = config
+            .programs
+            .iter()
+            .map(|p| Entry {
+                config: p.clone(),
+                policy: Arc::new(Policy::from(p.as_ref())),
+                output: Arc::new(ProgramOutput::new(p, &args.relay)),
+                identity: Identity::resolve(p.user.as_deref(), p.group.as_deref())
+                    .map(|i| i.map(Arc::new)),
+                actors: Vec::new(),
+                snapshots: vec![initial_snapshot(); p.instances as usize],
+                launched: false,
+                stop_sent: false,
+                dependents: Vec::new(),
+            })
+            .collect();
+        for (i, program) in config.programs.iter().enumerate() {
+            for (dep, _) in &program.depends_on {
+                if let Some(&d) = index.get(dep) {
+                    entries[d].dependents.push(i);
+                }
+            }
+        }
+        let mut state = SupervisorState {
+            settings: config.supervisor.clone(),
+            entries,
+            index,
+            reaper: args.reaper,
+            pumps: args.pumps,
+            shutdown: None,
+            exit: Some(args.exit),
+        };
+        for i in 0..state.entries.len() {
+            for n in 0..state.entries[i].config.instances {
+                let actor = state.spawn_program(&myself, i, n).await;
+                state.entries[i].actors.push(actor);
+            }
+        }
+        tracing::info!(
+            event = "supervisor_started",
+            programs = state.entries.len(),
+            instances = state
+                .entries
+                .iter()
+                .map(|e| e.snapshots.len())
+                .sum::<usize>(),
+            pid = std::process::id(),
+            "kelpie {} supervising {} programs",
+            env!("CARGO_PKG_VERSION"),
+            state.entries.len()
+        );
+        state.launch_ready_programs();
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        message: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::InstanceChanged {
+                program,
+                index,
+                snapshot,
+            } => {
+                state.on_instance_changed(&myself, &program, index, snapshot);
+            }
+            SupervisorMsg::Terminate(signal) => state.on_terminate(&myself, signal),
+            SupervisorMsg::Hangup => {
+                tracing::warn!(event = "reload_unsupported", "SIGHUP received; live reload is not available in this version, keeping the running config");
+            }
+            SupervisorMsg::Forward(signal) => {
+                for entry in &state.entries {
+                    entry.cast_all(|| ProgramMsg::Signal(signal));
+                }
+            }
+            SupervisorMsg::DrainElapsed => {
+                if let Some(shutdown) = state.shutdown.as_mut() {
+                    shutdown.draining = false;
+                }
+            }
+            SupervisorMsg::ShutdownDeadline => {
+                if state.shutdown.as_ref().is_some_and(|s| !s.forced) {
+                    tracing::warn!(
+                        event = "shutdown_timeout",
+                        timeout_ms = state.settings.shutdown_timeout.as_millis() as u64,
+                        "shutdown_timeout reached; killing every remaining process group"
+                    );
+                    state.force(&myself);
+                }
+            }
+            SupervisorMsg::KillGraceElapsed => {
+                let left: Vec<String> = state
+                    .entries
+                    .iter()
+                    .filter(|e| !e.is_down())
+                    .map(|e| e.config.name.clone())
+                    .collect();
+                tracing::error!(
+                    event = "shutdown_incomplete",
+                    programs = %left.join(","),
+                    "processes survived SIGKILL (uninterruptible sleep?); exiting anyway"
+                );
+                state.finish(&myself);
+                return Ok(());
+            }
+        }
+        if state.shutdown.is_some() {
+            state.advance_shutdown(&myself);
+        } else {
+            state.launch_ready_programs();
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, error) = event {
+            let name = cell.get_name().unwrap_or_default();
+            tracing::error!(
+                event = "program_actor_failed",
+                actor = %name,
+                error = %error,
+                "BUG: the actor supervising {name} failed; its process group was killed and the actor is replaced"
+            );
+            let Some((program, index)) = name.rsplit_once(':') else {
+                return Ok(());
+            };
+            let (Some(&i), Ok(n)) = (state.index.get(program), index.parse::<u32>()) else {
+                return Ok(());
+            };
+            let actor = state.spawn_program(&myself, i, n).await;
+            let entry = &mut state.entries[i];
+            entry.snapshots[n as usize] = initial_snapshot();
+            if let Some(actor) = &actor {
+                if entry.launched && state.shutdown.is_none() {
+                    let _ = actor.cast(ProgramMsg::Start);
+                }
+            }
+            entry.actors[n as usize] = actor;
+            if state.shutdown.is_some() {
+                state.advance_shutdown(&myself);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SupervisorState {
+    async fn spawn_program(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        i: usize,
+        n: u32,
+    ) -> Option<ActorRef<ProgramMsg>> {
+        let entry = &self.entries[i];
+        let args = ProgramArgs {
+            config: entry.config.clone(),
+            index: n,
+            policy: entry.policy.clone(),
+            reaper: self.reaper.clone(),
+            output: entry.output.clone(),
+            identity: entry.identity.clone().ok().flatten(),
+            supervisor: myself.clone(),
+            pumps: self.pumps.clone(),
+        };
+        let name = entry.config.instance_name(n);
+        match Actor::spawn_linked(Some(name.clone()), ProgramActor, args, myself.get_cell()).await {
+            Ok((actor, _)) => Some(actor),
+            Err(err) => {
+                tracing::error!(event = "program_actor_spawn_failed", actor = %name, error = %err, "cannot create the actor for {name}");
+                None
+            }
+        }
+    }
+
+    fn on_instance_changed(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        program: &str,
+        index: u32,
+        snapshot: Snapshot,
+    ) {
+        let Some(&i) = self.index.get(program) else {
+            return;
+        };
+        let entry = &mut self.entries[i];
+        let Some(slot) = entry.snapshots.get_mut(index as usize) else {
+            return;
+        };
+        let newly_failed = snapshot.phase == Phase::Failed && slot.phase != Phase::Failed;
+        *slot = snapshot;
+        if newly_failed && entry.config.on_failure == OnFailure::Shutdown && self.shutdown.is_none()
+        {
+            tracing::error!(
+                event = "shutdown_on_failure",
+                program,
+                "{program} failed and has on_failure = \"shutdown\"; shutting down"
+            );
+            self.begin_shutdown(myself, 1);
+        }
+    }
+
+    /// Whether program `i` may start now, must wait, or never can.
+    fn gate(&self, i: usize) -> Gate {
+        let mut waiting = false;
+        for (dep, condition) in &self.entries[i].config.depends_on {
+            let Some(&d) = self.index.get(dep) else {
+                continue;
+            };
+            let target = &self.entries[d];
+            if target.snapshots.iter().any(|s| s.phase == Phase::Failed) {
+                return Gate::Blocked(format!("dependency \"{dep}\" failed"));
+            }
+            let met = target.snapshots.iter().all(|s| match condition {
+                DependencyCondition::Started => {
+                    s.pid.is_some() && matches!(s.phase, Phase::Starting | Phase::Running)
+                }
+                DependencyCondition::Ready => s.ready,
+                DependencyCondition::Completed => {
+                    s.phase == Phase::Exited && s.last_exit_kind == Some(ExitKind::Success)
+                }
+            });
+            if !met {
+                if *condition == DependencyCondition::Completed
+                    && target.snapshots.iter().any(|s| {
+                        s.phase == Phase::Exited && s.last_exit_kind != Some(ExitKind::Success)
+                    })
+                {
+                    return Gate::Blocked(format!(
+                        "dependency \"{dep}\" did not complete successfully"
+                    ));
+                }
+                waiting = true;
+            }
+        }
+        if waiting {
+            Gate::Wait
+        } else {
+            Gate::Open
+        }
+    }
+
+    fn launch_ready_programs(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        for i in 0..self.entries.len() {
+            if self.entries[i].launched || !self.entries[i].config.autostart {
+                continue;
+            }
+            let gate = self.gate(i);
+            let entry = &mut self.entries[i];
+            match gate {
+                Gate::Wait => {}
+                Gate::Open => {
+                    entry.launched = true;
+                    match &entry.identity {
+                        Ok(_) => entry.cast_all(|| ProgramMsg::Start),
+                        Err(reason) => {
+                            let reason = reason.clone();
+                            entry.cast_all(|| ProgramMsg::Block(reason.clone()));
+                        }
+                    }
+                }
+                Gate::Blocked(reason) => {
+                    entry.launched = true;
+                    tracing::error!(event = "program_blocked", program = %entry.config.name, reason = %reason, "{} cannot start: {reason}", entry.config.name);
+                    entry.cast_all(|| ProgramMsg::Block(reason.clone()));
+                }
+            }
+        }
+    }
+
+    fn on_terminate(&mut self, myself: &ActorRef<SupervisorMsg>, signal: Signal) {
+        let name = crate::signals::short_name(signal);
+        match &self.shutdown {
+            None => {
+                tracing::info!(
+                    event = "signal_received",
+                    signal = name,
+                    "received SIG{name}"
+                );
+                self.begin_shutdown(myself, 0);
+            }
+            Some(shutdown) if !shutdown.forced => {
+                tracing::warn!(
+                    event = "shutdown_forced",
+                    signal = name,
+                    "second SIG{name}: killing every process group now"
+                );
+                self.force(myself);
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn begin_shutdown(&mut self, myself: &ActorRef<SupervisorMsg>, code: i32) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        tracing::info!(
+            event = "shutdown_started",
+            drain_delay_ms = self.settings.drain_delay.as_millis() as u64,
+            timeout_ms = self.settings.shutdown_timeout.as_millis() as u64,
+            "shutting down"
+        );
+        self.shutdown = Some(Shutdown {
+            code,
+            started: Instant::now(),
+            draining: !self.settings.drain_delay.is_zero(),
+            forced: false,
+        });
+        for entry in &self.entries {
+            entry.cast_all(|| ProgramMsg::Drain);
+        }
+        if !self.settings.drain_delay.is_zero() {
+            myself.send_after(self.settings.drain_delay, || SupervisorMsg::DrainElapsed);
+        }
+        myself.send_after(self.settings.shutdown_timeout, || {
+            SupervisorMsg::ShutdownDeadline
+        });
+    }
+
+    fn force(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        let Some(shutdown) = self.shutdown.as_mut() else {
+            return;
+        };
+        shutdown.forced = true;
+        shutdown.draining = false;
+        for entry in &mut self.entries {
+            entry.stop_sent = true;
+            entry.cast_all(|| ProgramMsg::Kill);
+        }
+        myself.send_after(KILL_GRACE, || SupervisorMsg::KillGraceElapsed);
+    }
+
+    fn advance_shutdown(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        let Some(shutdown) = &self.shutdown else {
+            return;
+        };
+        if shutdown.draining {
+            return;
+        }
+        for i in 0..self.entries.len() {
+            if self.entries[i].stop_sent {
+                continue;
+            }
+            let dependents_down = self.entries[i]
+                .dependents
+                .iter()
+                .all(|&d| self.entries[d].is_down());
+            if dependents_down {
+                self.entries[i].stop_sent = true;
+                self.entries[i].cast_all(|| ProgramMsg::Stop);
+            }
+        }
+        if self.entries.iter().all(Entry::is_down) {
+            self.finish(myself);
+        }
+    }
+
+    fn finish(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        let Some(exit) = self.exit.take() else { return };
+        let (code, elapsed) = self
+            .shutdown
+            .as_ref()
+            .map(|s| (s.code, s.started.elapsed()))
+            .unwrap_or((0, Duration::ZERO));
+        tracing::info!(
+            event = "shutdown_complete",
+            exit_code = code,
+            elapsed_ms = elapsed.as_millis() as u64,
+            orphans_reaped = self.reaper.orphans_reaped(),
+            "shutdown complete"
+        );
+        let _ = exit.send(code);
+        myself.stop(None);
+    }
+}
