@@ -1,0 +1,191 @@
+//! What a started program gets: command, environment, directory, umask,
+//! credentials, clean fds; and what happens when it cannot start.
+
+mod common;
+
+use common::{secs, Kelpie, Options};
+
+fn output_lines(k: &Kelpie, program: &str) -> Vec<String> {
+    k.events("program_output", program)
+        .iter()
+        .map(|e| e["line"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A missing binary is a clear error, counts as a failed start (ending in
+/// `failed` after max_restarts), and the other programs keep running.
+#[test]
+fn missing_binary_is_a_clear_error_and_others_keep_running() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.ghost]
+command = ["/nonexistent/kelpie-test-binary", "--flag"]
+max_restarts = 2
+backoff = { initial = "10ms", jitter = 0.0 }
+
+[program.noexec]
+command = ["{dir}/supervisor.toml"]
+restart = "never"
+
+[program.healthy]
+command = ["sleep", "1000"]
+start_seconds = "0s"
+"#,
+    );
+    let error = k.wait_event("program_spawn_failed", "ghost", secs(5.0));
+    assert_eq!(
+        error["error"],
+        "cannot start \"/nonexistent/kelpie-test-binary\": command not found"
+    );
+    let failed = k.wait_event("program_failed", "ghost", secs(5.0));
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("restarted 2 times"),
+        "{failed}"
+    );
+    let error = k.wait_event("program_spawn_failed", "noexec", secs(5.0));
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("permission denied (not executable?)"),
+        "{error}"
+    );
+    k.wait_event("program_running", "healthy", secs(5.0));
+    assert_eq!(k.events("program_started", "ghost").len(), 0);
+    assert_eq!(k.marked_processes().len(), 1, "healthy keeps running");
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+    assert!(!k.lines().iter().any(|l| l.contains("panicked")));
+}
+
+/// Instances, KELPIE_* variables, environment, env_file, directory, umask,
+/// and a command string split shell-style.
+#[test]
+fn program_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.env"),
+        "# comment\nFROM_FILE=file\nexport SHARED=from-file\nQUOTED=\"a b\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("work")).unwrap();
+    let config = format!(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.env]
+command = "sh -c 'echo \"$KELPIE_PROGRAM/$KELPIE_INSTANCE $FROM_FILE $SHARED $QUOTED $(pwd) $(umask)\"'"
+instances = 2
+restart = "never"
+env_file = "{}/app.env"
+environment = {{ SHARED = "from-config" }}
+directory = "{}/work"
+umask = "027"
+"#,
+        dir.path().display(),
+        dir.path().display()
+    );
+    let mut k = Kelpie::start(&config);
+    let exits = k.wait_nth(2, "both instances to exit", secs(5.0), |e| {
+        common::is(e, "program_exited", "env")
+    });
+    assert_eq!(exits["reason"], "success");
+    let mut lines = output_lines(&k, "env");
+    lines.sort();
+    let work = dir.path().join("work");
+    assert_eq!(
+        lines,
+        vec![
+            format!("env/0 file from-config a b {} 0027", work.display()),
+            format!("env/1 file from-config a b {} 0027", work.display()),
+        ]
+    );
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+}
+
+/// Variables meant for kelpie itself (systemd's NOTIFY_SOCKET) are not
+/// passed on, and inherited file descriptors do not leak into programs.
+#[test]
+fn children_get_a_clean_fd_table_and_no_private_variables() {
+    let mut k = Kelpie::start_with(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.probe]
+command = ["sh", "-c", "for n in 3 4 7 9 10 251; do [ -e /proc/$$/fd/$n ] && echo leaked=$n; done; echo notify=${NOTIFY_SOCKET-unset}; echo checked"]
+restart = "never"
+"#,
+        Options {
+            wrapper: Some("exec 3</etc/hostname 4>/dev/null 7</dev/null; export NOTIFY_SOCKET=/nonexistent/notify"),
+            ..Options::default()
+        },
+    );
+    k.wait_event("program_exited", "probe", secs(5.0));
+    k.wait_nth(1, "probe output", secs(5.0), |e| {
+        common::is(e, "program_output", "probe") && e["line"] == "checked"
+    });
+    assert_eq!(output_lines(&k, "probe"), vec!["notify=unset", "checked"]);
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+}
+
+/// As root, `user` drops privileges: uid, gid and supplementary groups of
+/// the target user, and HOME/USER set for it.
+#[test]
+fn user_switch_drops_privileges() {
+    if !nix_is_root() {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.dropped]
+command = ["sh", "-c", "echo $(id -u) $(id -g) $(id -G) $USER"]
+user = "nobody"
+restart = "never"
+"#,
+    );
+    k.wait_event("program_exited", "dropped", secs(5.0));
+    k.wait_nth(1, "id output", secs(5.0), |e| {
+        common::is(e, "program_output", "dropped")
+    });
+    let expected_uid = id_of("-u");
+    let expected_gid = id_of("-g");
+    let line = &output_lines(&k, "dropped")[0];
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields[0], expected_uid, "{line}");
+    assert_eq!(fields[1], expected_gid, "{line}");
+    assert!(!fields[2..].contains(&"0"), "root group kept: {line}");
+    assert_eq!(*fields.last().unwrap(), "nobody");
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(2) == Some("0"))
+}
+
+fn id_of(flag: &str) -> String {
+    let out = std::process::Command::new("id")
+        .arg(flag)
+        .arg("nobody")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

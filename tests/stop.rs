@@ -1,0 +1,228 @@
+//! Stopping: signal, deadline, SIGKILL to the whole group; shutdown bounds;
+//! nothing left behind.
+
+mod common;
+
+use common::{between, secs, Kelpie};
+
+/// A program that ignores SIGTERM is SIGKILLed after stop_timeout, and the
+/// stop takes stop_timeout ± 0.5 s.
+#[test]
+fn term_ignoring_program_is_killed_after_stop_timeout() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.stubborn]
+# An ignored signal stays ignored across exec.
+command = ["sh", "-c", "trap '' TERM; exec sleep 1000"]
+stop_timeout = "1s"
+start_seconds = "0s"
+"#,
+    );
+    k.wait_event("program_running", "stubborn", secs(5.0));
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+    let stopping = k.wait_event("program_stopping", "stubborn", secs(1.0));
+    let stopped = k.wait_event("program_stopped", "stubborn", secs(1.0));
+    let took = between(&stopping, &stopped);
+    assert!(
+        took >= secs(0.95) && took <= secs(1.5),
+        "stop took {took:?}"
+    );
+    k.wait_event("program_stop_timeout", "stubborn", secs(1.0));
+    let exit = k.wait_event("program_exited", "stubborn", secs(1.0));
+    assert_eq!(exit["reason"], "killed");
+    assert!(k.marked_processes().is_empty());
+}
+
+/// A shell pipeline is a process group of three; stopping it leaves none,
+/// even when every member ignores SIGTERM.
+#[test]
+fn pipelines_leave_no_process_behind() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.pipe]
+command = ["sh", "-c", "sleep 1000 | cat"]
+environment = { KELPIE_TEST_MARKER = "{marker}" }
+start_seconds = "0s"
+
+[program.deafpipe]
+command = ["sh", "-c", "trap '' TERM; sleep 1000 | cat"]
+stop_timeout = "500ms"
+start_seconds = "0s"
+"#,
+    );
+    k.wait_event("program_running", "pipe", secs(5.0));
+    k.wait_event("program_running", "deafpipe", secs(5.0));
+    // sh + sleep + cat for each program.
+    let deadline = std::time::Instant::now() + secs(5.0);
+    while k.marked_processes().len() < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pipelines did not start: {:?}",
+            k.marked_processes()
+        );
+        std::thread::yield_now();
+    }
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+    assert_eq!(
+        k.marked_processes(),
+        Vec::<i32>::new(),
+        "processes left behind"
+    );
+}
+
+/// The leader exits on SIGTERM but a member of its group ignores it: the
+/// stop is only done once the member is gone (SIGKILL at stop_timeout).
+#[test]
+fn stop_waits_for_the_whole_process_group() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.family]
+command = ["sh", "-c", "(trap '' TERM; exec sleep 1000) & exec sleep 1000"]
+stop_timeout = "800ms"
+start_seconds = "0s"
+"#,
+    );
+    k.wait_event("program_running", "family", secs(5.0));
+    let deadline = std::time::Instant::now() + secs(5.0);
+    while k.marked_processes().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background member did not start"
+        );
+        std::thread::yield_now();
+    }
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+    let exited = k.wait_event("program_exited", "family", secs(1.0));
+    let stopped = k.wait_event("program_stopped", "family", secs(1.0));
+    assert_eq!(exited["status"], "signal TERM", "the leader obeyed TERM");
+    let stopping = k.wait_event("program_stopping", "family", secs(1.0));
+    let took = between(&stopping, &stopped);
+    assert!(
+        took >= secs(0.75),
+        "stop finished before the ignoring member was killed: {took:?}"
+    );
+    assert!(k.marked_processes().is_empty());
+}
+
+/// A second SIGINT during a graceful shutdown kills everything at once.
+#[test]
+fn second_sigint_kills_at_once() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+shutdown_timeout = "60s"
+
+[program.stubborn]
+command = ["sh", "-c", "trap '' TERM INT; exec sleep 1000"]
+stop_timeout = "30s"
+start_seconds = "0s"
+"#,
+    );
+    k.wait_event("program_running", "stubborn", secs(5.0));
+    k.signal("INT");
+    let first = k.wait_event("program_stopping", "stubborn", secs(5.0));
+    k.signal("INT");
+    assert!(k.wait_exit(secs(5.0)).success());
+    let forced = k.wait_event("shutdown_forced", "", secs(1.0));
+    let complete = k.wait_event("shutdown_complete", "", secs(1.0));
+    assert!(between(&first, &complete) < secs(2.0));
+    assert!(between(&forced, &complete) < secs(1.0));
+    assert!(k.marked_processes().is_empty());
+}
+
+/// shutdown_timeout bounds the whole shutdown, whatever stop_timeout says.
+#[test]
+fn shutdown_timeout_bounds_everything() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+shutdown_timeout = "1s"
+
+[program.stubborn]
+command = ["sh", "-c", "trap '' TERM; exec sleep 1000"]
+stop_timeout = "30s"
+start_seconds = "0s"
+"#,
+    );
+    k.wait_event("program_running", "stubborn", secs(5.0));
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(5.0)).success());
+    let started = k.wait_event("shutdown_started", "", secs(1.0));
+    let complete = k.wait_event("shutdown_complete", "", secs(1.0));
+    let took = between(&started, &complete);
+    // Upper bound leaves room for a loaded 2-core CI machine.
+    assert!(
+        took >= secs(0.95) && took < secs(2.0),
+        "shutdown took {took:?}"
+    );
+    k.wait_event("shutdown_timeout", "", secs(1.0));
+    assert!(k.marked_processes().is_empty());
+}
+
+/// on_failure = "shutdown": kelpie stops everything and exits 1.
+#[test]
+fn on_failure_shutdown_exits_1() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.critical]
+command = ["sh", "-c", "sleep 0.2; exit 1"]
+max_restarts = 1
+backoff = { initial = "10ms", jitter = 0.0 }
+on_failure = "shutdown"
+
+[program.bystander]
+command = ["sleep", "1000"]
+"#,
+    );
+    let status = k.wait_exit(secs(10.0));
+    assert_eq!(status.code(), Some(1));
+    k.wait_event("program_failed", "critical", secs(1.0));
+    k.wait_event("program_stopped", "bystander", secs(1.0));
+    assert!(k.marked_processes().is_empty());
+}
+
+/// A crashed leader's leftover children are stopped before the restart,
+/// so two generations never run side by side.
+#[test]
+fn crash_leftovers_are_stopped_before_restart() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.leaky]
+command = ["sh", "-c", "sleep 1000 & exec sleep 0.2"]
+backoff = { initial = "10ms", jitter = 0.0 }
+max_restarts = 100
+"#,
+    );
+    k.wait_nth(3, "third start", secs(10.0), |e| {
+        common::is(e, "program_started", "leaky")
+    });
+    // Each generation is one sh plus one background sleep at most.
+    let alive = k.marked_processes().len();
+    assert!(
+        alive <= 2,
+        "{alive} processes: leftovers survived a restart"
+    );
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+    assert!(k.marked_processes().is_empty());
+}
