@@ -54,6 +54,19 @@ fn print_diagnostics(validation: &Validation) {
     }
 }
 
+/// The file could not be read at all: its one diagnostic says everything.
+fn unreadable(validation: &Validation) -> bool {
+    validation.errors().all(|d| d.line == 0)
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 fn check(explicit: Option<&Path>) -> i32 {
     let path = find_config(explicit);
     let validation = config::load(&path, Mode::Check, &Host::current());
@@ -64,23 +77,20 @@ fn check(explicit: Option<&Path>) -> i32 {
         Some(config) if errors == 0 => {
             let warn = match warnings {
                 0 => String::new(),
-                1 => ", 1 warning".into(),
-                n => format!(", {n} warnings"),
+                n => format!(", {}", plural(n, "warning")),
             };
             println!(
-                "{}: OK ({} programs, {} instances{warn})",
+                "{}: OK ({}, {}{warn})",
                 path.display(),
-                config.programs.len(),
-                config.instance_count()
+                plural(config.programs.len(), "program"),
+                plural(config.instance_count(), "instance")
             );
             0
         }
         _ => {
-            eprintln!(
-                "{}: invalid ({errors} error{})",
-                path.display(),
-                if errors == 1 { "" } else { "s" }
-            );
+            if !unreadable(&validation) {
+                eprintln!("{}: invalid ({})", path.display(), plural(errors, "error"));
+            }
             EXIT_CONFIG
         }
     }
@@ -91,7 +101,9 @@ fn run(explicit: Option<&Path>) -> i32 {
     let validation = config::load(&path, Mode::Run, &Host::current());
     let Some(config) = validation.config.clone() else {
         print_diagnostics(&validation);
-        eprintln!("{}: invalid config; nothing was started", path.display());
+        if !unreadable(&validation) {
+            eprintln!("{}: invalid config; nothing was started", path.display());
+        }
         return EXIT_CONFIG;
     };
     let format = match crate::logging::format_override() {

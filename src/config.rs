@@ -218,7 +218,8 @@ pub enum Severity {
 }
 
 /// One problem found in a config file, printed as
-/// `file:line:col: [warning: ]key: message`.
+/// `file:line:col: [warning: ]key: message`. `line == 0` means the problem is
+/// with the file as a whole (it cannot be read), printed as `file: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub severity: Severity,
@@ -231,7 +232,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if self.line == 0 {
+            write!(f, "{}: ", self.file.display())?;
+        } else {
+            write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        }
         if self.severity == Severity::Warning {
             write!(f, "warning: ")?;
         }
@@ -301,6 +306,11 @@ impl Diags<'_> {
     }
 }
 
+/// The source text of a span, for quoting a value back in a message.
+fn source_text<'s>(source: &'s str, span: &Range<usize>) -> &'s str {
+    source.get(span.clone()).unwrap_or("").trim()
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());
@@ -336,15 +346,15 @@ impl Validation {
 }
 
 /// Reads and validates a config file. I/O problems become a single
-/// diagnostic at 1:1 so every failure prints the same way.
+/// diagnostic without a position (`file: message`).
 pub fn load(path: &Path, mode: Mode, host: &Host) -> Validation {
     let fail = |message: String| Validation {
         config: None,
         diagnostics: vec![Diagnostic {
             severity: Severity::Error,
             file: path.to_path_buf(),
-            line: 1,
-            column: 1,
+            line: 0,
+            column: 0,
             key: String::new(),
             message,
         }],
@@ -426,7 +436,7 @@ fn parse_document(
         Ok(root) => root,
         Err(err) => {
             let span = err.span().unwrap_or(0..0);
-            diags.error(&span, "", format!("TOML syntax: {}", err.message().trim()));
+            diags.error(&span, "", syntax_message(source, &err, &span));
             return None;
         }
     };
@@ -445,26 +455,28 @@ fn parse_document(
     };
 
     let mut programs: Vec<(Range<usize>, ProgramConfig)> = Vec::new();
-    let mut seen_spans: HashMap<String, Range<usize>> = HashMap::new();
+    let mut declared: Vec<(Range<usize>, Declared)> = Vec::new();
     if let Some(all) = table_at(&root, "program", "program", diags) {
         for (key, value) in all {
             let name = key.get_ref().to_string();
-            let key_path = format!("program.{name}");
+            let key_path = table_key("program", &name);
             check_name(&name, &key.span(), &key_path, "program", diags);
             let Some(table) = expect_table(value, &key_path, diags) else {
                 continue;
             };
-            seen_spans.insert(name.clone(), key.span());
-            if let Some(program) = parse_program(&name, table, &base_dir, mode, host, diags) {
+            declared.push((key.span(), Declared::read(&name, table)));
+            if let Some(program) =
+                parse_program(&name, table, &key.span(), &base_dir, mode, host, diags)
+            {
                 programs.push((key.span(), program));
             }
         }
     }
-    if root
-        .get("program")
-        .and_then(|v| v.get_ref().as_table())
-        .is_none_or(|t| t.is_empty())
-    {
+    let no_programs = match root.get("program") {
+        None => true,
+        Some(value) => value.get_ref().as_table().is_some_and(|t| t.is_empty()),
+    };
+    if no_programs {
         diags.error(
             &(root_span.start..root_span.start),
             "program",
@@ -472,24 +484,33 @@ fn parse_document(
         );
     }
     programs.sort_by_key(|(span, _)| span.start);
+    declared.sort_by_key(|(span, _)| span.start);
+    let declared: Vec<Declared> = declared.into_iter().map(|(_, d)| d).collect();
 
     let mut groups = Vec::new();
+    let mut group_members = Vec::new();
     if let Some(all) = table_at(&root, "group", "group", diags) {
         for (key, value) in all {
             let name = key.get_ref().to_string();
-            let key_path = format!("group.{name}");
+            let key_path = table_key("group", &name);
             check_name(&name, &key.span(), &key_path, "group", diags);
             if let Some(table) = expect_table(value, &key_path, diags) {
-                if let Some(group) = parse_group(&name, table, diags) {
+                group_members.push((key.span(), name.clone(), group_programs(table)));
+                if let Some(group) = parse_group(&name, table, &key.span(), diags) {
                     groups.push((key.span(), group));
                 }
             }
         }
     }
     groups.sort_by_key(|(span, _)| span.start);
+    group_members.sort_by_key(|(span, _, _)| span.start);
+    let group_members: Vec<GroupMembers> = group_members
+        .into_iter()
+        .map(|(_, name, members)| (name, members))
+        .collect();
 
-    check_cross_references(&root, &programs, &groups, &seen_spans, diags);
-    let order = dependency_order(&programs, &root, diags)?;
+    check_cross_references(&declared, &group_members, diags);
+    let order = dependency_order(&declared, diags)?;
 
     if diags.has_errors() {
         return None;
@@ -509,6 +530,64 @@ fn parse_document(
         programs,
         groups: groups.into_iter().map(|(_, g)| g).collect(),
     })
+}
+
+/// `program.web`, or `program."a/b"` when the name is not a bare TOML key,
+/// so the dotted path in a message is unambiguous.
+fn table_key(section: &str, name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        format!("{section}.{name}")
+    } else {
+        format!("{section}.{name:?}")
+    }
+}
+
+/// The parser's message, made specific for duplicates: toml only says
+/// "duplicate key", so name the key, and for a repeated `[table]` header the
+/// line where it was first defined.
+fn syntax_message(source: &str, err: &toml::de::Error, span: &Range<usize>) -> String {
+    let message = err.message().trim();
+    if message != "duplicate key" {
+        return format!("TOML syntax: {message}");
+    }
+    let key = source.get(span.clone()).unwrap_or("").trim();
+    let line_start = source
+        .get(..span.start)
+        .and_then(|before| before.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    let line = source
+        .get(line_start..)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or("");
+    let Some(header) = table_header(line) else {
+        return format!("TOML syntax: duplicate key `{key}`");
+    };
+    let first = source
+        .get(..line_start)
+        .unwrap_or("")
+        .lines()
+        .position(|l| table_header(l).as_deref() == Some(header.as_str()));
+    match first {
+        Some(index) => format!(
+            "TOML syntax: table [{header}] is defined twice (first on line {})",
+            index + 1
+        ),
+        None => format!("TOML syntax: table [{header}] is defined twice"),
+    }
+}
+
+/// `program.web` for a line `[program.web]  # comment` (whitespace removed).
+fn table_header(line: &str) -> Option<String> {
+    let rest = line.trim_start().strip_prefix('[')?;
+    if rest.starts_with('[') {
+        return None;
+    }
+    let end = rest.find(']')?;
+    Some(rest[..end].split_whitespace().collect())
 }
 
 // ---------------------------------------------------------------------------
@@ -587,14 +666,27 @@ fn get<T: DeserializeOwned>(
     }
 }
 
-/// serde's wording ("invalid type: integer `5`, expected a string") is
-/// kept, minus the noise.
+/// serde's "invalid type: integer `5`, expected a string" becomes
+/// "expected a string, found integer `5`", with TOML's words for types
+/// instead of Rust's (`i64`, `f64`, sequence, map).
 fn tidy_serde_message(message: &str) -> String {
     let message = message.trim();
     let message = message.strip_prefix("invalid type: ").unwrap_or(message);
+    let message = match message.rsplit_once(", expected ") {
+        Some((found, expected)) => format!("expected {expected}, found {found}"),
+        None => message.to_string(),
+    };
     message
+        .replace("expected i64", "expected an integer")
+        .replace("expected i128", "expected an integer")
+        .replace("expected f64", "expected a number")
+        .replace(" as i128", "")
+        .replace("integer number overflowed", "integer is too large")
+        .replace("floating point", "float")
         .replace("a sequence", "an array")
+        .replace("found sequence", "found array")
         .replace("a map", "a table")
+        .replace("found map", "found table")
 }
 
 fn get_duration(
@@ -604,6 +696,19 @@ fn get_duration(
     default: Duration,
     diags: &mut Diags<'_>,
 ) -> Option<Duration> {
+    if let Some(value) = table.get(key) {
+        if let DeValue::Integer(_) | DeValue::Float(_) = value.get_ref() {
+            let raw = source_text(diags.source, &value.span());
+            diags.error(
+                &value.span(),
+                &join(path, key),
+                format!(
+                    "expected a duration string with a unit, e.g. \"{raw}s\", found number {raw}"
+                ),
+            );
+            return None;
+        }
+    }
     let Some(text) = get::<String>(table, path, key, diags) else {
         return if table.contains_key(key) {
             None
@@ -634,8 +739,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "invalid duration \"{text}\": a unit is required, e.g. \"{trimmed}s\""
         ));
     }
-    let parsed = humantime::parse_duration(trimmed)
-        .map_err(|err| format!("invalid duration \"{text}\": {err}"))?;
+    let parsed = humantime::parse_duration(trimmed).map_err(|err| match err {
+        humantime::DurationError::NumberOverflow if trimmed.contains('.') => format!(
+            "invalid duration \"{text}\": out of range (at most 10 years, in steps of at least 1ns)"
+        ),
+        humantime::DurationError::NumberOverflow => {
+            format!("invalid duration \"{text}\": longer than 10 years")
+        }
+        humantime::DurationError::UnknownUnit { unit, .. } => format!(
+            "invalid duration \"{text}\": unknown unit \"{unit}\"; use ms, s, m, h or d, e.g. \"10s\""
+        ),
+        other => format!("invalid duration \"{text}\": {other}"),
+    })?;
     // Bounded so that every deadline computed from it fits a monotonic
     // instant without overflow.
     if parsed > Duration::from_secs(10 * 365 * 24 * 3600) {
@@ -651,6 +766,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(trimmed.len());
     let (digits, unit) = trimmed.split_at(split);
+    if unit.starts_with('.') {
+        return Err(format!(
+            "invalid size \"{text}\": a whole number is required, e.g. \"512KiB\""
+        ));
+    }
     let number: u64 = digits
         .parse()
         .map_err(|_| format!("invalid size \"{text}\": expected e.g. \"10MB\""))?;
@@ -759,7 +879,7 @@ fn get_u32(
     default: u32,
     diags: &mut Diags<'_>,
 ) -> Option<u32> {
-    let Some(n) = get::<i64>(table, path, key, diags) else {
+    let Some(n) = get::<i128>(table, path, key, diags) else {
         return if table.contains_key(key) {
             None
         } else {
@@ -828,19 +948,31 @@ fn did_you_mean<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// Optimal string alignment distance: Levenshtein plus transposition of
+/// two adjacent characters (`pre` → `per` is one typo, not two).
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut current = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != cb);
-            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
-        }
-        previous = current;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    previous[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 // ---------------------------------------------------------------------------
@@ -1084,33 +1216,49 @@ enum RawCommand {
 fn parse_program(
     name: &str,
     t: &Table<'_>,
+    header: &Range<usize>,
     base_dir: &Path,
     mode: Mode,
     host: &Host,
     diags: &mut Diags<'_>,
 ) -> Option<ProgramConfig> {
-    let p = format!("program.{name}");
+    let p = table_key("program", name);
     let p = p.as_str();
     check_keys(t, p, PROGRAM_KEYS, diags);
-    let table_span = t.keys().next().map(|k| k.span()).unwrap_or(0..0);
 
     let command = match t.get("command") {
         None => {
-            diags.error(&table_span, p, "missing key `command`");
+            diags.error(header, p, "missing key `command`");
             None
         }
         Some(value) => {
             let span = value.span();
             match RawCommand::deserialize(ValueDeserializer::from(value.clone())) {
                 Err(_) => {
-                    diags.error(
-                        &span,
-                        &join(p, "command"),
-                        format!(
-                            "expected an array of strings or a string, found {}",
-                            value.get_ref().type_str()
+                    let bad = match value.get_ref() {
+                        DeValue::Array(items) => {
+                            items.iter().find(|i| i.get_ref().as_str().is_none())
+                        }
+                        _ => None,
+                    };
+                    match bad {
+                        Some(item) => diags.error(
+                            &item.span(),
+                            &join(p, "command"),
+                            format!(
+                                "every argument must be a string, found {}",
+                                item.get_ref().type_str()
+                            ),
                         ),
-                    );
+                        None => diags.error(
+                            &span,
+                            &join(p, "command"),
+                            format!(
+                                "expected an array of strings or a string, found {}",
+                                value.get_ref().type_str()
+                            ),
+                        ),
+                    }
                     None
                 }
                 Ok(RawCommand::Argv(argv)) => Some((argv, span)),
@@ -1204,16 +1352,19 @@ fn parse_program(
     let user = get::<String>(t, p, "user", diags);
     let group = get::<String>(t, p, "group", diags);
     if let Some(user) = &user {
-        if mode == Mode::Run && !host.is_root {
-            diags.error(
-                &user.span(),
-                &join(p, "user"),
-                format!(
-                    "switching to user \"{}\" needs root; kelpie is not running as root",
-                    user.get_ref()
-                ),
+        if !host.is_root {
+            // Fatal only when `run` would have to switch users; at check
+            // time the config may be meant for a root supervisor.
+            let message = format!(
+                "switching to user \"{}\" needs root; kelpie is not running as root",
+                user.get_ref()
             );
-        } else if resolve_user(user.get_ref()).is_none() {
+            match mode {
+                Mode::Run => diags.error(&user.span(), &join(p, "user"), message),
+                Mode::Check => diags.warn(&user.span(), &join(p, "user"), message),
+            }
+        }
+        if (mode == Mode::Check || host.is_root) && resolve_user(user.get_ref()).is_none() {
             diags.error(
                 &user.span(),
                 &join(p, "user"),
@@ -1222,13 +1373,17 @@ fn parse_program(
         }
     }
     if let Some(group) = &group {
-        if user.is_none() && mode == Mode::Run && !host.is_root {
-            diags.error(
-                &group.span(),
-                &join(p, "group"),
-                "switching group needs root; kelpie is not running as root",
+        if user.is_none() && !host.is_root {
+            let message = format!(
+                "switching to group \"{}\" needs root; kelpie is not running as root",
+                group.get_ref()
             );
-        } else if resolve_group(group.get_ref()).is_none() {
+            match mode {
+                Mode::Run => diags.error(&group.span(), &join(p, "group"), message),
+                Mode::Check => diags.warn(&group.span(), &join(p, "group"), message),
+            }
+        }
+        if (mode == Mode::Check || host.is_root) && resolve_group(group.get_ref()).is_none() {
             diags.error(
                 &group.span(),
                 &join(p, "group"),
@@ -1294,7 +1449,7 @@ fn parse_program(
         );
     }
 
-    let success_codes = match get::<Vec<Spanned<i64>>>(t, p, "success_codes", diags) {
+    let success_codes = match get::<Vec<Spanned<i128>>>(t, p, "success_codes", diags) {
         Some(codes) => {
             let mut out = Vec::new();
             let mut ok = true;
@@ -1516,11 +1671,19 @@ fn parse_depends_on(
                 match parsed {
                     Some(c) => out.push((name.get_ref().to_string(), c)),
                     None => {
-                        diags.error(
-                            &cond.span(),
-                            &join(&key, name.get_ref()),
-                            "invalid condition; expected one of: started, ready, completed",
-                        );
+                        let message = match cond.get_ref().as_str() {
+                            Some(text) => {
+                                let hint = did_you_mean(text, &["started", "ready", "completed"])
+                                    .map(|h| format!(" (did you mean \"{h}\"?)"))
+                                    .unwrap_or_default();
+                                format!("invalid condition \"{text}\"{hint}; expected one of: started, ready, completed")
+                            }
+                            None => format!(
+                                "expected a condition (started, ready or completed), found {}",
+                                cond.get_ref().type_str()
+                            ),
+                        };
+                        diags.error(&cond.span(), &join(&key, name.get_ref()), message);
                         ok = false;
                     }
                 }
@@ -1749,8 +1912,13 @@ fn parse_log(t: &Table<'_>, p: &str, base_dir: &Path, diags: &mut Diags<'_>) -> 
 // ---------------------------------------------------------------------------
 // [group.NAME]
 
-fn parse_group(name: &str, t: &Table<'_>, diags: &mut Diags<'_>) -> Option<GroupConfig> {
-    let p = format!("group.{name}");
+fn parse_group(
+    name: &str,
+    t: &Table<'_>,
+    header: &Range<usize>,
+    diags: &mut Diags<'_>,
+) -> Option<GroupConfig> {
+    let p = table_key("group", name);
     let p = p.as_str();
     check_keys(
         t,
@@ -1776,8 +1944,7 @@ fn parse_group(name: &str, t: &Table<'_>, diags: &mut Diags<'_>) -> Option<Group
         Some(list) => Some(list.into_inner()),
         None => {
             if !t.contains_key("programs") {
-                let span = t.keys().next().map(|k| k.span()).unwrap_or(0..0);
-                diags.error(&span, p, "missing key `programs`");
+                diags.error(header, p, "missing key `programs`");
             }
             None
         }
@@ -1814,44 +1981,95 @@ fn parse_group(name: &str, t: &Table<'_>, diags: &mut Diags<'_>) -> Option<Group
 // ---------------------------------------------------------------------------
 // Cross-references: dependencies and groups
 
-fn value_span(root: &Table<'_>, path: &[&str]) -> Range<usize> {
-    let mut current: Option<&Value<'_>> = None;
-    let mut table = Some(root);
-    let mut span = 0..0;
-    for key in path {
-        let Some(t) = table else { break };
-        match t.get_key_value(*key) {
-            Some((k, v)) => {
-                span = if current.is_none() {
-                    k.span()
-                } else {
-                    v.span()
-                };
-                current = Some(v);
-                table = v.get_ref().as_table();
-            }
-            None => break,
-        }
-    }
-    span
+/// What the cross-reference checks need from a program, read straight from
+/// its table: a bad value elsewhere in the program must not hide an unknown
+/// dependency or a cycle (every error is reported in one run).
+struct Declared {
+    name: String,
+    /// `None` when `type` is invalid (reported elsewhere).
+    kind: Option<ProgramKind>,
+    /// Each well-formed dependency, spanned at its name.
+    depends_on: Vec<(Spanned<String>, DependencyCondition)>,
 }
 
-fn check_cross_references(
-    root: &Table<'_>,
-    programs: &[(Range<usize>, ProgramConfig)],
-    groups: &[(Range<usize>, GroupConfig)],
-    declared: &HashMap<String, Range<usize>>,
-    diags: &mut Diags<'_>,
-) {
-    let by_name: HashMap<&str, &ProgramConfig> =
-        programs.iter().map(|(_, p)| (p.name.as_str(), p)).collect();
-    for (_, program) in programs {
+impl Declared {
+    fn read(name: &str, t: &Table<'_>) -> Self {
+        let kind = match t.get("type").map(|v| v.get_ref().as_str()) {
+            None | Some(Some("service")) => Some(ProgramKind::Service),
+            Some(Some("oneshot")) => Some(ProgramKind::Oneshot),
+            Some(_) => None,
+        };
+        let mut depends_on = Vec::new();
+        match t.get("depends_on").map(|v| v.get_ref()) {
+            Some(DeValue::Array(items)) => {
+                for item in items {
+                    if let Some(dep) = item.get_ref().as_str() {
+                        depends_on.push((
+                            Spanned::new(item.span(), dep.to_string()),
+                            DependencyCondition::Ready,
+                        ));
+                    }
+                }
+            }
+            Some(DeValue::Table(map)) => {
+                for (dep, cond) in map {
+                    let cond = match cond.get_ref().as_str() {
+                        Some("started") => DependencyCondition::Started,
+                        Some("ready") => DependencyCondition::Ready,
+                        Some("completed") => DependencyCondition::Completed,
+                        _ => continue,
+                    };
+                    depends_on.push((Spanned::new(dep.span(), dep.get_ref().to_string()), cond));
+                }
+            }
+            _ => {}
+        }
+        depends_on.sort_by_key(|(dep, _)| dep.span().start);
+        Self {
+            name: name.to_string(),
+            kind,
+            depends_on,
+        }
+    }
+}
+
+/// A group's name and the string items of its `programs`, spanned.
+type GroupMembers = (String, Vec<Spanned<String>>);
+
+/// The string items of a group's `programs`, spanned; type errors are
+/// reported by `parse_group`.
+fn group_programs(t: &Table<'_>) -> Vec<Spanned<String>> {
+    match t.get("programs").map(|v| v.get_ref()) {
+        Some(DeValue::Array(items)) => items
+            .iter()
+            .filter_map(|item| {
+                item.get_ref()
+                    .as_str()
+                    .map(|name| Spanned::new(item.span(), name.to_string()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn check_cross_references(programs: &[Declared], groups: &[GroupMembers], diags: &mut Diags<'_>) {
+    let by_name: HashMap<&str, &Declared> = programs.iter().map(|p| (p.name.as_str(), p)).collect();
+    let names: Vec<&str> = programs.iter().map(|p| p.name.as_str()).collect();
+    let unknown = |name: &str| {
+        let hint = did_you_mean(name, &names)
+            .map(|h| format!(" (did you mean \"{h}\"?)"))
+            .unwrap_or_default();
+        format!("unknown program \"{name}\"{hint}")
+    };
+    for program in programs {
+        let key = join(&table_key("program", &program.name), "depends_on");
         let mut seen = BTreeSet::new();
         for (dep, condition) in &program.depends_on {
-            let span = dep_span(root, &program.name, dep);
-            let key = format!("program.{}.depends_on", program.name);
+            let span = dep.span();
+            let dep = dep.get_ref();
             if !seen.insert(dep.as_str()) {
                 diags.error(&span, &key, format!("\"{dep}\" is listed twice"));
+                continue;
             }
             if dep == &program.name {
                 diags.error(&span, &key, format!("dependency cycle: {dep} -> {dep}"));
@@ -1860,7 +2078,7 @@ fn check_cross_references(
             match by_name.get(dep.as_str()) {
                 Some(target) => {
                     if *condition == DependencyCondition::Completed
-                        && target.kind != ProgramKind::Oneshot
+                        && target.kind == Some(ProgramKind::Service)
                     {
                         diags.error(
                             &span,
@@ -1869,27 +2087,21 @@ fn check_cross_references(
                         );
                     }
                 }
-                None if declared.contains_key(dep) => {}
-                None => {
-                    let names: Vec<&str> = declared.keys().map(String::as_str).collect();
-                    let hint = did_you_mean(dep, &names)
-                        .map(|h| format!(" (did you mean \"{h}\"?)"))
-                        .unwrap_or_default();
-                    diags.error(&span, &key, format!("unknown program \"{dep}\"{hint}"));
-                }
+                None => diags.error(&span, &key, unknown(dep)),
             }
         }
     }
     let mut owner: HashMap<&str, &str> = HashMap::new();
-    for (_, group) in groups {
-        for name in &group.programs {
-            let span = value_span(root, &["group", &group.name, "programs"]);
-            let key = format!("group.{}.programs", group.name);
-            if !declared.contains_key(name) {
-                diags.error(&span, &key, format!("unknown program \"{name}\""));
+    for (group, members) in groups {
+        let key = join(&table_key("group", group), "programs");
+        for member in members {
+            let span = member.span();
+            let name = member.get_ref().as_str();
+            if !by_name.contains_key(name) {
+                diags.error(&span, &key, unknown(name));
             }
-            if let Some(previous) = owner.insert(name, &group.name) {
-                if previous == group.name {
+            if let Some(previous) = owner.insert(name, group) {
+                if previous == group {
                     diags.error(&span, &key, format!("\"{name}\" is listed twice"));
                 } else {
                     diags.error(
@@ -1903,43 +2115,14 @@ fn check_cross_references(
     }
 }
 
-fn dep_span(root: &Table<'_>, program: &str, dep: &str) -> Range<usize> {
-    let base = ["program", program, "depends_on"];
-    let whole = value_span(root, &base);
-    let Some(value) = root
-        .get("program")
-        .and_then(|v| v.get_ref().as_table())
-        .and_then(|t| t.get(program))
-        .and_then(|v| v.get_ref().as_table())
-        .and_then(|t| t.get("depends_on"))
-    else {
-        return whole;
-    };
-    match value.get_ref() {
-        DeValue::Array(items) => items
-            .iter()
-            .find(|i| i.get_ref().as_str() == Some(dep))
-            .map(|i| i.span())
-            .unwrap_or(whole),
-        DeValue::Table(map) => map
-            .get_key_value(dep)
-            .map(|(k, _)| k.span())
-            .unwrap_or(whole),
-        _ => whole,
-    }
-}
-
 /// Topological order (dependencies first, file order between independent
-/// programs). A cycle is reported once with its path.
-fn dependency_order(
-    programs: &[(Range<usize>, ProgramConfig)],
-    root: &Table<'_>,
-    diags: &mut Diags<'_>,
-) -> Option<Vec<String>> {
+/// programs). Every cycle is reported with its path, at the first program's
+/// `depends_on` entry naming the next one.
+fn dependency_order(programs: &[Declared], diags: &mut Diags<'_>) -> Option<Vec<String>> {
     let index: HashMap<&str, usize> = programs
         .iter()
         .enumerate()
-        .map(|(i, (_, p))| (p.name.as_str(), i))
+        .map(|(i, p)| (p.name.as_str(), i))
         .collect();
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -1947,58 +2130,71 @@ fn dependency_order(
         Active,
         Done,
     }
-    let mut marks = vec![Mark::New; programs.len()];
-    let mut order = Vec::with_capacity(programs.len());
-
-    fn visit(
-        i: usize,
-        programs: &[(Range<usize>, ProgramConfig)],
-        index: &HashMap<&str, usize>,
-        marks: &mut [Mark],
-        stack: &mut Vec<usize>,
-        order: &mut Vec<String>,
-    ) -> Result<(), Vec<usize>> {
-        match marks[i] {
-            Mark::Done => return Ok(()),
-            Mark::Active => {
-                let start = stack.iter().position(|&s| s == i).unwrap_or(0);
-                let mut cycle = stack[start..].to_vec();
-                cycle.push(i);
-                return Err(cycle);
-            }
-            Mark::New => {}
-        }
-        marks[i] = Mark::Active;
-        stack.push(i);
-        for (dep, _) in &programs[i].1.depends_on {
-            if dep == &programs[i].1.name {
-                continue; // reported as a self-cycle already
-            }
-            if let Some(&j) = index.get(dep.as_str()) {
-                visit(j, programs, index, marks, stack, order)?;
-            }
-        }
-        stack.pop();
-        marks[i] = Mark::Done;
-        order.push(programs[i].1.name.clone());
-        Ok(())
+    struct Walk<'a> {
+        programs: &'a [Declared],
+        index: HashMap<&'a str, usize>,
+        marks: Vec<Mark>,
+        stack: Vec<usize>,
+        order: Vec<String>,
+        cycles: Vec<Vec<usize>>,
     }
-
+    impl Walk<'_> {
+        fn visit(&mut self, i: usize) {
+            match self.marks[i] {
+                Mark::Done => return,
+                Mark::Active => {
+                    let start = self.stack.iter().position(|&s| s == i).unwrap_or(0);
+                    let mut cycle = self.stack[start..].to_vec();
+                    cycle.push(i);
+                    self.cycles.push(cycle);
+                    return;
+                }
+                Mark::New => {}
+            }
+            self.marks[i] = Mark::Active;
+            self.stack.push(i);
+            let programs = self.programs;
+            for (dep, _) in &programs[i].depends_on {
+                if dep.get_ref() == &programs[i].name {
+                    continue; // reported as a self-cycle already
+                }
+                if let Some(&j) = self.index.get(dep.get_ref().as_str()) {
+                    self.visit(j);
+                }
+            }
+            self.stack.pop();
+            self.marks[i] = Mark::Done;
+            self.order.push(programs[i].name.clone());
+        }
+    }
+    let mut walk = Walk {
+        programs,
+        index,
+        marks: vec![Mark::New; programs.len()],
+        stack: Vec::new(),
+        order: Vec::with_capacity(programs.len()),
+        cycles: Vec::new(),
+    };
     for i in 0..programs.len() {
-        let mut stack = Vec::new();
-        if let Err(cycle) = visit(i, programs, &index, &mut marks, &mut stack, &mut order) {
-            let names: Vec<&str> = cycle.iter().map(|&c| programs[c].1.name.as_str()).collect();
-            let first = names[0];
-            let span = dep_span(root, first, names.get(1).copied().unwrap_or(first));
-            diags.error(
-                &span,
-                &format!("program.{first}.depends_on"),
-                format!("dependency cycle: {}", names.join(" -> ")),
-            );
-            return None;
-        }
+        walk.visit(i);
     }
-    Some(order)
+    for cycle in &walk.cycles {
+        let names: Vec<&str> = cycle.iter().map(|&c| programs[c].name.as_str()).collect();
+        let first = &programs[cycle[0]];
+        let next = names.get(1).copied().unwrap_or(first.name.as_str());
+        let span = first
+            .depends_on
+            .iter()
+            .find(|(dep, _)| dep.get_ref() == next)
+            .map(|(dep, _)| dep.span())
+            .unwrap_or(0..0);
+        diags.error(
+            &span,
+            &join(&table_key("program", &first.name), "depends_on"),
+            format!("dependency cycle: {}", names.join(" -> ")),
+        );
+    }
+    walk.cycles.is_empty().then_some(walk.order)
 }
 
 // ---------------------------------------------------------------------------
@@ -2007,6 +2203,7 @@ fn dependency_order(
 /// `KEY=VALUE` lines; blank lines and `#` comments are skipped, an optional
 /// `export ` prefix and one pair of surrounding quotes are removed.
 pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut vars = Vec::new();
     for (number, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -2025,6 +2222,9 @@ pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (usize, Strin
             return Err((number + 1, format!("invalid variable name {key:?}")));
         }
         let value = value.trim();
+        if value.contains('\0') {
+            return Err((number + 1, format!("value of {key} contains a NUL byte")));
+        }
         let unquoted = ['"', '\'']
             .iter()
             .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))

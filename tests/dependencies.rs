@@ -1,5 +1,8 @@
 //! Dependency gating at start and reverse-dependency order at shutdown.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
 mod common;
 
 use common::{is, secs, timestamp, Kelpie};

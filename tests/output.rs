@@ -1,6 +1,9 @@
 //! Program output: relayed lines (text and JSON), overlong lines, log files
 //! with rotation, discard, and back-pressure instead of unbounded memory.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
 mod common;
 
 use common::{secs, Kelpie, Options};
@@ -171,27 +174,14 @@ restart = "never"
         },
     );
     // Wait until `seq` is blocked writing into its full pipe.
-    let deadline = std::time::Instant::now() + secs(10.0);
-    let blocked = loop {
-        let writers: Vec<i32> = k
-            .marked_processes()
-            .into_iter()
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/wchan"))
-                    .is_ok_and(|w| w.contains("pipe_write"))
-                    && std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                        .is_ok_and(|c| c.trim() == "seq")
-            })
-            .collect();
-        if let Some(pid) = writers.first() {
-            break *pid;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "seq never blocked on its pipe"
-        );
-        std::thread::yield_now();
-    };
+    common::wait_until("seq to block on its full pipe", secs(10.0), || {
+        k.marked_processes().into_iter().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+                .is_ok_and(|w| w.contains("pipe_write"))
+                && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "seq")
+        })
+    });
     assert!(
         !k.path("flood-done").exists(),
         "seq finished although nobody read"
@@ -206,7 +196,6 @@ restart = "never"
         rss_kib < 40 * 1024,
         "kelpie holds {rss_kib} KiB while output is blocked"
     );
-    let _ = blocked;
     open_gate.send(()).unwrap();
     k.wait_line("flood:0 | 1000000", secs(60.0));
     let numbers: Vec<u64> = k

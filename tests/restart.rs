@@ -1,6 +1,9 @@
 //! Crash handling: the backoff curve, its reset after a stable run, restart
 //! intensity, and the restart policies.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
 mod common;
 
 use common::{between, secs, Kelpie};

@@ -1,6 +1,9 @@
 //! Signals kelpie receives: forwarded ones reach every running program's
 //! group; SIGHUP does not kill kelpie.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
 mod common;
 
 use common::{secs, Kelpie};
@@ -55,7 +58,10 @@ start_seconds = "0s"
     k.signal("HUP");
     k.wait_event("reload_unsupported", "", secs(5.0));
     assert_eq!(k.events("program_started", "steady").len(), 1);
-    assert_eq!(k.marked_processes(), vec![started["pid"].as_i64().unwrap() as i32]);
+    assert_eq!(
+        k.marked_processes(),
+        vec![started["pid"].as_i64().unwrap() as i32]
+    );
     k.signal("TERM");
     assert!(k.wait_exit(secs(10.0)).success());
 }

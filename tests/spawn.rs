@@ -1,6 +1,9 @@
 //! What a started program gets: command, environment, directory, umask,
 //! credentials, clean fds; and what happens when it cannot start.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
 mod common;
 
 use common::{secs, Kelpie, Options};

@@ -1,6 +1,9 @@
 //! Stopping: signal, deadline, SIGKILL to the whole group; shutdown bounds;
 //! nothing left behind.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
 mod common;
 
 use common::{between, secs, Kelpie};
@@ -60,15 +63,9 @@ start_seconds = "0s"
     k.wait_event("program_running", "pipe", secs(5.0));
     k.wait_event("program_running", "deafpipe", secs(5.0));
     // sh + sleep + cat for each program.
-    let deadline = std::time::Instant::now() + secs(5.0);
-    while k.marked_processes().len() < 6 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pipelines did not start: {:?}",
-            k.marked_processes()
-        );
-        std::thread::yield_now();
-    }
+    common::wait_until("both pipelines to run", secs(5.0), || {
+        (k.marked_processes().len() >= 6).then_some(())
+    });
     k.signal("TERM");
     assert!(k.wait_exit(secs(10.0)).success());
     assert_eq!(
@@ -94,14 +91,9 @@ start_seconds = "0s"
 "#,
     );
     k.wait_event("program_running", "family", secs(5.0));
-    let deadline = std::time::Instant::now() + secs(5.0);
-    while k.marked_processes().len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "background member did not start"
-        );
-        std::thread::yield_now();
-    }
+    common::wait_until("the background member to run", secs(5.0), || {
+        (k.marked_processes().len() >= 2).then_some(())
+    });
     k.signal("TERM");
     assert!(k.wait_exit(secs(10.0)).success());
     let exited = k.wait_event("program_exited", "family", secs(1.0));

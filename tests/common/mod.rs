@@ -3,6 +3,13 @@
 //! deadlines (never fixed sleeps).
 
 #![allow(dead_code)]
+// Test harness code: panicking on a broken environment is the right
+// failure, and std's Instant is fine for test deadlines.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -313,4 +320,21 @@ fn is_zombie(pid: i32) -> bool {
 
 pub fn secs(n: f64) -> Duration {
     Duration::from_secs_f64(n)
+}
+
+/// Waits until `condition` holds, checking every few milliseconds, for
+/// states that announce themselves nowhere but /proc. Panics naming `what`
+/// at the deadline.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut condition: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
