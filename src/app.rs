@@ -123,6 +123,22 @@ fn run(explicit: Option<&Path>) -> i32 {
     for warning in validation.warnings() {
         tracing::warn!(event = "config_warning", "{warning}");
     }
+    if nix::unistd::geteuid().is_root() {
+        let as_root: Vec<&str> = config
+            .programs
+            .iter()
+            .filter(|p| p.user.is_none())
+            .map(|p| p.name.as_str())
+            .collect();
+        if !as_root.is_empty() {
+            tracing::warn!(
+                event = "programs_run_as_root",
+                programs = %as_root.join(","),
+                "kelpie runs as root and these programs have no `user`, so they run as root too: {}",
+                as_root.join(", ")
+            );
+        }
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

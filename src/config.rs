@@ -510,6 +510,9 @@ fn parse_document(
         .collect();
 
     check_cross_references(&declared, &group_members, diags);
+    if let Some(settings) = &supervisor {
+        stop_headroom_warnings(settings, &programs, diags);
+    }
     let order = dependency_order(&declared, diags)?;
 
     if diags.has_errors() {
@@ -530,6 +533,28 @@ fn parse_document(
         programs,
         groups: groups.into_iter().map(|(_, g)| g).collect(),
     })
+}
+
+/// A program whose own stop cannot finish inside the shutdown bound is
+/// legal but risky (SPEC §7 startup warnings).
+fn stop_headroom_warnings(
+    settings: &SupervisorConfig,
+    programs: &[(Range<usize>, ProgramConfig)],
+    diags: &mut Diags<'_>,
+) {
+    for (span, program) in programs {
+        if program.stop_timeout >= settings.shutdown_timeout {
+            diags.warn(
+                span,
+                &format!("{}.stop_timeout", table_key("program", &program.name)),
+                format!(
+                    "stop_timeout ({}) leaves no headroom inside shutdown_timeout ({}); a slow stop will be cut short by SIGKILL",
+                    humantime::format_duration(program.stop_timeout),
+                    humantime::format_duration(settings.shutdown_timeout)
+                ),
+            );
+        }
+    }
 }
 
 /// `program.web`, or `program."a/b"` when the name is not a bare TOML key,
@@ -1047,11 +1072,11 @@ fn parse_supervisor(t: &Table<'_>, host: &Host, diags: &mut Diags<'_>) -> Option
     let socket_mode = match get::<String>(t, p, "socket_mode", diags) {
         Some(text) => match u32::from_str_radix(text.get_ref(), 8) {
             Ok(mode) if mode <= 0o777 => {
-                if mode & 0o007 != 0 {
+                if mode & !0o660 != 0 {
                     diags.warn(
                         &text.span(),
                         "supervisor.socket_mode",
-                        format!("mode {:04o} lets every local user control kelpie", mode),
+                        format!("mode {:04o} is wider than 0660; every user it admits can control kelpie", mode),
                     );
                 }
                 Some(mode)

@@ -829,7 +829,7 @@ fn supervisor_warnings_do_not_block() {
         printed(&validation),
         [
             "supervisor.toml:2:15: warning: supervisor.http_listen: 0.0.0.0:9100 is not a loopback address; /health, /ready and /metrics will be reachable from the network",
-            "supervisor.toml:3:15: warning: supervisor.socket_mode: mode 0666 lets every local user control kelpie",
+            "supervisor.toml:3:15: warning: supervisor.socket_mode: mode 0666 is wider than 0660; every user it admits can control kelpie",
         ]
     );
     assert_eq!(validation.errors().count(), 0);
@@ -1462,4 +1462,34 @@ fn truncated_or_mangled_input_never_panics() {
         let quoted = format!("{truncated}\"{}", &example[end..]);
         let _ = run_with(&quoted, Mode::Check, &root());
     }
+}
+
+#[test]
+fn stop_timeout_without_headroom_is_a_warning() {
+    let source = "[supervisor]\nshutdown_timeout = \"5s\"\n\n[program.slow]\ncommand = [\"sleep\", \"1\"]\nstop_timeout = \"5s\"\n\n[program.quick]\ncommand = [\"sleep\", \"1\"]\nstop_timeout = \"4s\"\n";
+    let host = Host {
+        is_root: false,
+        path_var: Some("/usr/bin:/bin".into()),
+        runtime_dir: None,
+    };
+    let v = validate(source, Path::new("supervisor.toml"), Mode::Run, &host);
+    let shown: Vec<String> = v.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        shown,
+        vec!["supervisor.toml:4:10: warning: program.slow.stop_timeout: stop_timeout (5s) leaves no headroom inside shutdown_timeout (5s); a slow stop will be cut short by SIGKILL"]
+    );
+    assert!(v.config.is_some(), "warnings are never fatal");
+}
+
+#[test]
+fn socket_mode_0660_is_quiet() {
+    let source =
+        "[supervisor]\nsocket_mode = \"0660\"\n\n[program.a]\ncommand = [\"sleep\", \"1\"]\n";
+    let host = Host {
+        is_root: false,
+        path_var: Some("/usr/bin:/bin".into()),
+        runtime_dir: None,
+    };
+    let v = validate(source, Path::new("supervisor.toml"), Mode::Check, &host);
+    assert!(v.diagnostics.is_empty(), "{:?}", v.diagnostics);
 }
