@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{LogMode, ProgramConfig};
 
@@ -22,6 +22,12 @@ pub const MAX_LINE_BYTES: usize = 16 * 1024;
 pub const TAIL_LINES: usize = 1000;
 pub const TAIL_BYTES: usize = 256 * 1024;
 const RELAY_QUEUE: usize = 1024;
+/// Bytes of formatted records waiting for the writer, at most. Bounds the
+/// queue in memory as well as in count (JSON escaping can make a 16 KiB
+/// line several times larger).
+const RELAY_BUDGET_BYTES: usize = 1024 * 1024;
+
+type Record = (String, OwnedSemaphorePermit);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -49,7 +55,8 @@ pub enum RelayFormat {
 /// runtime's workers.
 #[derive(Clone)]
 pub struct Relay {
-    queue: mpsc::Sender<String>,
+    queue: mpsc::Sender<Record>,
+    budget: Arc<Semaphore>,
     format: RelayFormat,
 }
 
@@ -59,24 +66,30 @@ pub struct RelayHandle {
 
 impl Relay {
     pub fn start(format: RelayFormat) -> io::Result<(Relay, RelayHandle)> {
-        let (queue, mut rx) = mpsc::channel::<String>(RELAY_QUEUE);
+        let (queue, mut rx) = mpsc::channel::<Record>(RELAY_QUEUE);
         let thread = std::thread::Builder::new()
             .name("kelpie-relay".into())
             .spawn(move || {
                 let stdout = io::stdout();
-                while let Some(first) = rx.blocking_recv() {
+                while let Some((first, permit)) = rx.blocking_recv() {
                     let mut out = stdout.lock();
                     // Write errors (a closed stdout) must not stop draining,
                     // or every child would block on its pipe.
                     let _ = out.write_all(first.as_bytes());
-                    while let Ok(next) = rx.try_recv() {
+                    drop(permit);
+                    while let Ok((next, permit)) = rx.try_recv() {
                         let _ = out.write_all(next.as_bytes());
+                        drop(permit);
                     }
                     let _ = out.flush();
                 }
             })?;
         Ok((
-            Relay { queue, format },
+            Relay {
+                queue,
+                budget: Arc::new(Semaphore::new(RELAY_BUDGET_BYTES)),
+                format,
+            },
             RelayHandle {
                 thread: Some(thread),
             },
@@ -202,7 +215,16 @@ impl RotatingFile {
         let len = line.len() as u64 + 1;
         self.open()?;
         if self.size > 0 && self.size + len > self.max_size {
-            self.rotate()?;
+            if let Err(err) = self.rotate() {
+                // Losing output is worse than an oversized file: keep
+                // appending and try to rotate again at the next line.
+                tracing::warn!(
+                    event = "log_rotate_failed",
+                    file = %self.path.display(),
+                    error = %err,
+                    "cannot rotate log file; appending past max_size"
+                );
+            }
         }
         let file = self.open()?;
         let mut buf = Vec::with_capacity(line.len() + 1);
@@ -272,7 +294,10 @@ impl ProgramOutput {
                 let record = format_relay(relay.format, &self.program, instance, stream, &line);
                 // Waiting here is the back-pressure: the pump stops reading
                 // until the writer catches up.
-                let _ = relay.queue.send(record).await;
+                let cost = record.len().clamp(1, RELAY_BUDGET_BYTES) as u32;
+                if let Ok(permit) = relay.budget.clone().acquire_many_owned(cost).await {
+                    let _ = relay.queue.send((record, permit)).await;
+                }
             }
             Destination::File(file) => {
                 let result = file

@@ -134,6 +134,7 @@ pub fn command(launch: Launch<'_>) -> Command {
             // tokio's signal handling never blocks signals, but a parent of
             // kelpie may have; the child must start with a clean mask.
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+            reset_signal_dispositions();
             if let Some(mask) = umask {
                 nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
                     mask as libc::mode_t,
@@ -151,6 +152,26 @@ pub fn command(launch: Launch<'_>) -> Command {
         });
     }
     cmd
+}
+
+/// Handled signals revert to their default on exec, but ignored ones stay
+/// ignored: a SIGQUIT or SIGHUP that kelpie's own parent chose to ignore
+/// (`nohup`, a shell's background job) must not be ignored by programs.
+///
+/// glibc reserves the first two real-time signals for itself and refuses to
+/// change them; every other signal, real-time ones included, is reset.
+fn reset_signal_dispositions() {
+    for signal in 1..=libc::SIGRTMAX() {
+        let reserved = signal == libc::SIGRTMIN() - 2 || signal == libc::SIGRTMIN() - 1;
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP || reserved {
+            continue;
+        }
+        // SAFETY: signal(2) with SIG_DFL is async-signal-safe and only
+        // changes this (child) process's disposition table.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+        }
+    }
 }
 
 /// Marks every fd above 2 close-on-exec. kelpie opens its own fds with

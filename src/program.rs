@@ -42,7 +42,17 @@ pub enum ProgramMsg {
         kind: TimerKind,
         generation: u64,
     },
+    /// Re-check a SIGKILLed group that has not reported empty yet.
+    Recheck {
+        pgid: i32,
+        attempt: u32,
+    },
 }
+
+/// Re-checks after a SIGKILL: 50 ms, 100 ms, … up to ~6 s in total. Only a
+/// group with a member whose parent never reaps it needs more than the
+/// first.
+const RECHECK_ATTEMPTS: u32 = 8;
 
 pub struct ProgramArgs {
     pub config: Arc<ProgramConfig>,
@@ -151,10 +161,24 @@ impl Actor for ProgramActor {
                 Event::GroupGone
             }
             ProgramMsg::Timer { kind, generation } => Event::Timer { kind, generation },
+            ProgramMsg::Recheck { pgid, attempt } => {
+                if state.pgid == Some(pgid) {
+                    state.args.reaper.recheck();
+                    if attempt + 1 < RECHECK_ATTEMPTS {
+                        schedule_recheck(&myself, pgid, attempt + 1);
+                    }
+                }
+                return Ok(());
+            }
         };
         state.apply(&myself, event);
         Ok(())
     }
+}
+
+fn schedule_recheck(myself: &ActorRef<ProgramMsg>, pgid: i32, attempt: u32) {
+    let delay = std::time::Duration::from_millis(50u64 << attempt.min(10));
+    myself.send_after(delay, move || ProgramMsg::Recheck { pgid, attempt });
 }
 
 impl ProgramState {
@@ -175,6 +199,9 @@ impl ProgramState {
                     Action::SignalGroup(signal) => {
                         if let Some(pgid) = self.pgid {
                             self.args.reaper.signal_group(pgid, signal);
+                            if signal == Signal::SIGKILL {
+                                schedule_recheck(myself, pgid, 0);
+                            }
                         }
                     }
                     Action::WatchGroup => {

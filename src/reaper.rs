@@ -13,10 +13,15 @@
 //!   orphans (kelpie is PID 1 or a subreaper) and are simply reaped;
 //! - signals go only to groups still in the table, so a recycled pid is
 //!   never hit;
-//! - a stop is complete when the *group* is empty, which is re-checked after
-//!   every reap pass: the last member of a group is always a child of kelpie
-//!   (its leader, or an orphan reparented to the subreaper), so its exit
-//!   raises SIGCHLD here. No polling.
+//! - when a leader exits while its group lives on, the group moves to the
+//!   `draining` table in the same locked pass, so it stays signalable with no
+//!   gap;
+//! - a stop is complete when the *group* has no live member, which is
+//!   re-checked after every reap pass: the last member of a group is almost
+//!   always a child of kelpie (its leader, or an orphan reparented to the
+//!   subreaper), so its exit raises SIGCHLD here. The exception (a member
+//!   whose parent lives outside the group and never waits) is covered by
+//!   `recheck`, which the owner calls a few times after a SIGKILL.
 
 use std::collections::HashMap;
 use std::io;
@@ -39,8 +44,31 @@ pub type OnGroupGone = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 struct Table {
     leaders: HashMap<i32, OnExit>,
-    watched: HashMap<i32, OnGroupGone>,
+    /// Groups whose leader is gone but whose members live on. The entry is
+    /// created by the reap pass itself (callback `None`), so the group stays
+    /// signalable without a gap until its owner registers a callback.
+    draining: HashMap<i32, Option<OnGroupGone>>,
     orphans_reaped: u64,
+}
+
+impl Table {
+    /// Fires and forgets every draining group that has become empty.
+    fn settle_draining(&mut self) {
+        if self.draining.is_empty() {
+            return;
+        }
+        let gone: Vec<i32> = self
+            .draining
+            .keys()
+            .copied()
+            .filter(|&pgid| !group_alive(pgid))
+            .collect();
+        for pgid in gone {
+            if let Some(Some(on_gone)) = self.draining.remove(&pgid) {
+                on_gone();
+            }
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -92,23 +120,20 @@ impl Reaper {
                 }
             };
             any = true;
-            match table.leaders.remove(&pid.as_raw()) {
-                Some(on_exit) => on_exit(pid.as_raw(), status, group_alive(pid.as_raw())),
+            let pid = pid.as_raw();
+            match table.leaders.remove(&pid) {
+                Some(on_exit) => {
+                    let alive = group_alive(pid);
+                    if alive {
+                        table.draining.insert(pid, None);
+                    }
+                    on_exit(pid, status, alive);
+                }
                 None => table.orphans_reaped += 1,
             }
         }
-        if any && !table.watched.is_empty() {
-            let gone: Vec<i32> = table
-                .watched
-                .keys()
-                .copied()
-                .filter(|&pgid| !group_alive(pgid))
-                .collect();
-            for pgid in gone {
-                if let Some(on_gone) = table.watched.remove(&pgid) {
-                    on_gone();
-                }
-            }
+        if any {
+            table.settle_draining();
         }
     }
 
@@ -117,18 +142,25 @@ impl Reaper {
     pub fn watch_group(&self, pgid: i32, on_gone: OnGroupGone) {
         let mut table = self.lock();
         if group_alive(pgid) {
-            table.watched.insert(pgid, on_gone);
+            table.draining.insert(pgid, Some(on_gone));
         } else {
+            table.draining.remove(&pgid);
             drop(table);
             on_gone();
         }
+    }
+
+    /// Re-checks draining groups outside a reap pass. Needed after SIGKILL:
+    /// a member whose parent is not kelpie dies without a SIGCHLD here.
+    pub fn recheck(&self) {
+        self.lock().settle_draining();
     }
 
     /// Signals a process group kelpie owns. Returns false when the group is
     /// unknown or already empty.
     pub fn signal_group(&self, pgid: i32, signal: Signal) -> bool {
         let table = self.lock();
-        if !table.leaders.contains_key(&pgid) && !table.watched.contains_key(&pgid) {
+        if !table.leaders.contains_key(&pgid) && !table.draining.contains_key(&pgid) {
             return false;
         }
         killpg(Pid::from_raw(pgid), signal).is_ok()
@@ -138,19 +170,162 @@ impl Reaper {
         self.lock().orphans_reaped
     }
 
-    /// Groups kelpie still owns (leaders not yet reaped, or draining).
-    pub fn live_groups(&self) -> usize {
+    /// Live children of kelpie that it did not spawn as program leaders:
+    /// descendants that left their program's process group (a double fork,
+    /// `setsid`) and were reparented to kelpie as subreaper.
+    pub fn escaped_children(&self) -> Vec<i32> {
         let table = self.lock();
-        table.leaders.len() + table.watched.len()
+        let me = std::process::id() as i32;
+        let mut found = Vec::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return found;
+        };
+        for entry in entries.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if table.leaders.contains_key(&pid) {
+                continue;
+            }
+            if let Some((state, ppid, _pgid)) = proc_stat(pid) {
+                if ppid == me && state != 'Z' {
+                    found.push(pid);
+                }
+            }
+        }
+        found
     }
 }
 
-/// Does any process (zombies included) remain in the group?
+/// State, parent pid and process group of a process, from /proc/PID/stat.
+fn proc_stat(pid: i32) -> Option<(char, i32, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses; fields resume
+    // after the last ')'.
+    let (_, rest) = text.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgid = fields.next()?.parse().ok()?;
+    Some((state, ppid, pgid))
+}
+
+/// Does any live (non-zombie) process remain in the group? A zombie whose
+/// parent never waits (a parent outside kelpie's reach) must not keep a
+/// stop pending forever, so when `kill(-pgid, 0)` says "members exist",
+/// /proc decides whether any of them is more than a zombie.
 fn group_alive(pgid: i32) -> bool {
     match killpg(Pid::from_raw(pgid), None) {
-        Ok(()) => true,
-        // EPERM: members exist but changed credentials; still alive.
-        Err(Errno::EPERM) => true,
-        Err(_) => false,
+        Ok(()) | Err(Errno::EPERM) => {}
+        Err(_) => return false,
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Some((state, _, group)) = proc_stat(pid) {
+            if group == pgid && state != 'Z' {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+// The reaper under test does the waiting, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Reaps until `rx` yields, like SIGCHLD-driven passes would.
+    fn reap_until<T>(reaper: &Reaper, rx: &mpsc::Receiver<T>, what: &str) -> T {
+        for _ in 0..1000 {
+            reaper.reap();
+            if let Ok(value) = rx.recv_timeout(Duration::from_millis(10)) {
+                return value;
+            }
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// The leader exits while a member (ignoring TERM) lives on. Between the
+    /// reap and the owner's watch registration the group must stay
+    /// signalable, or a SIGKILL sent in that window is lost.
+    #[test]
+    fn group_stays_signalable_between_leader_exit_and_watch() {
+        let reaper = Reaper::new();
+        let (exited_tx, exited_rx) = mpsc::channel();
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "trap '' TERM; sleep 1000 & exit 3"])
+            .process_group(0);
+        let child = reaper
+            .spawn(
+                &mut command,
+                Box::new(move |pid, status, alive| {
+                    let _ = exited_tx.send((pid, status, alive));
+                }),
+            )
+            .unwrap();
+        let pgid = child.id() as i32;
+        let (pid, status, alive) = reap_until(&reaper, &exited_rx, "the leader's exit");
+        assert_eq!((pid, status, alive), (pgid, ExitStatus::Code(3), true));
+        assert!(
+            reaper.signal_group(pgid, Signal::SIGKILL),
+            "the SIGKILL was dropped"
+        );
+        let (gone_tx, gone_rx) = mpsc::channel();
+        reaper.watch_group(
+            pgid,
+            Box::new(move || {
+                let _ = gone_tx.send(());
+            }),
+        );
+        reap_until(&reaper, &gone_rx, "the group to empty");
+        assert!(
+            !reaper.signal_group(pgid, Signal::SIGTERM),
+            "an empty group is forgotten"
+        );
+    }
+
+    #[test]
+    fn statuses_are_routed_by_pid_and_orphans_counted() {
+        let reaper = Reaper::new();
+        let (tx, rx) = mpsc::channel();
+        let mut pids = Vec::new();
+        for code in [0, 1, 7] {
+            let tx = tx.clone();
+            let mut command = Command::new("sh");
+            command
+                .args(["-c", &format!("exit {code}")])
+                .process_group(0);
+            let child = reaper
+                .spawn(
+                    &mut command,
+                    Box::new(move |pid, status, _| {
+                        let _ = tx.send((pid, status));
+                    }),
+                )
+                .unwrap();
+            pids.push((child.id() as i32, code));
+        }
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.push(reap_until(&reaper, &rx, "an exit"));
+        }
+        seen.sort_by_key(|(pid, _)| *pid);
+        pids.sort();
+        let expected: Vec<(i32, ExitStatus)> = pids
+            .into_iter()
+            .map(|(pid, code)| (pid, ExitStatus::Code(code)))
+            .collect();
+        assert_eq!(seen, expected);
     }
 }

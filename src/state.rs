@@ -548,6 +548,11 @@ impl Instance {
         if self.phase == Phase::Stopping {
             if group_alive {
                 out.push(Action::WatchGroup);
+                if self.killed {
+                    // Repeat the SIGKILL for members that may have been
+                    // forked after it was sent.
+                    out.push(Action::SignalGroup(Signal::SIGKILL));
+                }
             } else {
                 self.finish_stop(out);
             }

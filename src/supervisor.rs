@@ -25,6 +25,10 @@ use crate::state::{ExitKind, Phase, Policy, Snapshot};
 /// process in uninterruptible sleep cannot be killed any faster).
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
+/// How long descendants that escaped their process group get between
+/// SIGTERM and SIGKILL at the end of a shutdown.
+const ESCAPED_GRACE: Duration = Duration::from_secs(1);
+
 pub enum SupervisorMsg {
     InstanceChanged {
         program: String,
@@ -39,6 +43,8 @@ pub enum SupervisorMsg {
     DrainElapsed,
     ShutdownDeadline,
     KillGraceElapsed,
+    /// Escaped descendants had their grace after SIGTERM.
+    SweepElapsed,
 }
 
 pub struct SupervisorArgs {
@@ -63,10 +69,21 @@ struct Entry {
 }
 
 impl Entry {
+    /// No process, and none wanted: an instance told to start counts as up
+    /// until it reports otherwise, so a shutdown right after a start never
+    /// mistakes it for stopped.
     fn is_down(&self) -> bool {
         self.snapshots
             .iter()
-            .all(|s| s.phase.is_down() && s.pid.is_none())
+            .all(|s| s.phase.is_down() && s.pid.is_none() && !s.want_up)
+    }
+
+    /// Starts every instance and records that in the snapshots at once.
+    fn start_all(&mut self) {
+        for snapshot in &mut self.snapshots {
+            snapshot.want_up = true;
+        }
+        self.cast_all(|| ProgramMsg::Start);
     }
 
     fn cast_all(&self, make: impl Fn() -> ProgramMsg) {
@@ -81,6 +98,7 @@ struct Shutdown {
     started: Instant,
     draining: bool,
     forced: bool,
+    sweeping: bool,
 }
 
 pub struct SupervisorState {
@@ -237,6 +255,14 @@ impl Actor for SupervisorActor {
                     programs = %left.join(","),
                     "processes survived SIGKILL (uninterruptible sleep?); exiting anyway"
                 );
+                if let Some(shutdown) = state.shutdown.as_mut() {
+                    shutdown.code = 1;
+                }
+                state.finish(&myself);
+                return Ok(());
+            }
+            SupervisorMsg::SweepElapsed => {
+                state.kill_escaped(Signal::SIGKILL);
                 state.finish(&myself);
                 return Ok(());
             }
@@ -274,6 +300,7 @@ impl Actor for SupervisorActor {
             entry.snapshots[n as usize] = initial_snapshot();
             if let Some(actor) = &actor {
                 if entry.launched && state.shutdown.is_none() {
+                    entry.snapshots[n as usize].want_up = true;
                     let _ = actor.cast(ProgramMsg::Start);
                 }
             }
@@ -362,6 +389,12 @@ impl SupervisorState {
                 }
             });
             if !met {
+                let ended = target.snapshots.iter().all(|s| s.phase == Phase::Exited);
+                if ended && *condition != DependencyCondition::Completed {
+                    return Gate::Blocked(format!(
+                        "dependency \"{dep}\" exited and will not be restarted"
+                    ));
+                }
                 if *condition == DependencyCondition::Completed
                     && target.snapshots.iter().any(|s| {
                         s.phase == Phase::Exited && s.last_exit_kind != Some(ExitKind::Success)
@@ -396,7 +429,7 @@ impl SupervisorState {
                 Gate::Open => {
                     entry.launched = true;
                     match &entry.identity {
-                        Ok(_) => entry.cast_all(|| ProgramMsg::Start),
+                        Ok(_) => entry.start_all(),
                         Err(reason) => {
                             let reason = reason.clone();
                             entry.cast_all(|| ProgramMsg::Block(reason.clone()));
@@ -450,6 +483,7 @@ impl SupervisorState {
             started: Instant::now(),
             draining: !self.settings.drain_delay.is_zero(),
             forced: false,
+            sweeping: false,
         });
         for entry in &self.entries {
             entry.cast_all(|| ProgramMsg::Drain);
@@ -496,8 +530,59 @@ impl SupervisorState {
             }
         }
         if self.entries.iter().all(Entry::is_down) {
-            self.finish(myself);
+            self.sweep_escaped(myself);
         }
+    }
+
+    /// Every program is down; anything still parented to kelpie left its
+    /// program's process group (double fork, setsid) and would otherwise
+    /// outlive kelpie. TERM it, give it a moment, then KILL.
+    fn sweep_escaped(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        let Some(shutdown) = self.shutdown.as_mut() else {
+            return;
+        };
+        if shutdown.sweeping || self.exit.is_none() {
+            return;
+        }
+        shutdown.sweeping = true;
+        let forced = shutdown.forced;
+        let signal = if forced {
+            Signal::SIGKILL
+        } else {
+            Signal::SIGTERM
+        };
+        let escaped = self.kill_escaped(signal);
+        if escaped == 0 || forced {
+            self.finish(myself);
+        } else {
+            myself.send_after(ESCAPED_GRACE, || SupervisorMsg::SweepElapsed);
+        }
+    }
+
+    /// Signals every escaped descendant (its whole group when it leads
+    /// one). Returns how many there were.
+    fn kill_escaped(&self, signal: Signal) -> usize {
+        let escaped = self.reaper.escaped_children();
+        if !escaped.is_empty() {
+            tracing::warn!(
+                event = "escaped_processes",
+                count = escaped.len(),
+                pids = ?escaped,
+                signal = crate::signals::short_name(signal),
+                "{} left {} program's process group; sending SIG{}",
+                if escaped.len() == 1 { "1 process".to_string() } else { format!("{} processes", escaped.len()) },
+                if escaped.len() == 1 { "its" } else { "their" },
+                crate::signals::short_name(signal)
+            );
+        }
+        for &pid in &escaped {
+            let target = nix::unistd::Pid::from_raw(pid);
+            if nix::unistd::getpgid(Some(target)).ok() == Some(target) {
+                let _ = nix::sys::signal::killpg(target, signal);
+            }
+            let _ = nix::sys::signal::kill(target, signal);
+        }
+        escaped.len()
     }
 
     fn finish(&mut self, myself: &ActorRef<SupervisorMsg>) {

@@ -165,3 +165,30 @@ depends_on = { slow = "started" }
     k.signal("TERM");
     assert!(k.wait_exit(secs(10.0)).success());
 }
+
+/// A dependency that exited for good (restart = "never") can never become
+/// ready: its dependents fail with the reason instead of waiting forever.
+#[test]
+fn exited_dependency_blocks_dependents() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.once]
+command = ["sh", "-c", "exit 0"]
+restart = "never"
+
+[program.follower]
+command = ["sleep", "1000"]
+depends_on = ["once"]
+"#,
+    );
+    let failed = k.wait_event("program_failed", "follower", secs(5.0));
+    assert_eq!(
+        failed["reason"],
+        "dependency \"once\" exited and will not be restarted"
+    );
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+}

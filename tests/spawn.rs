@@ -100,6 +100,9 @@ umask = "027"
         common::is(e, "program_exited", "env")
     });
     assert_eq!(exits["reason"], "success");
+    k.wait_nth(2, "both output lines", secs(5.0), |e| {
+        common::is(e, "program_output", "env")
+    });
     let mut lines = output_lines(&k, "env");
     lines.sort();
     let work = dir.path().join("work");
@@ -191,4 +194,37 @@ fn id_of(flag: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Signals ignored or blocked by whoever started kelpie are not inherited
+/// by programs.
+#[test]
+fn children_start_with_default_signal_dispositions() {
+    let mut k = Kelpie::start_with(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.sigs]
+command = ["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"]
+restart = "never"
+"#,
+        Options {
+            wrapper: Some("trap '' QUIT USR2 TTOU"),
+            ..Options::default()
+        },
+    );
+    k.wait_event("program_exited", "sigs", secs(5.0));
+    k.wait_nth(2, "both lines", secs(5.0), |e| {
+        common::is(e, "program_output", "sigs")
+    });
+    let lines = output_lines(&k, "sigs");
+    assert_eq!(lines[0], "SigBlk:\t0000000000000000");
+    let ignored = u64::from_str_radix(lines[1].trim_start_matches("SigIgn:\t"), 16).unwrap();
+    // Bits are signal-1; signals 32 and 33 belong to glibc and are left as
+    // they are.
+    let glibc_reserved = (1u64 << 31) | (1u64 << 32);
+    assert_eq!(ignored & !glibc_reserved, 0, "{}", lines[1]);
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
 }

@@ -218,3 +218,106 @@ max_restarts = 100
     assert!(k.wait_exit(secs(10.0)).success());
     assert!(k.marked_processes().is_empty());
 }
+
+/// Descendants that left their program's process group (setsid, double
+/// fork) are reparented to kelpie (a subreaper) and are stopped at the end
+/// of the shutdown instead of outliving kelpie.
+#[test]
+fn escaped_daemons_are_swept_at_shutdown() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.daemonizer]
+command = ["sh", "-c", "setsid sleep 1000 & (sleep 1000 &); exec sleep 1000"]
+start_seconds = "0s"
+"#,
+    );
+    k.wait_event("program_running", "daemonizer", secs(5.0));
+    common::wait_until("all three sleeps", secs(5.0), || {
+        (k.marked_processes().len() >= 3).then_some(())
+    });
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+    let swept = k.wait_event("escaped_processes", "", secs(1.0));
+    // The setsid'd sleep left the group; the double-forked one did not and
+    // went down with the group.
+    assert_eq!(swept["count"], 1, "{swept}");
+    assert_eq!(
+        k.marked_processes(),
+        Vec::<i32>::new(),
+        "escaped daemons survived kelpie"
+    );
+}
+
+/// A group member whose parent left the group and never reaps it stays a
+/// zombie forever; that must not keep a crash clean-up (and so the restart)
+/// pending.
+#[test]
+fn unreaped_zombie_members_do_not_block_a_restart() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.tangled]
+command = ["sh", "-c", "(sleep 1000 & exec setsid sleep 1000) & sleep 0.3; exit 1"]
+stop_timeout = "300ms"
+backoff = { initial = "10ms", jitter = 0.0 }
+max_restarts = 100
+"#,
+    );
+    k.wait_nth(2, "a restart after the clean-up", secs(10.0), |e| {
+        common::is(e, "program_started", "tangled")
+    });
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+    assert_eq!(k.marked_processes(), Vec::<i32>::new());
+}
+
+/// SIGTERM right after startup: instances told to start are not mistaken
+/// for stopped; each gets its graceful stop before kelpie reports done.
+#[test]
+fn shutdown_right_after_start_stops_gracefully() {
+    let mut config = String::from(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.main]
+command = ["sh", "-c", "trap 'echo graceful; exit 0' TERM; echo up; while :; do sleep 0.05; done"]
+start_seconds = "0s"
+"#,
+    );
+    // Many idle programs make the supervisor's start-up take a while.
+    for i in 0..300 {
+        config.push_str(&format!(
+            "\n[program.idle{i}]\ncommand = [\"sleep\", \"1\"]\nautostart = false\n"
+        ));
+    }
+    let mut k = Kelpie::start(&config);
+    k.wait_event("supervisor_started", "", secs(10.0));
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+    let events = k.all_events();
+    let complete = events
+        .iter()
+        .position(|e| common::is(e, "shutdown_complete", ""))
+        .unwrap();
+    if let Some(started) = events
+        .iter()
+        .position(|e| common::is(e, "program_started", "main"))
+    {
+        let stopped = events
+            .iter()
+            .position(|e| common::is(e, "program_stopped", "main"))
+            .expect("a started program is stopped");
+        assert!(started < stopped && stopped < complete);
+    }
+    assert!(
+        k.events("program_actor_lost", "").is_empty(),
+        "a group was killed by the actor's drop"
+    );
+    assert!(k.marked_processes().is_empty());
+}

@@ -466,3 +466,20 @@ fn drain_prevents_restarts_but_keeps_running_processes() {
     rig.feed(Event::Drain);
     assert_eq!(rig.phase(), Phase::Stopped);
 }
+
+#[test]
+fn sigkill_is_repeated_when_the_leader_exits_after_escalation() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    rig.feed(Event::Stop);
+    rig.fire(TimerKind::StopTimeout);
+    let actions = rig.feed(Event::Exited {
+        pid: PID,
+        status: ExitStatus::Signal(9),
+        group_alive: true,
+    });
+    assert_eq!(
+        actions[1..],
+        [Action::WatchGroup, Action::SignalGroup(Signal::SIGKILL)]
+    );
+}
