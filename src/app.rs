@@ -17,6 +17,18 @@ use crate::EXIT_CONFIG;
 
 type SignalMessage = fn(Signal) -> SupervisorMsg;
 
+const SWALLOWED_SIGNALS: &[Signal] = &[
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGVTALRM,
+    Signal::SIGPROF,
+    Signal::SIGIO,
+    Signal::SIGPWR,
+    Signal::SIGXCPU,
+    Signal::SIGXFSZ,
+];
+
 /// How long to wait after shutdown for output pumps to drain what the
 /// stopped programs wrote last.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
@@ -97,6 +109,7 @@ fn check(explicit: Option<&Path>) -> i32 {
 }
 
 fn run(explicit: Option<&Path>) -> i32 {
+    crate::process::seal_inherited_fds();
     let path = find_config(explicit);
     let validation = config::load(&path, Mode::Run, &Host::current());
     let Some(config) = validation.config.clone() else {
@@ -131,11 +144,19 @@ fn run(explicit: Option<&Path>) -> i32 {
             .map(|p| p.name.as_str())
             .collect();
         if !as_root.is_empty() {
+            let mut shown = as_root
+                .iter()
+                .take(5)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if as_root.len() > 5 {
+                shown.push_str(&format!(" and {} more", as_root.len() - 5));
+            }
             tracing::warn!(
                 event = "programs_run_as_root",
-                programs = %as_root.join(","),
-                "kelpie runs as root and these programs have no `user`, so they run as root too: {}",
-                as_root.join(", ")
+                count = as_root.len(),
+                "kelpie runs as root and these programs have no `user`, so they run as root too: {shown}"
             );
         }
     }
@@ -185,6 +206,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
     let mut kinds: Vec<(Signal, SignalMessage)> = vec![
         (Signal::SIGTERM, SupervisorMsg::Terminate),
         (Signal::SIGINT, SupervisorMsg::Terminate),
+        (Signal::SIGQUIT, SupervisorMsg::Terminate),
         (Signal::SIGHUP, |_| SupervisorMsg::Hangup),
     ];
     for &forwarded in &config.supervisor.forward_signals {
@@ -199,6 +221,16 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
                 tracing::error!(event = "signal_setup_failed", signal = %sig, error = %err, "cannot handle {sig}");
                 return 1;
             }
+        }
+    }
+    // Signals kelpie does not act on still get a (no-op) handler: kelpie
+    // does not die of a stray SIGUSR1, and since exec resets handled
+    // signals to their default, programs never inherit an "ignored"
+    // disposition from whoever started kelpie.
+    let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
+    for raw in SWALLOWED_SIGNALS.iter().map(|s| *s as i32).chain(realtime) {
+        if !streams.iter().any(|(s, _, _)| *s as i32 == raw) {
+            let _ = signal(SignalKind::from_raw(raw));
         }
     }
 

@@ -98,7 +98,22 @@ pub struct Launch<'a> {
 /// descriptors beyond 0/1/2.
 pub fn command(launch: Launch<'_>) -> Command {
     let program = launch.program;
-    let mut cmd = Command::new(&program.command[0]);
+    // Resolving the path here, once, spares the child a failed execve per
+    // PATH entry and keeps std on its posix_spawn path even when the
+    // program's environment sets PATH.
+    let path_var = program
+        .environment
+        .get("PATH")
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok());
+    let executable = crate::config::find_executable(
+        &program.command[0],
+        program.directory.as_deref(),
+        path_var.as_deref(),
+    )
+    .unwrap_or_else(|_| std::path::PathBuf::from(&program.command[0]));
+    let mut cmd = Command::new(executable);
+    cmd.arg0(&program.command[0]);
     cmd.args(&program.command[1..]);
     for name in PRIVATE_VARIABLES {
         cmd.env_remove(name);
@@ -119,9 +134,18 @@ pub fn command(launch: Launch<'_>) -> Command {
     cmd.stdin(Stdio::null());
     cmd.stdout(launch.stdout);
     cmd.stderr(launch.stderr);
-    // setpgid(0, 0) runs in the child before the pre_exec hook below.
+    // setpgid(0, 0) runs in the child before any pre_exec hook.
     cmd.process_group(0);
 
+    // Without a pre_exec hook std uses posix_spawn (vfork semantics: no
+    // page-table copy of kelpie), which matters when hundreds of programs
+    // start at once. It already clears the signal mask; kelpie makes its
+    // own fds close-on-exec at startup (`seal_inherited_fds`) and handles
+    // the signals a parent may have ignored (`app.rs`), so children get
+    // default dispositions. Only umask and credentials need the hook.
+    if program.umask.is_none() && launch.identity.is_none() {
+        return cmd;
+    }
     let umask = program.umask;
     let identity = launch.identity.map(|i| (i.uid, i.gid, i.groups.clone()));
     // SAFETY: the closure runs in the forked child before exec, where only
@@ -172,6 +196,13 @@ fn reset_signal_dispositions() {
             libc::signal(signal, libc::SIG_DFL);
         }
     }
+}
+
+/// Marks every inherited fd above 2 close-on-exec in kelpie itself, once at
+/// startup before any thread exists: fds a parent leaked to kelpie must not
+/// reach programs spawned without a pre_exec hook.
+pub fn seal_inherited_fds() {
+    close_inherited_fds();
 }
 
 /// Marks every fd above 2 close-on-exec. kelpie opens its own fds with

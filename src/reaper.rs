@@ -5,9 +5,10 @@
 //! one would steal the other's statuses; and std's own `spawn` waits on a
 //! failed exec, which a concurrent `waitpid(-1)` can make panic. So:
 //!
-//! - every spawn happens *while holding the table lock* and registers the
-//!   new pid before the lock is released, so a SIGCHLD pass can never reap a
-//!   pid it does not know yet;
+//! - every spawn happens while holding a gate shared (spawns run in
+//!   parallel) and registers the new pid before releasing it; a reap pass
+//!   holds the gate exclusively, so it can never reap a pid it does not know
+//!   yet, nor race std's own wait for a failed exec;
 //! - on SIGCHLD, one pass reaps with `waitpid(-1, WNOHANG)` under the same
 //!   lock and routes each status to its owner by pid. Unknown pids are
 //!   orphans (kelpie is PID 1 or a subreaper) and are simply reaped;
@@ -26,7 +27,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::process::{Child, Command};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
@@ -73,6 +74,10 @@ impl Table {
 
 #[derive(Clone, Default)]
 pub struct Reaper {
+    /// Spawns hold it shared (they may run in parallel), a reap pass holds
+    /// it exclusively: no status can be collected for a pid whose spawn has
+    /// not registered it yet.
+    gate: Arc<RwLock<()>>,
     table: Arc<Mutex<Table>>,
 }
 
@@ -94,15 +99,16 @@ impl Reaper {
     /// and registers `on_exit` for its pid, atomically with respect to
     /// `reap`.
     pub fn spawn(&self, command: &mut Command, on_exit: OnExit) -> io::Result<Child> {
-        let mut table = self.lock();
+        let _spawning = self.gate.read().unwrap_or_else(|p| p.into_inner());
         let child = command.spawn()?;
-        table.leaders.insert(child.id() as i32, on_exit);
+        self.lock().leaders.insert(child.id() as i32, on_exit);
         Ok(child)
     }
 
     /// Reaps every exited child and delivers the statuses. Call on every
     /// SIGCHLD (signals coalesce, so one pass drains all that are ready).
     pub fn reap(&self) {
+        let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
         let mut table = self.lock();
         let mut any = false;
         loop {

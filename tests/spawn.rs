@@ -210,7 +210,8 @@ command = ["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"]
 restart = "never"
 "#,
         Options {
-            wrapper: Some("trap '' QUIT USR2 TTOU"),
+            // What nohup and non-interactive shells leave ignored.
+            wrapper: Some("trap '' HUP INT QUIT USR1 USR2 ALRM 40"),
             ..Options::default()
         },
     );
