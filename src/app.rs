@@ -246,12 +246,14 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
 
     let (exit_tx, exit_rx) = oneshot::channel();
     let pumps = crate::output::PumpTracker::new();
+    let (status_tx, _status_rx) = crate::status::channel(crate::status::Board::default());
     let args = SupervisorArgs {
         config,
         reaper: reaper.clone(),
         relay,
         exit: exit_tx,
         pumps: pumps.clone(),
+        status: status_tx,
     };
     let (supervisor, join) = match Actor::spawn(
         Some("kelpie-supervisor".into()),

@@ -28,6 +28,7 @@ pub mod program;
 pub mod reaper;
 pub mod signals;
 pub mod state;
+pub mod status;
 pub mod supervisor;
 
 /// sysexits: the config is invalid.

@@ -76,6 +76,8 @@ pub struct ProgramState {
     pgid: Option<i32>,
     timers: Vec<(u64, TimerHandle)>,
     published: Option<Snapshot>,
+    /// Wall-clock start of the current process, for status display.
+    started_at: Option<std::time::SystemTime>,
 }
 
 impl Drop for ProgramState {
@@ -118,6 +120,7 @@ impl Actor for ProgramActor {
             pgid: None,
             timers: Vec::new(),
             published: None,
+            started_at: None,
         })
     }
 
@@ -252,6 +255,7 @@ impl ProgramState {
             program: self.args.config.name.clone(),
             index: self.args.index,
             snapshot,
+            started_at: self.started_at,
         });
     }
 
@@ -289,6 +293,7 @@ impl ProgramState {
         };
         let pid = child.id() as i32;
         self.pgid = Some(pid);
+        self.started_at = Some(std::time::SystemTime::now());
         let pipes = [
             (child.stdout.take().map(OwnedFd::from), Stream::Stdout),
             (child.stderr.take().map(OwnedFd::from), Stream::Stderr),

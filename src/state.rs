@@ -284,6 +284,23 @@ pub struct Snapshot {
     pub want_up: bool,
 }
 
+impl Snapshot {
+    /// An instance that was never started.
+    pub fn initial() -> Self {
+        Self {
+            phase: Phase::Stopped,
+            pid: None,
+            ready: false,
+            restarts: 0,
+            last_exit: None,
+            last_exit_kind: None,
+            reason: None,
+            backoff: Duration::ZERO,
+            want_up: false,
+        }
+    }
+}
+
 impl Instance {
     pub fn new(policy: Arc<Policy>, jitter_seed: u64) -> Self {
         Self {

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::Signal;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -19,6 +19,7 @@ use crate::process::Identity;
 use crate::program::{ProgramActor, ProgramArgs, ProgramMsg};
 use crate::reaper::Reaper;
 use crate::state::{ExitKind, Phase, Policy, Snapshot};
+use crate::status::{Board, InstanceStatus, ProgramStatus, StatusSender};
 
 /// After a forced shutdown (SIGKILL to every group), how long to wait for
 /// the kernel to deliver the exits before giving up on stragglers (a
@@ -34,6 +35,7 @@ pub enum SupervisorMsg {
         program: String,
         index: u32,
         snapshot: Snapshot,
+        started_at: Option<SystemTime>,
     },
     /// SIGTERM or SIGINT.
     Terminate(Signal),
@@ -53,6 +55,7 @@ pub struct SupervisorArgs {
     pub relay: Relay,
     pub exit: oneshot::Sender<i32>,
     pub pumps: PumpTracker,
+    pub status: StatusSender,
 }
 
 struct Entry {
@@ -61,7 +64,8 @@ struct Entry {
     output: Arc<ProgramOutput>,
     identity: Result<Option<Arc<Identity>>, String>,
     actors: Vec<Option<ActorRef<ProgramMsg>>>,
-    snapshots: Vec<Snapshot>,
+    /// What the outside world sees; shared with published boards.
+    status: Arc<ProgramStatus>,
     launched: bool,
     stop_sent: bool,
     /// Programs that depend on this one (indices into `entries`).
@@ -73,17 +77,28 @@ impl Entry {
     /// until it reports otherwise, so a shutdown right after a start never
     /// mistakes it for stopped.
     fn is_down(&self) -> bool {
-        self.snapshots
-            .iter()
+        self.snapshots()
             .all(|s| s.phase.is_down() && s.pid.is_none() && !s.want_up)
+    }
+
+    fn snapshots(&self) -> impl Iterator<Item = &Snapshot> {
+        self.status.instances.iter().map(|i| &i.snapshot)
     }
 
     /// Starts every instance and records that in the snapshots at once.
     fn start_all(&mut self) {
-        for snapshot in &mut self.snapshots {
-            snapshot.want_up = true;
+        let status = Arc::make_mut(&mut self.status);
+        for instance in &mut status.instances {
+            instance.snapshot.want_up = true;
         }
+        status.reason = None;
         self.cast_all(|| ProgramMsg::Start);
+    }
+
+    fn set_reason(&mut self, reason: Option<String>) {
+        if self.status.reason != reason {
+            Arc::make_mut(&mut self.status).reason = reason;
+        }
     }
 
     fn cast_all(&self, make: impl Fn() -> ProgramMsg) {
@@ -107,29 +122,16 @@ pub struct SupervisorState {
     index: HashMap<String, usize>,
     reaper: Reaper,
     pumps: PumpTracker,
+    status: StatusSender,
     shutdown: Option<Shutdown>,
     exit: Option<oneshot::Sender<i32>>,
 }
 
 pub struct SupervisorActor;
 
-fn initial_snapshot() -> Snapshot {
-    Snapshot {
-        phase: Phase::Stopped,
-        pid: None,
-        ready: false,
-        restarts: 0,
-        last_exit: None,
-        last_exit_kind: None,
-        reason: None,
-        backoff: Duration::ZERO,
-        want_up: false,
-    }
-}
-
 enum Gate {
     Open,
-    Wait,
+    Wait(String),
     Blocked(String),
 }
 
@@ -160,7 +162,12 @@ impl Actor for SupervisorActor {
                 identity: Identity::resolve(p.user.as_deref(), p.group.as_deref())
                     .map(|i| i.map(Arc::new)),
                 actors: Vec::new(),
-                snapshots: vec![initial_snapshot(); p.instances as usize],
+                status: Arc::new(ProgramStatus::new(
+                    &p.name,
+                    p.required,
+                    p.kind == crate::config::ProgramKind::Oneshot,
+                    p.instances as usize,
+                )),
                 launched: false,
                 stop_sent: false,
                 dependents: Vec::new(),
@@ -179,6 +186,7 @@ impl Actor for SupervisorActor {
             index,
             reaper: args.reaper,
             pumps: args.pumps,
+            status: args.status,
             shutdown: None,
             exit: Some(args.exit),
         };
@@ -194,7 +202,7 @@ impl Actor for SupervisorActor {
             instances = state
                 .entries
                 .iter()
-                .map(|e| e.snapshots.len())
+                .map(|e| e.status.instances.len())
                 .sum::<usize>(),
             pid = std::process::id(),
             "kelpie {} supervising {} programs",
@@ -202,6 +210,7 @@ impl Actor for SupervisorActor {
             state.entries.len()
         );
         state.launch_ready_programs();
+        state.publish();
         Ok(state)
     }
 
@@ -216,8 +225,9 @@ impl Actor for SupervisorActor {
                 program,
                 index,
                 snapshot,
+                started_at,
             } => {
-                state.on_instance_changed(&myself, &program, index, snapshot);
+                state.on_instance_changed(&myself, &program, index, snapshot, started_at);
             }
             SupervisorMsg::Terminate(signal) => state.on_terminate(&myself, signal),
             SupervisorMsg::Hangup => {
@@ -272,6 +282,7 @@ impl Actor for SupervisorActor {
         } else {
             state.launch_ready_programs();
         }
+        state.publish();
         Ok(())
     }
 
@@ -297,12 +308,12 @@ impl Actor for SupervisorActor {
             };
             let actor = state.spawn_program(&myself, i, n).await;
             let entry = &mut state.entries[i];
-            entry.snapshots[n as usize] = initial_snapshot();
-            if let Some(actor) = &actor {
-                if entry.launched && state.shutdown.is_none() {
-                    entry.snapshots[n as usize].want_up = true;
-                    let _ = actor.cast(ProgramMsg::Start);
-                }
+            let restart = entry.launched && state.shutdown.is_none();
+            let slot = &mut Arc::make_mut(&mut entry.status).instances[n as usize];
+            *slot = InstanceStatus::new();
+            slot.snapshot.want_up = restart;
+            if let (Some(actor), true) = (&actor, restart) {
+                let _ = actor.cast(ProgramMsg::Start);
             }
             entry.actors[n as usize] = actor;
             if state.shutdown.is_some() {
@@ -347,16 +358,19 @@ impl SupervisorState {
         program: &str,
         index: u32,
         snapshot: Snapshot,
+        started_at: Option<SystemTime>,
     ) {
         let Some(&i) = self.index.get(program) else {
             return;
         };
         let entry = &mut self.entries[i];
-        let Some(slot) = entry.snapshots.get_mut(index as usize) else {
+        if index as usize >= entry.status.instances.len() {
             return;
-        };
-        let newly_failed = snapshot.phase == Phase::Failed && slot.phase != Phase::Failed;
-        *slot = snapshot;
+        }
+        let slot = &mut Arc::make_mut(&mut entry.status).instances[index as usize];
+        let newly_failed = snapshot.phase == Phase::Failed && slot.snapshot.phase != Phase::Failed;
+        slot.snapshot = snapshot;
+        slot.started_at = started_at;
         if newly_failed && entry.config.on_failure == OnFailure::Shutdown && self.shutdown.is_none()
         {
             tracing::error!(
@@ -370,16 +384,16 @@ impl SupervisorState {
 
     /// Whether program `i` may start now, must wait, or never can.
     fn gate(&self, i: usize) -> Gate {
-        let mut waiting = false;
+        let mut waiting: Option<String> = None;
         for (dep, condition) in &self.entries[i].config.depends_on {
             let Some(&d) = self.index.get(dep) else {
                 continue;
             };
             let target = &self.entries[d];
-            if target.snapshots.iter().any(|s| s.phase == Phase::Failed) {
+            if target.snapshots().any(|s| s.phase == Phase::Failed) {
                 return Gate::Blocked(format!("dependency \"{dep}\" failed"));
             }
-            let met = target.snapshots.iter().all(|s| match condition {
+            let met = target.snapshots().all(|s| match condition {
                 DependencyCondition::Started => {
                     s.pid.is_some() && matches!(s.phase, Phase::Starting | Phase::Running)
                 }
@@ -389,14 +403,14 @@ impl SupervisorState {
                 }
             });
             if !met {
-                let ended = target.snapshots.iter().all(|s| s.phase == Phase::Exited);
+                let ended = target.snapshots().all(|s| s.phase == Phase::Exited);
                 if ended && *condition != DependencyCondition::Completed {
                     return Gate::Blocked(format!(
                         "dependency \"{dep}\" exited and will not be restarted"
                     ));
                 }
                 if *condition == DependencyCondition::Completed
-                    && target.snapshots.iter().any(|s| {
+                    && target.snapshots().any(|s| {
                         s.phase == Phase::Exited && s.last_exit_kind != Some(ExitKind::Success)
                     })
                 {
@@ -404,13 +418,17 @@ impl SupervisorState {
                         "dependency \"{dep}\" did not complete successfully"
                     ));
                 }
-                waiting = true;
+                if waiting.is_none() {
+                    waiting = Some(format!(
+                        "waiting for dependency \"{dep}\" to be {}",
+                        condition.as_str()
+                    ));
+                }
             }
         }
-        if waiting {
-            Gate::Wait
-        } else {
-            Gate::Open
+        match waiting {
+            Some(reason) => Gate::Wait(reason),
+            None => Gate::Open,
         }
     }
 
@@ -425,7 +443,7 @@ impl SupervisorState {
             let gate = self.gate(i);
             let entry = &mut self.entries[i];
             match gate {
-                Gate::Wait => {}
+                Gate::Wait(reason) => entry.set_reason(Some(reason)),
                 Gate::Open => {
                     entry.launched = true;
                     match &entry.identity {
@@ -583,6 +601,21 @@ impl SupervisorState {
             let _ = nix::sys::signal::kill(target, signal);
         }
         escaped.len()
+    }
+
+    /// Publishes the current state for the HTTP and control endpoints.
+    fn publish(&self) {
+        let board = Board {
+            shutting_down: self.shutdown.is_some(),
+            programs: self.entries.iter().map(|e| e.status.clone()).collect(),
+        };
+        self.status.send_if_modified(|current| {
+            if **current == board {
+                return false;
+            }
+            *current = Arc::new(board);
+            true
+        });
     }
 
     fn finish(&mut self, myself: &ActorRef<SupervisorMsg>) {

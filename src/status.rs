@@ -1,0 +1,283 @@
+//! The read model: what kelpie tells the outside world about its programs.
+//!
+//! The Supervisor publishes a new `Board` on a `tokio::sync::watch` channel
+//! after every change it learns of; the HTTP endpoints and the control API
+//! read the latest board and never call into an actor on their hot path.
+//! A board is immutable once published (readers hold an `Arc`), and
+//! programs are shared between consecutive boards, so publishing costs one
+//! pointer copy per program.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use crate::state::{ExitKind, Phase, Snapshot};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceStatus {
+    pub snapshot: Snapshot,
+    /// Wall-clock start of the current process (for display and the
+    /// `start_time_seconds` metric only; every timeout uses the monotonic
+    /// clock).
+    pub started_at: Option<SystemTime>,
+}
+
+impl InstanceStatus {
+    pub fn new() -> Self {
+        Self {
+            snapshot: Snapshot::initial(),
+            started_at: None,
+        }
+    }
+
+    /// Ready, or a oneshot that finished its job.
+    pub fn is_ready(&self, oneshot: bool) -> bool {
+        self.snapshot.ready
+            || (oneshot
+                && self.snapshot.phase == Phase::Exited
+                && self.snapshot.last_exit_kind == Some(ExitKind::Success))
+    }
+}
+
+impl Default for InstanceStatus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgramStatus {
+    pub name: String,
+    pub required: bool,
+    pub oneshot: bool,
+    pub instances: Vec<InstanceStatus>,
+    /// A reason for the program as a whole, e.g. the dependency it waits for.
+    pub reason: Option<String>,
+}
+
+impl ProgramStatus {
+    pub fn new(name: &str, required: bool, oneshot: bool, instances: usize) -> Self {
+        Self {
+            name: name.to_string(),
+            required,
+            oneshot,
+            instances: vec![InstanceStatus::new(); instances],
+            reason: None,
+        }
+    }
+
+    /// One state for the program: the most pressing of its instances'
+    /// (failed, then backoff, stopping, starting; running only when every
+    /// instance runs).
+    pub fn state(&self) -> Phase {
+        const PRECEDENCE: [Phase; 7] = [
+            Phase::Failed,
+            Phase::Backoff,
+            Phase::Stopping,
+            Phase::Starting,
+            Phase::Stopped,
+            Phase::Exited,
+            Phase::Running,
+        ];
+        PRECEDENCE
+            .into_iter()
+            .find(|p| self.instances.iter().any(|i| i.snapshot.phase == *p))
+            .unwrap_or(Phase::Stopped)
+    }
+
+    pub fn ready(&self) -> bool {
+        !self.instances.is_empty() && self.instances.iter().all(|i| i.is_ready(self.oneshot))
+    }
+
+    /// Instances with a live process.
+    pub fn running(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|i| i.snapshot.pid.is_some())
+            .count()
+    }
+
+    pub fn restarts(&self) -> u64 {
+        self.instances.iter().map(|i| i.snapshot.restarts).sum()
+    }
+
+    /// Why the program is not ready, if it is not.
+    pub fn reason(&self) -> Option<String> {
+        if self.ready() {
+            return None;
+        }
+        if let Some(reason) = &self.reason {
+            return Some(reason.clone());
+        }
+        let not_ready = self
+            .instances
+            .iter()
+            .enumerate()
+            .find(|(_, i)| !i.is_ready(self.oneshot));
+        Some(match not_ready {
+            Some((n, instance)) => {
+                let name = format!("{}:{n}", self.name);
+                match &instance.snapshot.reason {
+                    Some(reason) => {
+                        format!("{name} is {}: {reason}", instance.snapshot.phase.as_str())
+                    }
+                    None => format!("{name} is {}", instance.snapshot.phase.as_str()),
+                }
+            }
+            None => format!("{} has no instances", self.name),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Board {
+    pub shutting_down: bool,
+    pub programs: Vec<Arc<ProgramStatus>>,
+}
+
+impl Board {
+    pub fn program(&self, name: &str) -> Option<&ProgramStatus> {
+        self.programs
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.as_ref())
+    }
+
+    /// The aggregated readiness: not shutting down and every required
+    /// program ready. `Err` carries the first reason.
+    pub fn ready(&self) -> Result<(), String> {
+        if self.shutting_down {
+            return Err("shutting down".into());
+        }
+        for program in self.programs.iter().filter(|p| p.required) {
+            if let Some(reason) = program.reason() {
+                return Err(reason);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub type StatusSender = watch::Sender<Arc<Board>>;
+pub type StatusReceiver = watch::Receiver<Arc<Board>>;
+
+pub fn channel(board: Board) -> (StatusSender, StatusReceiver) {
+    watch::channel(Arc::new(board))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(phase: Phase, ready: bool) -> InstanceStatus {
+        let mut snapshot = Snapshot::initial();
+        snapshot.phase = phase;
+        snapshot.ready = ready;
+        InstanceStatus {
+            snapshot,
+            started_at: None,
+        }
+    }
+
+    fn program(name: &str, required: bool, instances: Vec<InstanceStatus>) -> Arc<ProgramStatus> {
+        Arc::new(ProgramStatus {
+            name: name.into(),
+            required,
+            oneshot: false,
+            instances,
+            reason: None,
+        })
+    }
+
+    #[test]
+    fn program_state_picks_the_most_pressing_instance() {
+        let p = program(
+            "web",
+            true,
+            vec![
+                instance(Phase::Running, true),
+                instance(Phase::Backoff, false),
+            ],
+        );
+        assert_eq!(p.state(), Phase::Backoff);
+        let p = program(
+            "web",
+            true,
+            vec![
+                instance(Phase::Running, true),
+                instance(Phase::Running, true),
+            ],
+        );
+        assert_eq!(p.state(), Phase::Running);
+        assert!(p.ready());
+        let p = program(
+            "web",
+            true,
+            vec![
+                instance(Phase::Running, true),
+                instance(Phase::Failed, false),
+            ],
+        );
+        assert_eq!(p.state(), Phase::Failed);
+    }
+
+    #[test]
+    fn readiness_needs_every_required_program() {
+        let board = Board {
+            shutting_down: false,
+            programs: vec![
+                program("web", true, vec![instance(Phase::Running, true)]),
+                program("batch", false, vec![instance(Phase::Backoff, false)]),
+            ],
+        };
+        assert_eq!(board.ready(), Ok(()));
+        let board = Board {
+            shutting_down: false,
+            programs: vec![program(
+                "web",
+                true,
+                vec![
+                    instance(Phase::Running, true),
+                    instance(Phase::Starting, false),
+                ],
+            )],
+        };
+        assert_eq!(board.ready(), Err("web:1 is starting".into()));
+        let board = Board {
+            shutting_down: true,
+            programs: vec![program("web", true, vec![instance(Phase::Running, true)])],
+        };
+        assert_eq!(board.ready(), Err("shutting down".into()));
+    }
+
+    #[test]
+    fn a_completed_oneshot_is_ready() {
+        let mut done = instance(Phase::Exited, false);
+        done.snapshot.last_exit_kind = Some(ExitKind::Success);
+        let p = ProgramStatus {
+            name: "migrate".into(),
+            required: true,
+            oneshot: true,
+            instances: vec![done.clone()],
+            reason: None,
+        };
+        assert!(p.ready());
+        let service = ProgramStatus {
+            oneshot: false,
+            ..p
+        };
+        assert!(!service.ready(), "an exited service is not ready");
+    }
+
+    #[test]
+    fn reasons_name_the_instance_and_its_cause() {
+        let mut failing = instance(Phase::Backoff, false);
+        failing.snapshot.reason = Some("exited with exit code 1".into());
+        let p = program("api", true, vec![failing]);
+        assert_eq!(
+            p.reason().as_deref(),
+            Some("api:0 is backoff: exited with exit code 1")
+        );
+    }
+}
