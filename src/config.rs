@@ -1524,6 +1524,16 @@ fn parse_program(
     let readiness = parse_probe_block(t, p, "readiness", Duration::from_secs(2), diags);
     let liveness = parse_probe_block(t, p, "liveness", Duration::from_secs(10), diags);
     let log = parse_log(t, p, base_dir, diags);
+    if let (Some(Some(probe)), Some(LogMode::Discard)) = (&readiness, &log) {
+        if matches!(probe.kind, ProbeKind::Log(_)) {
+            let span = t.get("log").map(|v| v.span()).unwrap_or(0..0);
+            diags.error(
+                &span,
+                &join(p, "log"),
+                "mode = \"discard\" drops the output the readiness log probe must read",
+            );
+        }
+    }
 
     if let (Some((argv, span)), Some(dir)) = (&command, &directory) {
         let path_var = environment
@@ -1808,6 +1818,18 @@ fn parse_probe_block(
                 None
             }
         }),
+        kind @ ("notify" | "log") if block == "liveness" => {
+            let span = b
+                .get(kind)
+                .map(|v| v.span())
+                .unwrap_or_else(|| value.span());
+            diags.error(
+                &span,
+                &join(&bp, kind),
+                format!("a {kind} probe only tells when a program is ready; liveness needs http, tcp or exec"),
+            );
+            None
+        }
         "notify" => get::<bool>(b, &bp, "notify", diags).and_then(|on| {
             if *on.get_ref() {
                 Some(ProbeKind::Notify)
@@ -1823,9 +1845,20 @@ fn parse_probe_block(
         _ => get::<String>(b, &bp, "log", diags).and_then(|pattern| {
             if pattern.get_ref().is_empty() {
                 diags.error(&pattern.span(), &join(&bp, "log"), "pattern is empty");
-                None
-            } else {
-                Some(ProbeKind::Log(pattern.into_inner()))
+                return None;
+            }
+            match regex_lite::Regex::new(pattern.get_ref()) {
+                Ok(_) => Some(ProbeKind::Log(pattern.into_inner())),
+                Err(err) => {
+                    let why = err.to_string();
+                    let first = why.lines().last().unwrap_or("invalid pattern").trim();
+                    diags.error(
+                        &pattern.span(),
+                        &join(&bp, "log"),
+                        format!("invalid regular expression: {first}"),
+                    );
+                    None
+                }
             }
         }),
     };

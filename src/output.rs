@@ -250,11 +250,18 @@ enum Destination {
     Discard,
 }
 
+/// Called once when an instance prints a line matching the log probe.
+pub type OnMatch = Box<dyn FnOnce() + Send>;
+
 /// Where one program's output goes; shared by its instances.
 pub struct ProgramOutput {
     program: String,
     destination: Destination,
     tail: Mutex<Tail>,
+    /// The `readiness.log` pattern, and per instance what to do on the
+    /// first match of the current run.
+    pattern: Option<regex_lite::Regex>,
+    watchers: Mutex<std::collections::HashMap<u32, OnMatch>>,
 }
 
 impl ProgramOutput {
@@ -272,10 +279,38 @@ impl ProgramOutput {
             ))),
             LogMode::Discard => Destination::Discard,
         };
+        let pattern = match program.readiness.as_ref().map(|p| &p.kind) {
+            Some(crate::config::ProbeKind::Log(pattern)) => regex_lite::Regex::new(pattern).ok(),
+            _ => None,
+        };
         Self {
             program: program.name.clone(),
             destination,
             tail: Mutex::new(Tail::default()),
+            pattern,
+            watchers: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Arms the log probe for `instance`: `on_match` runs on the first
+    /// matching line (replacing a watcher of an earlier run).
+    pub fn watch_for_match(&self, instance: u32, on_match: OnMatch) {
+        if self.pattern.is_some() {
+            self.watchers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(instance, on_match);
+        }
+    }
+
+    fn check_pattern(&self, instance: u32, line: &str) {
+        let Some(pattern) = &self.pattern else { return };
+        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        if watchers.contains_key(&instance) && pattern.is_match(line) {
+            if let Some(on_match) = watchers.remove(&instance) {
+                drop(watchers);
+                on_match();
+            }
         }
     }
 
@@ -289,6 +324,7 @@ impl ProgramOutput {
     }
 
     async fn deliver(&self, instance: u32, stream: Stream, line: String) {
+        self.check_pattern(instance, &line);
         match &self.destination {
             Destination::Relay(relay) => {
                 let record = format_relay(relay.format, &self.program, instance, stream, &line);

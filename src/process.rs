@@ -87,7 +87,11 @@ impl Identity {
 /// Everything needed to exec one instance.
 pub struct Launch<'a> {
     pub program: &'a ProgramConfig,
+    /// The program's command, or an exec probe's.
+    pub argv: &'a [String],
     pub index: u32,
+    /// `$NOTIFY_SOCKET` for programs using the notify readiness probe.
+    pub notify_socket: Option<&'a Path>,
     pub identity: Option<&'a Identity>,
     pub stdout: Stdio,
     pub stderr: Stdio,
@@ -106,15 +110,13 @@ pub fn command(launch: Launch<'_>) -> Command {
         .get("PATH")
         .cloned()
         .or_else(|| std::env::var("PATH").ok());
-    let executable = crate::config::find_executable(
-        &program.command[0],
-        program.directory.as_deref(),
-        path_var.as_deref(),
-    )
-    .unwrap_or_else(|_| std::path::PathBuf::from(&program.command[0]));
+    let argv = launch.argv;
+    let executable =
+        crate::config::find_executable(&argv[0], program.directory.as_deref(), path_var.as_deref())
+            .unwrap_or_else(|_| std::path::PathBuf::from(&argv[0]));
     let mut cmd = Command::new(executable);
-    cmd.arg0(&program.command[0]);
-    cmd.args(&program.command[1..]);
+    cmd.arg0(&argv[0]);
+    cmd.args(&argv[1..]);
     for name in PRIVATE_VARIABLES {
         cmd.env_remove(name);
     }
@@ -128,6 +130,9 @@ pub fn command(launch: Launch<'_>) -> Command {
     cmd.envs(&program.environment);
     cmd.env("KELPIE_PROGRAM", &program.name);
     cmd.env("KELPIE_INSTANCE", launch.index.to_string());
+    if let Some(socket) = launch.notify_socket {
+        cmd.env("NOTIFY_SOCKET", socket);
+    }
     if let Some(dir) = &program.directory {
         cmd.current_dir(dir);
     }

@@ -16,10 +16,14 @@ use tokio::time::Instant;
 
 use crate::backoff::Jitter;
 use crate::config::ProgramConfig;
+use crate::notify::{Notice, NotifySocket};
 use crate::output::{ProgramOutput, PumpTracker, Stream};
+use crate::probe::{ExecBuilder, Probes};
 use crate::process::{self, Identity, Launch};
 use crate::reaper::Reaper;
-use crate::state::{Action, Event, ExitStatus, Instance, Note, Policy, Snapshot, TimerKind};
+use crate::state::{
+    Action, Event, ExitStatus, Instance, Note, Phase, Policy, ProbeRole, Snapshot, TimerKind,
+};
 use crate::supervisor::SupervisorMsg;
 
 pub enum ProgramMsg {
@@ -47,6 +51,19 @@ pub enum ProgramMsg {
         pgid: i32,
         attempt: u32,
     },
+    Probe {
+        role: ProbeRole,
+        run: u64,
+        ok: bool,
+        detail: String,
+        duration: std::time::Duration,
+    },
+    /// sd_notify messages from the instance's socket.
+    Notify(Vec<Notice>),
+    /// The log readiness pattern matched a line of run `run`.
+    LogMatched {
+        run: u64,
+    },
 }
 
 /// Re-checks after a SIGKILL: 50 ms, 100 ms, … up to ~6 s in total. Only a
@@ -56,6 +73,8 @@ const RECHECK_ATTEMPTS: u32 = 8;
 
 pub struct ProgramArgs {
     pub config: Arc<ProgramConfig>,
+    /// Position of the program in the config (names its notify socket).
+    pub program_index: usize,
     pub index: u32,
     pub policy: Arc<Policy>,
     pub reaper: Reaper,
@@ -78,6 +97,9 @@ pub struct ProgramState {
     published: Option<Snapshot>,
     /// Wall-clock start of the current process, for status display.
     started_at: Option<std::time::SystemTime>,
+    /// Probe tasks of the current process.
+    probes: Probes,
+    notify: Option<NotifySocket>,
 }
 
 impl Drop for ProgramState {
@@ -109,10 +131,33 @@ impl Actor for ProgramActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<ProgramMsg>,
+        myself: ActorRef<ProgramMsg>,
         args: ProgramArgs,
     ) -> Result<ProgramState, ActorProcessingErr> {
         let seed = Jitter::seed_from(&args.config.instance_name(args.index));
+        let wants_notify = args
+            .config
+            .readiness
+            .as_ref()
+            .is_some_and(|p| p.kind == crate::config::ProbeKind::Notify);
+        let notify = if wants_notify {
+            let owner = args.identity.as_ref().map(|i| (i.uid, i.gid));
+            match NotifySocket::bind(args.program_index, args.index, owner, myself.clone()) {
+                Ok(socket) => Some(socket),
+                Err(error) => {
+                    tracing::error!(
+                        event = "notify_socket_failed",
+                        program = %args.config.name,
+                        instance = args.index,
+                        error = %error,
+                        "cannot create the notify socket; the instance will never become ready"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let instance = Instance::new(args.policy.clone(), seed);
         Ok(ProgramState {
             args,
@@ -121,6 +166,8 @@ impl Actor for ProgramActor {
             timers: Vec::new(),
             published: None,
             started_at: None,
+            probes: Probes::default(),
+            notify,
         })
     }
 
@@ -164,6 +211,30 @@ impl Actor for ProgramActor {
                 Event::GroupGone
             }
             ProgramMsg::Timer { kind, generation } => Event::Timer { kind, generation },
+            ProgramMsg::Probe {
+                role,
+                run,
+                ok,
+                detail,
+                duration: _,
+            } => Event::Probe {
+                role,
+                run,
+                ok,
+                detail,
+            },
+            ProgramMsg::LogMatched { run } => Event::Announced { run },
+            ProgramMsg::Notify(notices) => {
+                let run = state.instance.snapshot().run;
+                for notice in notices {
+                    let event = match notice {
+                        Notice::Ready => Event::Announced { run },
+                        Notice::Status(text) => Event::StatusText { run, text },
+                    };
+                    state.apply(&myself, event);
+                }
+                return Ok(());
+            }
             ProgramMsg::Recheck { pgid, attempt } => {
                 if state.pgid == Some(pgid) {
                     state.args.reaper.recheck();
@@ -229,9 +300,18 @@ impl ProgramState {
                             .send_after(after, move || ProgramMsg::Timer { kind, generation });
                         self.timers.push((generation, timer));
                     }
-                    Action::Emit(note) => self.log(&note),
+                    Action::Emit(note) => {
+                        if matches!(note, Note::Started { .. }) {
+                            self.start_probes(myself);
+                        }
+                        self.log(&note);
+                    }
                 }
             }
+        }
+        // Probes watch a live, not-stopping process only.
+        if self.instance.pid().is_none() || self.instance.phase() == Phase::Stopping {
+            self.probes = Probes::default();
         }
         // Timers of past phases would only wake kelpie up to be ignored.
         let current = self.instance.generation();
@@ -259,13 +339,63 @@ impl ProgramState {
         });
     }
 
+    fn start_probes(&mut self, myself: &ActorRef<ProgramMsg>) {
+        let run = self.instance.snapshot().run;
+        let config = self.args.config.clone();
+        let mut probes = Probes::default();
+        let exec: Arc<ExecBuilder> = {
+            let config = config.clone();
+            let index = self.args.index;
+            let identity = self.args.identity.clone();
+            Arc::new(Box::new(move |argv: &[String]| {
+                process::command(Launch {
+                    program: &config,
+                    argv,
+                    index,
+                    notify_socket: None,
+                    identity: identity.as_deref(),
+                    stdout: Stdio::null(),
+                    stderr: Stdio::null(),
+                })
+            }))
+        };
+        for (role, probe) in [
+            (ProbeRole::Readiness, &config.readiness),
+            (ProbeRole::Liveness, &config.liveness),
+        ] {
+            let Some(probe) = probe else { continue };
+            if let crate::config::ProbeKind::Log(_) = probe.kind {
+                let me = myself.clone();
+                self.args.output.watch_for_match(
+                    self.args.index,
+                    Box::new(move || {
+                        let _ = me.cast(ProgramMsg::LogMatched { run });
+                    }),
+                );
+            }
+            if let Some(task) = crate::probe::start(
+                role,
+                probe,
+                run,
+                myself.clone(),
+                self.args.reaper.clone(),
+                exec.clone(),
+            ) {
+                probes.push(task);
+            }
+        }
+        self.probes = probes;
+    }
+
     fn spawn(&mut self, myself: &ActorRef<ProgramMsg>) -> Result<i32, String> {
         let config = &self.args.config;
         let piped = self.args.output.wants_pipes();
         let stdio = || if piped { Stdio::piped() } else { Stdio::null() };
         let mut command = process::command(Launch {
             program: config,
+            argv: &config.command,
             index: self.args.index,
+            notify_socket: self.notify.as_ref().map(|n| n.path()),
             identity: self.args.identity.as_deref(),
             stdout: stdio(),
             stderr: stdio(),
@@ -385,6 +515,42 @@ impl ProgramState {
                 humantime::format_duration(self.args.policy.stop_timeout)
             ),
             Note::Stopped => tracing::info!(event, program, instance, "{name} stopped"),
+            Note::Ready => tracing::info!(event, program, instance, "{name} is ready"),
+            Note::NotReady { reason } => tracing::warn!(
+                event,
+                program,
+                instance,
+                reason = %reason,
+                "{name} is no longer ready: {reason}"
+            ),
+            Note::ProbeFailed {
+                role,
+                detail,
+                streak,
+            } => tracing::warn!(
+                event,
+                program,
+                instance,
+                probe = role.as_str(),
+                streak,
+                detail = %detail,
+                "{name} {} probe failed ({streak} in a row): {detail}",
+                role.as_str()
+            ),
+            Note::LivenessFailed { detail } => tracing::warn!(
+                event,
+                program,
+                instance,
+                detail = %detail,
+                "{name} failed its liveness probe; restarting it"
+            ),
+            Note::StartTimedOut => tracing::warn!(
+                event,
+                program,
+                instance,
+                "{name} was not ready within start_timeout ({}); restarting it",
+                humantime::format_duration(self.args.policy.start_timeout)
+            ),
         }
     }
 }

@@ -108,11 +108,47 @@ pub struct Policy {
     pub restart: RestartPolicy,
     pub success_codes: Vec<i32>,
     pub start_seconds: Duration,
+    pub start_timeout: Duration,
     pub backoff: BackoffConfig,
     pub max_restarts: u32,
     pub restart_window: Duration,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
+    /// Consecutive results that flip readiness; `None` without a readiness
+    /// probe (then ready means running for `start_seconds`).
+    pub readiness: Option<Thresholds>,
+    pub liveness: Option<Thresholds>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    pub success: u32,
+    pub failure: u32,
+}
+
+impl Thresholds {
+    fn of(probe: &crate::config::ProbeConfig) -> Self {
+        Self {
+            success: probe.success_threshold.max(1),
+            failure: probe.failure_threshold.max(1),
+        }
+    }
+}
+
+/// Which probe a result belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeRole {
+    Readiness,
+    Liveness,
+}
+
+impl ProbeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeRole::Readiness => "readiness",
+            ProbeRole::Liveness => "liveness",
+        }
+    }
 }
 
 impl From<&ProgramConfig> for Policy {
@@ -122,11 +158,14 @@ impl From<&ProgramConfig> for Policy {
             restart: p.restart,
             success_codes: p.success_codes.clone(),
             start_seconds: p.start_seconds,
+            start_timeout: p.start_timeout,
             backoff: p.backoff,
             max_restarts: p.max_restarts,
             restart_window: p.restart_window,
             stop_signal: p.stop_signal,
             stop_timeout: p.stop_timeout,
+            readiness: p.readiness.as_ref().map(Thresholds::of),
+            liveness: p.liveness.as_ref().map(Thresholds::of),
         }
     }
 }
@@ -139,6 +178,8 @@ pub enum TimerKind {
     Backoff,
     /// `stop_timeout` passed with processes left: SIGKILL the group.
     StopTimeout,
+    /// `start_timeout` after the spawn: not ready by now is a failed start.
+    StartTimeout,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +209,23 @@ pub enum Event {
     },
     /// No process of the group remains.
     GroupGone,
+    /// A probe result for run number `run` (see `Snapshot::run`).
+    Probe {
+        role: ProbeRole,
+        run: u64,
+        ok: bool,
+        detail: String,
+    },
+    /// The program declared itself ready (sd_notify `READY=1`, or its log
+    /// matched the readiness pattern).
+    Announced {
+        run: u64,
+    },
+    /// sd_notify `STATUS=…`.
+    StatusText {
+        run: u64,
+        text: String,
+    },
     Timer {
         kind: TimerKind,
         generation: u64,
@@ -205,6 +263,19 @@ pub enum Note {
     },
     StopTimedOut,
     Stopped,
+    Ready,
+    NotReady {
+        reason: String,
+    },
+    ProbeFailed {
+        role: ProbeRole,
+        detail: String,
+        streak: u32,
+    },
+    LivenessFailed {
+        detail: String,
+    },
+    StartTimedOut,
 }
 
 impl Note {
@@ -221,6 +292,11 @@ impl Note {
             Note::Stopping { .. } => "program_stopping",
             Note::StopTimedOut => "program_stop_timeout",
             Note::Stopped => "program_stopped",
+            Note::Ready => "program_ready",
+            Note::NotReady { .. } => "program_not_ready",
+            Note::ProbeFailed { .. } => "probe_failed",
+            Note::LivenessFailed { .. } => "program_liveness_failed",
+            Note::StartTimedOut => "program_start_timeout",
         }
     }
 }
@@ -268,6 +344,15 @@ pub struct Instance {
     after_cleanup: Option<Outcome>,
     killed: bool,
     jitter: Jitter,
+    /// Counts spawns; probe results carry it so a late result for a
+    /// previous process is ignored.
+    run: u64,
+    /// Readiness as the probe sees it (without a probe: unused).
+    probe_ready: bool,
+    ready_streak: u32,
+    unready_streak: u32,
+    liveness_streak: u32,
+    status_text: Option<String>,
 }
 
 /// A read-only view for status, readiness and metrics.
@@ -282,6 +367,10 @@ pub struct Snapshot {
     pub reason: Option<String>,
     pub backoff: Duration,
     pub want_up: bool,
+    /// The current run (spawn count).
+    pub run: u64,
+    /// The program's own status line (sd_notify `STATUS=`).
+    pub status_text: Option<String>,
 }
 
 impl Snapshot {
@@ -297,6 +386,8 @@ impl Snapshot {
             reason: None,
             backoff: Duration::ZERO,
             want_up: false,
+            run: 0,
+            status_text: None,
         }
     }
 }
@@ -320,6 +411,21 @@ impl Instance {
             after_cleanup: None,
             killed: false,
             jitter: Jitter::new(jitter_seed),
+            run: 0,
+            probe_ready: false,
+            ready_streak: 0,
+            unready_streak: 0,
+            liveness_streak: 0,
+            status_text: None,
+        }
+    }
+
+    /// Ready: the readiness probe holds (or, without one, running for
+    /// `start_seconds`), and a process exists.
+    fn is_ready(&self) -> bool {
+        match self.policy.readiness {
+            Some(_) => self.probe_ready && matches!(self.phase, Phase::Starting | Phase::Running),
+            None => self.phase == Phase::Running,
         }
     }
 
@@ -340,7 +446,7 @@ impl Instance {
         Snapshot {
             phase: self.phase,
             pid: self.pid,
-            ready: self.phase == Phase::Running,
+            ready: self.is_ready(),
             restarts: self.restarts,
             last_exit: self.last_exit,
             last_exit_kind: self.last_exit_kind,
@@ -351,6 +457,8 @@ impl Instance {
                 Duration::ZERO
             },
             want_up: self.want_up,
+            run: self.run,
+            status_text: self.status_text.clone(),
         }
     }
 
@@ -403,13 +511,137 @@ impl Instance {
                     self.finish_stop(&mut out);
                 }
             }
+            Event::Probe {
+                role,
+                run,
+                ok,
+                detail,
+            } => {
+                if self.is_current_run(run) {
+                    self.on_probe(role, ok, detail, now, &mut out);
+                }
+            }
+            Event::Announced { run } => {
+                if self.is_current_run(run) && self.policy.readiness.is_some() && !self.probe_ready
+                {
+                    self.probe_ready = true;
+                    self.reason = None;
+                    out.push(Action::Emit(Note::Ready));
+                }
+            }
+            Event::StatusText { run, text } => {
+                if self.is_current_run(run) {
+                    self.status_text = Some(text);
+                }
+            }
             Event::Timer { kind, generation } => {
                 if generation == self.generation {
-                    self.on_timer(kind, &mut out);
+                    self.on_timer(kind, now, &mut out);
                 }
             }
         }
         out
+    }
+
+    /// A probe or announcement about run `run` still concerns a live process.
+    fn is_current_run(&self, run: u64) -> bool {
+        run == self.run
+            && self.pid.is_some()
+            && matches!(self.phase, Phase::Starting | Phase::Running)
+    }
+
+    fn on_probe(
+        &mut self,
+        role: ProbeRole,
+        ok: bool,
+        detail: String,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        match role {
+            ProbeRole::Readiness => {
+                let Some(thresholds) = self.policy.readiness else {
+                    return;
+                };
+                let was_ready = self.is_ready();
+                if ok {
+                    self.ready_streak += 1;
+                    self.unready_streak = 0;
+                    if self.ready_streak >= thresholds.success {
+                        self.probe_ready = true;
+                    }
+                } else {
+                    self.unready_streak += 1;
+                    self.ready_streak = 0;
+                    out.push(Action::Emit(Note::ProbeFailed {
+                        role,
+                        detail: detail.clone(),
+                        streak: self.unready_streak,
+                    }));
+                    if self.unready_streak >= thresholds.failure {
+                        self.probe_ready = false;
+                    }
+                    if !self.probe_ready {
+                        self.reason = Some(format!("readiness probe failed: {detail}"));
+                    }
+                }
+                match (was_ready, self.is_ready()) {
+                    (false, true) => {
+                        self.reason = None;
+                        out.push(Action::Emit(Note::Ready));
+                    }
+                    (true, false) => out.push(Action::Emit(Note::NotReady { reason: detail })),
+                    _ => {}
+                }
+            }
+            ProbeRole::Liveness => {
+                let Some(thresholds) = self.policy.liveness else {
+                    return;
+                };
+                if ok {
+                    self.liveness_streak = 0;
+                    return;
+                }
+                self.liveness_streak += 1;
+                out.push(Action::Emit(Note::ProbeFailed {
+                    role,
+                    detail: detail.clone(),
+                    streak: self.liveness_streak,
+                }));
+                if self.liveness_streak >= thresholds.failure {
+                    out.push(Action::Emit(Note::LivenessFailed {
+                        detail: detail.clone(),
+                    }));
+                    let reason = format!(
+                        "liveness probe failed {} times: {detail}",
+                        self.liveness_streak
+                    );
+                    self.fail_run(reason, now, out);
+                }
+            }
+        }
+    }
+
+    /// The running process is judged failed (liveness, start_timeout): it is
+    /// stopped like any stop, and the restart policy then applies as for a
+    /// crash, counting toward backoff and restart intensity.
+    fn fail_run(&mut self, reason: String, now: Instant, out: &mut Vec<Action>) {
+        let ran = self
+            .spawned_at
+            .map(|t| now.saturating_duration_since(t))
+            .unwrap_or_default();
+        if ran >= self.policy.start_seconds {
+            self.attempt = 0;
+        }
+        let outcome = self.decide(false, now, None);
+        self.reason = Some(reason);
+        self.enter(Phase::Stopping);
+        self.after_cleanup = Some(outcome);
+        let signal = self.policy.stop_signal;
+        out.push(Action::Emit(Note::Stopping { signal }));
+        out.push(Action::SignalGroup(signal));
+        out.push(Action::SignalGroup(Signal::SIGCONT));
+        out.push(self.timer(TimerKind::StopTimeout, self.policy.stop_timeout));
     }
 
     fn enter(&mut self, phase: Phase) {
@@ -495,22 +727,48 @@ impl Instance {
         self.pid = Some(pid);
         self.spawned_at = Some(now);
         self.reason = None;
+        self.run += 1;
+        self.probe_ready = false;
+        self.ready_streak = 0;
+        self.unready_streak = 0;
+        self.liveness_streak = 0;
+        self.status_text = None;
         out.push(Action::Emit(Note::Started { pid }));
+        out.push(self.timer(TimerKind::StartTimeout, self.policy.start_timeout));
         if self.policy.start_seconds.is_zero() {
-            self.enter(Phase::Running);
-            out.push(Action::Emit(Note::Running { pid }));
+            self.become_running(pid, out);
         } else {
             out.push(self.timer(TimerKind::StartSeconds, self.policy.start_seconds));
         }
     }
 
-    fn on_timer(&mut self, kind: TimerKind, out: &mut Vec<Action>) {
+    /// Starting → running keeps the generation: the `start_timeout` timer
+    /// started with the spawn must survive it.
+    fn become_running(&mut self, pid: i32, out: &mut Vec<Action>) {
+        let was_ready = self.is_ready();
+        self.phase = Phase::Running;
+        out.push(Action::Emit(Note::Running { pid }));
+        if !was_ready && self.is_ready() && self.policy.readiness.is_none() {
+            out.push(Action::Emit(Note::Ready));
+        }
+    }
+
+    fn on_timer(&mut self, kind: TimerKind, now: Instant, out: &mut Vec<Action>) {
         match (kind, self.phase) {
             (TimerKind::StartSeconds, Phase::Starting) => {
                 if let Some(pid) = self.pid {
-                    self.enter(Phase::Running);
-                    out.push(Action::Emit(Note::Running { pid }));
+                    self.become_running(pid, out);
                 }
+            }
+            (TimerKind::StartTimeout, Phase::Starting | Phase::Running)
+                if self.pid.is_some() && !self.is_ready() =>
+            {
+                out.push(Action::Emit(Note::StartTimedOut));
+                let reason = format!(
+                    "not ready within start_timeout ({})",
+                    humantime::format_duration(self.policy.start_timeout)
+                );
+                self.fail_run(reason, now, out);
             }
             (TimerKind::Backoff, Phase::Backoff) => {
                 self.restarts += 1;

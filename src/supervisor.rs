@@ -334,6 +334,7 @@ impl SupervisorState {
         let entry = &self.entries[i];
         let args = ProgramArgs {
             config: entry.config.clone(),
+            program_index: i,
             index: n,
             policy: entry.policy.clone(),
             reaper: self.reaper.clone(),
@@ -632,6 +633,7 @@ impl SupervisorState {
             orphans_reaped = self.reaper.orphans_reaped(),
             "shutdown complete"
         );
+        crate::notify::remove_socket_dir();
         let _ = exit.send(code);
         myself.stop(None);
     }

@@ -703,7 +703,7 @@ fn probe_values() {
             "supervisor.toml:3:22: program.a.readiness.http: invalid URL \"https://x/\"; expected http://HOST:PORT/PATH",
             "supervisor.toml:4:20: program.a.liveness.tcp: invalid address \"localhost\"; expected HOST:PORT",
             "supervisor.toml:7:22: program.b.readiness.exec: command is empty",
-            "supervisor.toml:8:23: program.b.liveness.notify: notify = false is not a probe; remove the block instead",
+            "supervisor.toml:8:23: program.b.liveness.notify: a notify probe only tells when a program is ready; liveness needs http, tcp or exec",
             "supervisor.toml:11:21: program.c.readiness.log: pattern is empty",
             "supervisor.toml:11:45: program.c.readiness.failure_threshold: 0 is out of range; expected 1 to 1000",
         ]
@@ -1492,4 +1492,20 @@ fn socket_mode_0660_is_quiet() {
     };
     let v = validate(source, Path::new("supervisor.toml"), Mode::Check, &host);
     assert!(v.diagnostics.is_empty(), "{:?}", v.diagnostics);
+}
+
+#[test]
+fn readiness_only_probe_kinds_and_log_patterns() {
+    let source = "[program.a]\ncommand = [\"sh\"]\nreadiness = { notify = false }\nliveness = { log = \"up\" }\n\
+                  [program.b]\ncommand = [\"sh\"]\nreadiness = { log = \"ready (\" }\n\
+                  [program.c]\ncommand = [\"sh\"]\nreadiness = { log = \"listening\" }\nlog = { mode = \"discard\" }\n";
+    assert_eq!(
+        diags(source),
+        [
+            "supervisor.toml:3:24: program.a.readiness.notify: notify = false is not a probe; remove the block instead",
+            "supervisor.toml:4:20: program.a.liveness.log: a log probe only tells when a program is ready; liveness needs http, tcp or exec",
+            "supervisor.toml:7:21: program.b.readiness.log: invalid regular expression: found open group without closing ')'",
+            "supervisor.toml:11:7: program.c.log: mode = \"discard\" drops the output the readiness log probe must read",
+        ]
+    );
 }

@@ -8,6 +8,7 @@ fn policy(kind: ProgramKind, restart: RestartPolicy) -> Policy {
         restart,
         success_codes: vec![0],
         start_seconds: Duration::from_secs(1),
+        start_timeout: Duration::from_secs(60),
         backoff: BackoffConfig {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(1),
@@ -18,6 +19,8 @@ fn policy(kind: ProgramKind, restart: RestartPolicy) -> Policy {
         restart_window: Duration::from_secs(60),
         stop_signal: Signal::SIGTERM,
         stop_timeout: Duration::from_secs(5),
+        readiness: None,
+        liveness: None,
     }
 }
 
@@ -188,7 +191,7 @@ fn start_seconds_marks_running_and_ready() {
     assert!(!rig.inst.snapshot().ready);
     rig.advance(Duration::from_secs(1));
     let actions = rig.fire(TimerKind::StartSeconds);
-    assert_eq!(notes(&actions), vec!["program_running"]);
+    assert_eq!(notes(&actions), vec!["program_running", "program_ready"]);
     assert_eq!(rig.phase(), Phase::Running);
     assert!(rig.inst.snapshot().ready);
 }
@@ -482,4 +485,185 @@ fn sigkill_is_repeated_when_the_leader_exits_after_escalation() {
         actions[1..],
         [Action::WatchGroup, Action::SignalGroup(Signal::SIGKILL)]
     );
+}
+
+fn probed(success: u32, failure: u32) -> Policy {
+    let mut p = service();
+    p.readiness = Some(Thresholds { success, failure });
+    p.liveness = Some(Thresholds {
+        success: 1,
+        failure: 3,
+    });
+    p
+}
+
+fn probe(rig: &mut Rig, role: ProbeRole, ok: bool) -> Vec<Action> {
+    let run = rig.inst.snapshot().run;
+    rig.feed(Event::Probe {
+        role,
+        run,
+        ok,
+        detail: if ok {
+            String::new()
+        } else {
+            "connection refused".into()
+        },
+    })
+}
+
+/// Readiness follows the probe with its thresholds; the process keeps
+/// running either way.
+#[test]
+fn readiness_table() {
+    // (results fed in order, ready after each)
+    let rows: &[(u32, u32, &[bool], &[bool])] = &[
+        (1, 3, &[true], &[true]),
+        (2, 3, &[true, true], &[false, true]),
+        (
+            2,
+            3,
+            &[true, false, true, true],
+            &[false, false, false, true],
+        ),
+        (
+            1,
+            2,
+            &[true, false, false, true],
+            &[true, true, false, true],
+        ),
+        (1, 1, &[false, true, false], &[false, true, false]),
+    ];
+    for (success, failure, results, expected) in rows {
+        let mut rig = Rig::new(probed(*success, *failure));
+        rig.feed(Event::Start);
+        let seen: Vec<bool> = results
+            .iter()
+            .map(|ok| {
+                probe(&mut rig, ProbeRole::Readiness, *ok);
+                rig.inst.snapshot().ready
+            })
+            .collect();
+        assert_eq!(
+            &seen, expected,
+            "success {success} failure {failure} results {results:?}"
+        );
+        assert_eq!(
+            rig.phase(),
+            Phase::Starting,
+            "readiness never stops the process"
+        );
+    }
+}
+
+#[test]
+fn readiness_events_and_reason() {
+    let mut rig = Rig::new(probed(1, 1));
+    rig.feed(Event::Start);
+    let actions = probe(&mut rig, ProbeRole::Readiness, false);
+    assert_eq!(notes(&actions), vec!["probe_failed"]);
+    assert_eq!(
+        rig.inst.snapshot().reason.as_deref(),
+        Some("readiness probe failed: connection refused")
+    );
+    let actions = probe(&mut rig, ProbeRole::Readiness, true);
+    assert_eq!(notes(&actions), vec!["program_ready"]);
+    assert_eq!(rig.inst.snapshot().reason, None);
+    let actions = probe(&mut rig, ProbeRole::Readiness, false);
+    assert_eq!(notes(&actions), vec!["probe_failed", "program_not_ready"]);
+}
+
+#[test]
+fn without_a_readiness_probe_running_means_ready() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    assert!(!rig.inst.snapshot().ready);
+    let actions = rig.fire(TimerKind::StartSeconds);
+    assert_eq!(notes(&actions), vec!["program_running", "program_ready"]);
+    assert!(rig.inst.snapshot().ready);
+}
+
+#[test]
+fn stale_probe_results_are_ignored() {
+    let mut rig = Rig::new(probed(1, 1));
+    rig.feed(Event::Start);
+    let old_run = rig.inst.snapshot().run;
+    rig.exit(ExitStatus::Code(1));
+    rig.fire(TimerKind::Backoff);
+    let actions = rig.feed(Event::Probe {
+        role: ProbeRole::Readiness,
+        run: old_run,
+        ok: true,
+        detail: String::new(),
+    });
+    assert!(actions.is_empty());
+    assert!(!rig.inst.snapshot().ready);
+}
+
+#[test]
+fn announcement_makes_ready_at_once() {
+    let mut rig = Rig::new(probed(3, 3));
+    rig.feed(Event::Start);
+    let run = rig.inst.snapshot().run;
+    let actions = rig.feed(Event::Announced { run });
+    assert_eq!(notes(&actions), vec!["program_ready"]);
+    assert!(rig.inst.snapshot().ready);
+    rig.feed(Event::StatusText {
+        run,
+        text: "serving".into(),
+    });
+    assert_eq!(rig.inst.snapshot().status_text.as_deref(), Some("serving"));
+}
+
+/// failure_threshold consecutive liveness failures stop the instance and
+/// restart it as a failure (backoff and intensity apply).
+#[test]
+fn liveness_failures_restart_the_instance() {
+    let mut rig = Rig::new(probed(1, 3));
+    rig.feed(Event::Start);
+    probe(&mut rig, ProbeRole::Liveness, false);
+    probe(&mut rig, ProbeRole::Liveness, true);
+    probe(&mut rig, ProbeRole::Liveness, false);
+    probe(&mut rig, ProbeRole::Liveness, false);
+    assert_eq!(rig.phase(), Phase::Starting, "a success resets the streak");
+    let actions = probe(&mut rig, ProbeRole::Liveness, false);
+    assert!(notes(&actions).contains(&"program_liveness_failed"));
+    assert_eq!(signals(&actions), vec![Signal::SIGTERM, Signal::SIGCONT]);
+    assert_eq!(rig.phase(), Phase::Stopping);
+    let actions = rig.exit(ExitStatus::Signal(15));
+    assert!(notes(&actions).contains(&"program_restart_scheduled"));
+    assert_eq!(rig.phase(), Phase::Backoff);
+    assert!(rig
+        .inst
+        .snapshot()
+        .reason
+        .unwrap()
+        .starts_with("liveness probe failed 3 times"));
+    rig.fire(TimerKind::Backoff);
+    assert_eq!(rig.inst.snapshot().restarts, 1);
+}
+
+#[test]
+fn start_timeout_fails_a_never_ready_start() {
+    let mut p = probed(1, 3);
+    p.start_timeout = Duration::from_secs(5);
+    let mut rig = Rig::new(p);
+    rig.feed(Event::Start);
+    assert_eq!(
+        rig.last_timer(TimerKind::StartTimeout),
+        Some(Duration::from_secs(5))
+    );
+    rig.fire(TimerKind::StartSeconds);
+    assert_eq!(rig.phase(), Phase::Running, "running, but not ready");
+    rig.advance(Duration::from_secs(5));
+    let actions = rig.fire(TimerKind::StartTimeout);
+    assert!(notes(&actions).contains(&"program_start_timeout"));
+    assert_eq!(rig.phase(), Phase::Stopping);
+    rig.exit(ExitStatus::Signal(15));
+    assert_eq!(rig.phase(), Phase::Backoff);
+    // A start that became ready in time is left alone.
+    let mut rig = Rig::new(probed(1, 3));
+    rig.feed(Event::Start);
+    probe(&mut rig, ProbeRole::Readiness, true);
+    let actions = rig.fire(TimerKind::StartTimeout);
+    assert!(actions.is_empty());
 }
