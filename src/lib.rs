@@ -15,6 +15,7 @@
 //! - `process`, `reaper`: the OS boundary (spawn, signal, wait)
 //! - `program`, `supervisor`: the actors
 //! - `output`: program stdout/stderr handling
+//! - `status`, `metrics`: the read model and its Prometheus exposition
 //! - `logging`, `signals`, `cli`, `app`: plumbing
 
 pub mod app;
@@ -22,6 +23,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod output;
 pub mod probe;

@@ -1,0 +1,769 @@
+//! CPU and memory of whole process groups, from one pass over `/proc`.
+//!
+//! A program instance runs in its own process group whose id is the pid
+//! of the process kelpie spawned, so the board's pids name the groups. Each
+//! scrape lists `/proc`, reads `/proc/<pid>/stat` of the processes that may
+//! be in a group, keeps those whose `pgrp` is one of the groups, and sums
+//! their resident memory and CPU time per program.
+//!
+//! The reads are the cost of a scrape (a few microseconds of kernel time
+//! each), so `ProcReader` avoids what it can:
+//! - a process can only be in a group of its own session, and program
+//!   groups are in kelpie's session, so processes of other sessions are read
+//!   once and then skipped (a process never returns to a session it left);
+//! - the stat files of the others stay open between scrapes, so each scrape
+//!   costs one `pread` per process instead of open + read + close (bounded by
+//!   a quarter of RLIMIT_NOFILE).
+//!
+//! CPU must be a monotonic counter although processes come and go, so the
+//! scanner remembers, per process, the ticks it had at the last scrape; when
+//! a process is gone at the next scrape its last-seen ticks move into the
+//! program's "exited" total. The counter is therefore
+//! `exited + sum(live processes)`, which never decreases.
+//!
+//! Approximations (documented in docs/metrics.md):
+//! - CPU a process used between the last scrape and its death is lost. The
+//!   reaper could close most of that gap later by passing the leader's
+//!   `rusage` from `wait4` (children it waited for are included there, which
+//!   would then need de-duplicating against what was seen here).
+//! - A group keeps being attributed to its program after the leader exited
+//!   (the board drops the pid then) for as long as members remain: the
+//!   kernel does not reuse a pid while it names a live process group, so the
+//!   remembered group id cannot point at someone else's processes.
+//! - Memory is the sum of each process's RSS, so pages shared between
+//!   processes of a group (libraries, fork copy-on-write) count once per
+//!   process, like summing `ps` output. PSS (smaps_rollup) would be exact
+//!   but costs far more per scrape.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirEntryExt, FileExt};
+use std::sync::Arc;
+
+use crate::status::Board;
+
+/// Resource use of one program's process groups, at one scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    pub rss_bytes: u64,
+    pub cpu_seconds: f64,
+    /// Processes found in the program's groups.
+    pub processes: u32,
+}
+
+/// The fields of `/proc/<pid>/stat` the scan needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub pgrp: i32,
+    pub session: i32,
+    /// utime + stime, in clock ticks.
+    pub ticks: u64,
+    /// Start time since boot in clock ticks: with the pid, it identifies a
+    /// process even when the pid number is reused between scrapes.
+    pub starttime: u64,
+    /// Resident set size in pages.
+    pub rss_pages: u64,
+}
+
+/// Parses the content of `/proc/<pid>/stat`.
+///
+/// The second field is the command name in parentheses and may itself
+/// contain spaces and `)` (a process can name itself anything), so the
+/// fields are counted from after the *last* `)`. `None` for anything
+/// malformed: the caller skips that process.
+pub fn parse_stat(content: &[u8]) -> Option<Stat> {
+    let close = content.iter().rposition(|&b| b == b')')?;
+    // After ") ": field 3 (state) is index 0, so field n is index n - 3.
+    let mut fields = content.get(close + 1..)?.split(|&b| b == b' ');
+    // The first split item is the empty string between ')' and ' '.
+    if !fields.next()?.is_empty() {
+        return None;
+    }
+    let mut pgrp = None;
+    let mut session = None;
+    let mut utime = None;
+    let mut stime = None;
+    let mut starttime = None;
+    let mut rss = None;
+    for (index, field) in fields.enumerate() {
+        match index + 3 {
+            5 => pgrp = Some(parse_i64(field)?),
+            6 => session = Some(parse_i64(field)?),
+            14 => utime = Some(parse_u64(field)?),
+            15 => stime = Some(parse_u64(field)?),
+            22 => starttime = Some(parse_u64(field)?),
+            24 => {
+                // Signed in the kernel; never negative in practice.
+                rss = Some(parse_i64(field)?.max(0) as u64);
+                break;
+            }
+            _ => {}
+        }
+    }
+    Some(Stat {
+        pgrp: i32::try_from(pgrp?).ok()?,
+        session: i32::try_from(session?).ok()?,
+        ticks: utime?.saturating_add(stime?),
+        starttime: starttime?,
+        rss_pages: rss?,
+    })
+}
+
+fn parse_u64(field: &[u8]) -> Option<u64> {
+    // The last field carries the trailing newline.
+    let field = field.strip_suffix(b"\n").unwrap_or(field);
+    if field.is_empty() {
+        return None;
+    }
+    field.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+fn parse_i64(field: &[u8]) -> Option<i64> {
+    match field.strip_prefix(b"-") {
+        Some(rest) => i64::try_from(parse_u64(rest)?).ok().map(|n| -n),
+        None => i64::try_from(parse_u64(field)?).ok(),
+    }
+}
+
+/// A process seen at an earlier scrape.
+#[derive(Debug)]
+struct Tracked {
+    starttime: u64,
+    ticks: u64,
+    program: Arc<str>,
+    /// The scan generation that last saw it.
+    seen: u64,
+}
+
+/// Accumulates per-program CPU across scrapes; lives as long as `Metrics`.
+#[derive(Debug)]
+pub struct GroupScanner {
+    reader: ProcReader,
+    clk_tck: f64,
+    page_size: u64,
+    /// kelpie's session: program groups are created in it
+    /// (`process_group(0)`), so processes of other sessions can never be in
+    /// one. `None` if unknown (then every process is read every time).
+    own_session: Option<i32>,
+    generation: u64,
+    tracked: HashMap<i32, Tracked>,
+    /// Groups that had members at the last scan, by program. Keeps a group
+    /// attributed while it drains after its leader exited.
+    groups: HashMap<i32, Arc<str>>,
+    /// Ticks of processes that are gone, per program. Also interns the
+    /// program names shared by `tracked` and `groups`.
+    exited: HashMap<Arc<str>, u64>,
+}
+
+impl GroupScanner {
+    pub fn new() -> Self {
+        Self::with_root("/proc")
+    }
+
+    /// A scanner over another procfs-like tree (tests).
+    pub fn with_root(root: &str) -> Self {
+        let sysconf = |var| {
+            nix::unistd::sysconf(var)
+                .ok()
+                .flatten()
+                .filter(|v| *v > 0)
+                .map(|v| v as u64)
+        };
+        Self {
+            reader: ProcReader::new(root),
+            own_session: nix::unistd::getsid(None).ok().map(|sid| sid.as_raw()),
+            // Linux has used 100 on every architecture for decades; the
+            // fallback only matters if sysconf itself fails.
+            clk_tck: sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap_or(100) as f64,
+            page_size: sysconf(nix::unistd::SysconfVar::PAGE_SIZE).unwrap_or(4096),
+            generation: 0,
+            tracked: HashMap::new(),
+            groups: HashMap::new(),
+            exited: HashMap::new(),
+        }
+    }
+
+    /// One pass over `/proc`: usage per board program, in board order.
+    pub fn scan(&mut self, board: &Board) -> Vec<Usage> {
+        self.generation += 1;
+        let generation = self.generation;
+        let n = board.programs.len();
+
+        // Intern the board's names; forget programs that left the board
+        // (reload removed them) so their totals do not outlive them.
+        let mut names: Vec<Arc<str>> = Vec::with_capacity(n);
+        for program in &board.programs {
+            match self.exited.get_key_value(program.name.as_str()) {
+                Some((name, _)) => names.push(name.clone()),
+                None => {
+                    let name: Arc<str> = Arc::from(program.name.as_str());
+                    self.exited.insert(name.clone(), 0);
+                    names.push(name);
+                }
+            }
+        }
+
+        // pgid → board index: the running instances, then groups that were
+        // seen before and may still be draining.
+        let mut wanted: HashMap<i32, usize> = HashMap::with_capacity(n + self.groups.len());
+        for (index, program) in board.programs.iter().enumerate() {
+            for instance in &program.instances {
+                if let Some(pid) = instance.snapshot.pid {
+                    wanted.insert(pid, index);
+                }
+            }
+        }
+        if !self.groups.is_empty() {
+            let by_name: HashMap<&str, usize> = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.as_ref(), i))
+                .collect();
+            for (pgid, program) in &self.groups {
+                if let Some(&index) = by_name.get(program.as_ref()) {
+                    wanted.entry(*pgid).or_insert(index);
+                }
+            }
+        }
+
+        let mut rss_pages = vec![0u64; n];
+        let mut live_ticks = vec![0u64; n];
+        let mut processes = vec![0u32; n];
+        let mut groups = HashMap::with_capacity(self.groups.len().max(wanted.len()));
+        if !wanted.is_empty() {
+            let tracked = &mut self.tracked;
+            let exited = &mut self.exited;
+            // A process can only be in a group of its own session. Program
+            // groups live in kelpie's session; the group ids themselves
+            // cover a program that made itself a session leader (setsid
+            // keeps pgid == pid).
+            let own_session = self.own_session;
+            let candidate = |session: i32| {
+                own_session.is_none_or(|own| own == session) || wanted.contains_key(&session)
+            };
+            self.reader.scan(candidate, |pid, stat| {
+                let Some(&index) = wanted.get(&stat.pgrp) else {
+                    return;
+                };
+                let program = &names[index];
+                rss_pages[index] = rss_pages[index].saturating_add(stat.rss_pages);
+                processes[index] = processes[index].saturating_add(1);
+                let ticks = match tracked.get_mut(&pid) {
+                    Some(t)
+                        if t.starttime == stat.starttime && Arc::ptr_eq(&t.program, program) =>
+                    {
+                        // Never let a counter step back, whatever procfs says.
+                        t.ticks = t.ticks.max(stat.ticks);
+                        t.seen = generation;
+                        t.ticks
+                    }
+                    previous => {
+                        // New, or the pid now names another process: the
+                        // old one is gone and keeps what it had used.
+                        if let Some(old) = previous {
+                            if let Some(total) = exited.get_mut(&old.program) {
+                                *total = total.saturating_add(old.ticks);
+                            }
+                        }
+                        tracked.insert(
+                            pid,
+                            Tracked {
+                                starttime: stat.starttime,
+                                ticks: stat.ticks,
+                                program: program.clone(),
+                                seen: generation,
+                            },
+                        );
+                        stat.ticks
+                    }
+                };
+                live_ticks[index] = live_ticks[index].saturating_add(ticks);
+                groups.insert(stat.pgrp, program.clone());
+            });
+        }
+        self.groups = groups;
+
+        // Processes not seen this time have exited (or left their group).
+        let exited = &mut self.exited;
+        self.tracked.retain(|_, t| {
+            if t.seen == generation {
+                return true;
+            }
+            if let Some(total) = exited.get_mut(&t.program) {
+                *total = total.saturating_add(t.ticks);
+            }
+            false
+        });
+        let on_board: std::collections::HashSet<&str> =
+            names.iter().map(|name| name.as_ref()).collect();
+        self.exited
+            .retain(|name, _| on_board.contains(name.as_ref()));
+
+        (0..n)
+            .map(|i| {
+                let exited = self.exited.get(&names[i]).copied().unwrap_or(0);
+                Usage {
+                    rss_bytes: rss_pages[i].saturating_mul(self.page_size),
+                    cpu_seconds: exited.saturating_add(live_ticks[i]) as f64 / self.clk_tck,
+                    processes: processes[i],
+                }
+            })
+            .collect()
+    }
+
+    /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`).
+    #[cfg(test)]
+    pub fn clk_tck(&self) -> f64 {
+        self.clk_tck
+    }
+
+    #[cfg(test)]
+    pub fn reader_files(&self) -> Vec<&File> {
+        self.reader
+            .entries
+            .values()
+            .filter_map(|e| e.file.as_ref())
+            .collect()
+    }
+
+    /// Drops a program's accumulated CPU (it was removed).
+    pub fn forget(&mut self, program: &str) {
+        self.exited.remove(program);
+        self.tracked.retain(|_, t| t.program.as_ref() != program);
+        self.groups.retain(|_, p| p.as_ref() != program);
+    }
+}
+
+impl Default for GroupScanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Scans with an outsider re-read at least this often: it bounds the damage
+/// should a dead outsider's pid and inode number both be reused.
+const OUTSIDER_RECHECK: u64 = 32;
+
+/// What the reader remembers about one `/proc/<pid>`.
+#[derive(Debug)]
+struct ProcEntry {
+    /// `d_ino` of `/proc/<pid>`: procfs gives every new process a new inode,
+    /// so a reused pid shows up with another number.
+    ino: u64,
+    /// Kept open while the process may be in a program group: the next scan
+    /// then costs one pread instead of open + read + close (the open is the
+    /// larger half: a path walk and a procfs inode lookup). The file refers
+    /// to this process, never to a later one with the same pid.
+    file: Option<File>,
+    /// Skip until this scan: the process is in a session no program group
+    /// can be in.
+    skip_until: u64,
+    seen: u64,
+}
+
+/// Reads `/proc/<pid>/stat` of every process, as cheaply as the kernel
+/// allows: outsiders are read once, candidates through a kept-open file.
+#[derive(Debug)]
+struct ProcReader {
+    root: String,
+    path: String,
+    /// Reused read buffer: a stat line is a few hundred bytes.
+    buf: Vec<u8>,
+    entries: HashMap<i32, ProcEntry>,
+    generation: u64,
+}
+
+impl ProcReader {
+    fn new(root: &str) -> Self {
+        Self {
+            root: root.to_string(),
+            path: String::with_capacity(root.len() + 24),
+            buf: vec![0; 1024],
+            entries: HashMap::new(),
+            generation: 0,
+        }
+    }
+
+    /// Calls `f(pid, stat)` for every process that may be in a program
+    /// group (`candidate(session)`). Errors are skipped: processes exit
+    /// during the scan, and that is normal.
+    fn scan(&mut self, candidate: impl Fn(i32) -> bool, mut f: impl FnMut(i32, Stat)) {
+        self.generation += 1;
+        let generation = self.generation;
+        let Ok(dir) = std::fs::read_dir(&self.root) else {
+            self.entries.clear();
+            return;
+        };
+        let mut open_files = self.entries.values().filter(|e| e.file.is_some()).count();
+        let max_files = file_budget();
+        for dirent in dir.flatten() {
+            let name = dirent.file_name();
+            let name = name.as_bytes();
+            // Non-process entries (self, sys, meminfo, ...) fail on the
+            // first byte.
+            let Some(pid) = parse_u64(name).and_then(|p| i32::try_from(p).ok()) else {
+                continue;
+            };
+            let ino = dirent.ino();
+            let entry = self.entries.entry(pid).or_insert(ProcEntry {
+                ino,
+                file: None,
+                skip_until: 0,
+                seen: 0,
+            });
+            if entry.ino != ino {
+                // Another process under the same pid.
+                if entry.file.take().is_some() {
+                    open_files -= 1;
+                }
+                *entry = ProcEntry {
+                    ino,
+                    file: None,
+                    skip_until: 0,
+                    seen: 0,
+                };
+            }
+            entry.seen = generation;
+            if entry.skip_until > generation {
+                continue;
+            }
+            let (len, fresh) = match &entry.file {
+                Some(file) => match read_at_start(file, &mut self.buf) {
+                    Some(len) => (len, None),
+                    None => {
+                        // Gone since the directory was listed.
+                        entry.file = None;
+                        open_files -= 1;
+                        continue;
+                    }
+                },
+                None => {
+                    self.path.clear();
+                    self.path.push_str(&self.root);
+                    self.path.push('/');
+                    // parse_u64 accepted it, so it is ASCII digits.
+                    self.path
+                        .push_str(std::str::from_utf8(name).unwrap_or_default());
+                    self.path.push_str("/stat");
+                    let Ok(file) = File::open(&self.path) else {
+                        continue;
+                    };
+                    match read_at_start(&file, &mut self.buf) {
+                        Some(len) => (len, Some(file)),
+                        None => continue,
+                    }
+                }
+            };
+            let Some(stat) = self.buf.get(..len).and_then(parse_stat) else {
+                continue;
+            };
+            if !candidate(stat.session) {
+                // setsid() is the only way out of a session and never leads
+                // into an existing one, so this holds for the process's
+                // lifetime; re-read now and then all the same.
+                entry.skip_until = generation + OUTSIDER_RECHECK;
+                if entry.file.take().is_some() {
+                    open_files -= 1;
+                }
+                continue;
+            }
+            if let Some(file) = fresh {
+                if open_files < max_files {
+                    entry.file = Some(file);
+                    open_files += 1;
+                }
+            }
+            f(pid, stat);
+        }
+        // Processes that are gone: drop them and close their files.
+        self.entries.retain(|_, e| e.seen == generation);
+    }
+}
+
+/// How many `/proc/<pid>/stat` files the reader may keep open: a quarter of
+/// the soft RLIMIT_NOFILE, so connections, pipes and log files keep the
+/// rest. Beyond it, processes are read with open + read + close.
+fn file_budget() -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) => usize::try_from(soft / 4).unwrap_or(usize::MAX).min(65536),
+        Err(_) => 0,
+    }
+}
+
+/// Reads a small file from its start into `buf` (grown if needed),
+/// returning its length. procfs generates a stat file in one go and hands
+/// over all of it when the buffer is large enough, so one pread suffices;
+/// a full buffer means the line may be longer.
+fn read_at_start(file: &File, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        let n = file.read_at(buf, 0).ok()?;
+        if n == 0 {
+            // A live process's stat is never empty.
+            return None;
+        }
+        if n < buf.len() {
+            return Some(n);
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{InstanceStatus, ProgramStatus};
+
+    fn stat_line(
+        pid: i32,
+        comm: &str,
+        pgrp: i32,
+        ticks: (u64, u64),
+        start: u64,
+        rss: u64,
+    ) -> String {
+        // Fields 3..=24 of proc(5), then the rest of a real line.
+        format!(
+            "{pid} ({comm}) S 1 {pgrp} {pgrp} 0 -1 4194560 100 0 0 0 {} {} 0 0 20 0 1 0 {start} \
+             8941568 {rss} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
+            ticks.0, ticks.1
+        )
+    }
+
+    #[test]
+    fn parses_a_real_line() {
+        let line = stat_line(4242, "sleep", 4240, (12, 3), 987654, 215);
+        assert_eq!(
+            parse_stat(line.as_bytes()),
+            Some(Stat {
+                pgrp: 4240,
+                session: 4240,
+                ticks: 15,
+                starttime: 987654,
+                rss_pages: 215
+            })
+        );
+    }
+
+    #[test]
+    fn the_command_name_may_contain_spaces_and_parentheses() {
+        let line = stat_line(7, "evil ) 1 2 3 (name) x", 5, (1, 2), 3, 4);
+        let stat = parse_stat(line.as_bytes()).unwrap();
+        assert_eq!(
+            (stat.pgrp, stat.ticks, stat.starttime, stat.rss_pages),
+            (5, 3, 3, 4)
+        );
+    }
+
+    #[test]
+    fn the_last_field_may_end_the_line() {
+        // A line that stops right after rss (older kernels print fewer
+        // fields; the newline then sits on rss).
+        let line = "9 (x) R 1 9 9 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 77 100 12\n";
+        let stat = parse_stat(line.as_bytes()).unwrap();
+        assert_eq!(stat.rss_pages, 12);
+        assert_eq!(stat.ticks, 11);
+    }
+
+    #[test]
+    fn malformed_lines_are_rejected_not_panicked_on() {
+        for bad in [
+            "",
+            "1 (x",
+            "1 (x)",
+            "1 (x) S 1",
+            "1 (x) S 1 abc 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 77 100 12",
+            "1 (x) S 1 2 1 0 -1 0 0 0 0 0 -5 6 0 0 20 0 1 0 77 100 12",
+            "1 (x)S 1 2 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 77 100 12",
+            "1 (x) S 1 99999999999 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 77 100 12",
+        ] {
+            assert_eq!(parse_stat(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(parse_u64(b"18446744073709551616"), None, "overflow");
+    }
+
+    /// A fake procfs: `<root>/<pid>/stat` files.
+    struct FakeProc {
+        dir: tempfile::TempDir,
+    }
+
+    impl FakeProc {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            // Non-process entries a real /proc has.
+            std::fs::create_dir(dir.path().join("sys")).unwrap();
+            std::fs::write(dir.path().join("uptime"), "1.0 1.0\n").unwrap();
+            Self { dir }
+        }
+
+        fn root(&self) -> &str {
+            self.dir.path().to_str().unwrap()
+        }
+
+        fn set(&self, pid: i32, pgrp: i32, ticks: u64, start: u64, rss: u64) {
+            let dir = self.dir.path().join(pid.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("stat"),
+                stat_line(pid, "p", pgrp, (ticks, 0), start, rss),
+            )
+            .unwrap();
+        }
+
+        fn kill(&self, pid: i32) {
+            std::fs::remove_dir_all(self.dir.path().join(pid.to_string())).unwrap();
+        }
+    }
+
+    fn board(programs: &[(&str, &[Option<i32>])]) -> Board {
+        Board {
+            shutting_down: false,
+            programs: programs
+                .iter()
+                .map(|(name, pids)| {
+                    let mut p = ProgramStatus::new(name, true, false, pids.len());
+                    for (instance, pid) in p.instances.iter_mut().zip(pids.iter()) {
+                        *instance = InstanceStatus::new();
+                        instance.snapshot.pid = *pid;
+                    }
+                    Arc::new(p)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn sums_groups_and_keeps_cpu_monotonic_as_processes_come_and_go() {
+        let proc = FakeProc::new();
+        let mut scanner = GroupScanner::with_root(proc.root());
+        let hz = scanner.clk_tck();
+        let page = scanner.page_size;
+        let secs = |ticks: u64| ticks as f64 / hz;
+
+        proc.set(100, 100, 15, 1, 10); // a's leader
+        proc.set(101, 100, 20, 2, 5); // a's child
+        proc.set(200, 200, 7, 3, 1); // b
+        proc.set(300, 300, 1000, 4, 99); // not ours
+        proc.set(400, 100, 0, 0, 0); // a "zombie-like" member with nothing used
+        let both = board(&[("a", &[Some(100)]), ("b", &[Some(200)])]);
+        let u = scanner.scan(&both);
+        assert_eq!(u[0].cpu_seconds, secs(35));
+        assert_eq!(u[0].rss_bytes, 15 * page);
+        assert_eq!(u[0].processes, 3);
+        assert_eq!(u[1].cpu_seconds, secs(7));
+
+        // The child exits; the leader keeps working: nothing is lost.
+        proc.kill(101);
+        proc.set(100, 100, 20, 1, 10);
+        let u = scanner.scan(&both);
+        assert_eq!(u[0].cpu_seconds, secs(20 + 20));
+        assert_eq!(u[0].rss_bytes, 10 * page);
+
+        // The leader exits (the board drops its pid) while a member drains:
+        // the group is still a's.
+        proc.kill(100);
+        proc.set(102, 100, 5, 5, 3);
+        let draining = board(&[("a", &[None]), ("b", &[Some(200)])]);
+        let u = scanner.scan(&draining);
+        assert_eq!(u[0].cpu_seconds, secs(40 + 5));
+        assert_eq!(u[0].processes, 2, "102 and 400");
+
+        // pid 200 is reused by an unrelated process of b's group (new start
+        // time): the old one keeps its 7 ticks.
+        proc.set(200, 200, 1, 9, 1);
+        let u = scanner.scan(&draining);
+        assert_eq!(u[1].cpu_seconds, secs(7 + 1));
+
+        // Counters never step back, even if procfs reported less.
+        proc.set(102, 100, 2, 5, 3);
+        let u = scanner.scan(&draining);
+        assert_eq!(u[0].cpu_seconds, secs(45));
+
+        // The group empties: the total stays.
+        proc.kill(102);
+        proc.kill(400);
+        let u = scanner.scan(&draining);
+        assert_eq!(u[0].cpu_seconds, secs(45));
+        assert_eq!((u[0].rss_bytes, u[0].processes), (0, 0));
+
+        // Removal forgets everything about the program.
+        scanner.forget("a");
+        let u = scanner.scan(&draining);
+        assert_eq!(u[0].cpu_seconds, 0.0);
+        assert_eq!(u[1].cpu_seconds, secs(8));
+
+        // A program that left the board is forgotten too.
+        let only_a = board(&[("a", &[None])]);
+        scanner.scan(&only_a);
+        let u = scanner.scan(&both);
+        assert_eq!(
+            u[1].cpu_seconds,
+            secs(1),
+            "b starts over; only pid 200's current ticks"
+        );
+    }
+
+    #[test]
+    fn processes_of_other_sessions_are_read_once_until_their_pid_is_reused() {
+        let proc = FakeProc::new();
+        let mut scanner = GroupScanner::with_root(proc.root());
+        scanner.own_session = Some(1);
+        let a = board(&[("a", &[Some(100)])]);
+        proc.set(100, 100, 1, 1, 1); // session 100: a's leader did setsid
+        proc.set(300, 300, 10, 2, 1); // another session
+        proc.set(301, 1, 0, 3, 1); // kelpie's session, not in a group (yet)
+        assert_eq!(scanner.scan(&a)[0].processes, 1);
+        assert!(scanner.reader.entries[&300].file.is_none());
+        assert!(scanner.reader.entries[&301].file.is_some());
+
+        // (Impossible in reality, which is the point: 300 is not re-read.)
+        proc.set(300, 100, 10, 2, 1);
+        // 301 joins a's group (setpgid within the session).
+        proc.set(301, 100, 0, 3, 1);
+        assert_eq!(scanner.scan(&a)[0].processes, 2, "100 and 301");
+
+        // A new process under pid 300 (a new /proc/300 inode): read again.
+        let dir = proc.dir.path();
+        std::fs::create_dir(dir.join("new")).unwrap();
+        std::fs::write(dir.join("new/stat"), stat_line(300, "p", 100, (5, 0), 9, 1)).unwrap();
+        std::fs::remove_dir_all(dir.join("300")).unwrap();
+        std::fs::rename(dir.join("new"), dir.join("300")).unwrap();
+        assert_eq!(scanner.scan(&a)[0].processes, 3);
+
+        // Gone processes are forgotten, their files closed.
+        proc.kill(301);
+        scanner.scan(&a);
+        assert!(!scanner.reader.entries.contains_key(&301));
+    }
+
+    #[test]
+    fn outsiders_are_rechecked_now_and_then() {
+        let proc = FakeProc::new();
+        let mut scanner = GroupScanner::with_root(proc.root());
+        scanner.own_session = Some(1);
+        let a = board(&[("a", &[Some(100)])]);
+        proc.set(100, 100, 1, 1, 1);
+        proc.set(300, 300, 10, 2, 1);
+        scanner.scan(&a);
+        proc.set(300, 100, 10, 2, 1);
+        let mut scans = 1;
+        while scanner.scan(&a)[0].processes == 1 {
+            scans += 1;
+            assert!(scans <= OUTSIDER_RECHECK, "never re-read");
+        }
+    }
+
+    #[test]
+    fn a_missing_proc_tree_yields_zero_usage() {
+        let mut scanner = GroupScanner::with_root("/nonexistent/proc");
+        let u = scanner.scan(&board(&[("a", &[Some(1)])]));
+        assert_eq!(u, vec![Usage::default()]);
+    }
+}

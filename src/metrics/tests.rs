@@ -1,0 +1,972 @@
+// Children are reaped with waitpid by pid: kelpie's clippy.toml disallows
+// `Child::wait` (the reaper owns every wait in the product code), which
+// clippy's zombie lint does not know about.
+#![allow(clippy::zombie_processes)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Write as _;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use super::*;
+use crate::state::Snapshot;
+use crate::status::{InstanceStatus, ProgramStatus};
+
+/// SPEC §4: every kelpie family, its type and its label names.
+const SPEC: &[(&str, &str, &[&str])] = &[
+    ("kelpie_build_info", "gauge", &["version"]),
+    ("kelpie_up", "gauge", &[]),
+    ("kelpie_shutting_down", "gauge", &[]),
+    ("kelpie_program_state", "gauge", &["program", "state"]),
+    ("kelpie_program_ready", "gauge", &["program"]),
+    ("kelpie_program_instances_running", "gauge", &["program"]),
+    ("kelpie_program_restarts_total", "counter", &["program"]),
+    (
+        "kelpie_program_exits_total",
+        "counter",
+        &["program", "reason"],
+    ),
+    ("kelpie_program_last_exit_code", "gauge", &["program"]),
+    (
+        "kelpie_program_start_time_seconds",
+        "gauge",
+        &["program", "instance"],
+    ),
+    ("kelpie_program_cpu_seconds_total", "counter", &["program"]),
+    (
+        "kelpie_program_resident_memory_bytes",
+        "gauge",
+        &["program"],
+    ),
+    ("kelpie_program_backoff_seconds", "gauge", &["program"]),
+    (
+        "kelpie_probe_duration_seconds",
+        "histogram",
+        &["program", "probe"],
+    ),
+    (
+        "kelpie_probe_failures_total",
+        "counter",
+        &["program", "probe"],
+    ),
+    ("kelpie_log_lines_total", "counter", &["program", "stream"]),
+    ("kelpie_restart_budget_available", "gauge", &[]),
+    ("kelpie_restarts_delayed_total", "counter", &["program"]),
+    ("kelpie_http_requests_total", "counter", &["path", "code"]),
+];
+
+/// One parsed sample line.
+#[derive(Debug, Clone, PartialEq)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+#[derive(Debug, Default)]
+struct Exposition {
+    types: HashMap<String, String>,
+    helps: HashSet<String>,
+    samples: Vec<Sample>,
+}
+
+impl Exposition {
+    /// A strict parser for the subset of the text format kelpie writes.
+    fn parse(text: &str) -> Self {
+        let mut e = Exposition::default();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE line");
+                assert!(
+                    e.types.insert(name.into(), kind.into()).is_none(),
+                    "duplicate TYPE for {name}"
+                );
+            } else if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, _) = rest.split_once(' ').expect("HELP line");
+                assert!(e.helps.insert(name.into()), "duplicate HELP for {name}");
+            } else {
+                assert!(!line.starts_with('#') && !line.is_empty(), "line {line:?}");
+                e.samples.push(parse_sample(line));
+            }
+        }
+        e
+    }
+
+    fn family(&self, family: &str) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| family_of(&s.name, &self.types) == family)
+            .collect()
+    }
+
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let want: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let found: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|s| s.name == name && s.labels == want)
+            .map(|s| s.value)
+            .collect();
+        assert!(found.len() <= 1, "duplicate series {name}{labels:?}");
+        found.first().copied()
+    }
+
+    fn with_program(&self, program: &str) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| s.labels.get("program").map(String::as_str) == Some(program))
+            .collect()
+    }
+}
+
+/// The family a sample belongs to (histogram samples carry suffixes).
+fn family_of<'a>(name: &'a str, types: &HashMap<String, String>) -> &'a str {
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            if types.get(base).map(String::as_str) == Some("histogram") {
+                return base;
+            }
+        }
+    }
+    name
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let (series, value) = line.rsplit_once(' ').expect("sample value");
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v.parse().unwrap_or_else(|_| panic!("value in {line:?}")),
+    };
+    let Some((name, rest)) = series.split_once('{') else {
+        return Sample {
+            name: series.into(),
+            labels: BTreeMap::new(),
+            value,
+        };
+    };
+    let mut labels = BTreeMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        assert_eq!(chars.next(), Some('"'), "quote in {line:?}");
+        let mut val = String::new();
+        loop {
+            match chars.next().expect("unterminated label value") {
+                '\\' => match chars.next() {
+                    Some('n') => val.push('\n'),
+                    Some(c) => val.push(c),
+                    None => panic!("dangling escape"),
+                },
+                '"' => break,
+                c => val.push(c),
+            }
+        }
+        assert!(labels.insert(key, val).is_none(), "duplicate label");
+        match chars.next() {
+            Some(',') => continue,
+            Some('}') => break,
+            other => panic!("after a label value: {other:?} in {line:?}"),
+        }
+    }
+    assert_eq!(chars.next(), None);
+    Sample {
+        name: name.into(),
+        labels,
+        value,
+    }
+}
+
+/// Kills and reaps process groups the tests started, also on panic.
+struct Groups(Vec<i32>);
+
+impl Groups {
+    /// `argv` in a new process group of its own (like kelpie's programs),
+    /// dying with the test process if that is killed outright.
+    fn spawn(&mut self, argv: &[&str]) -> i32 {
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn");
+        let pid = child.id() as i32;
+        self.0.push(pid);
+        pid
+    }
+}
+
+impl Drop for Groups {
+    fn drop(&mut self) {
+        for &pgid in &self.0 {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+        for &pgid in &self.0 {
+            // Only the leader is our child; the rest are reparented.
+            let _ = waitpid(Pid::from_raw(pgid), None);
+        }
+    }
+}
+
+fn instance(phase: Phase, pid: Option<i32>, started: Option<SystemTime>) -> InstanceStatus {
+    let mut snapshot = Snapshot::initial();
+    snapshot.phase = phase;
+    snapshot.pid = pid;
+    snapshot.ready = phase == Phase::Running;
+    InstanceStatus {
+        snapshot,
+        started_at: started,
+    }
+}
+
+fn program(name: &str, oneshot: bool, instances: Vec<InstanceStatus>) -> Arc<ProgramStatus> {
+    Arc::new(ProgramStatus {
+        name: name.into(),
+        required: true,
+        oneshot,
+        instances,
+        reason: None,
+    })
+}
+
+/// A board like a real one: a two-instance service with real processes, a
+/// crash-looping worker, a finished oneshot, a stopped program and a name
+/// with every allowed punctuation character.
+fn realistic(groups: &mut Groups) -> Board {
+    let web0 = groups.spawn(&["sh", "-c", "sleep 60 & sleep 60 & wait"]);
+    let web1 = groups.spawn(&["sleep", "60"]);
+    let started = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+    let mut worker = instance(Phase::Backoff, None, None);
+    worker.snapshot.backoff = Duration::from_millis(2500);
+    worker.snapshot.restarts = 3;
+    let mut migrate = instance(Phase::Exited, None, None);
+    migrate.snapshot.last_exit_kind = Some(ExitKind::Success);
+    Board {
+        shutting_down: false,
+        programs: vec![
+            program(
+                "web",
+                false,
+                vec![
+                    instance(Phase::Running, Some(web0), Some(started)),
+                    instance(Phase::Running, Some(web1), Some(started)),
+                ],
+            ),
+            program(
+                "worker",
+                false,
+                vec![worker, instance(Phase::Running, None, None)],
+            ),
+            program("migrate", true, vec![migrate]),
+            program("cron", false, vec![instance(Phase::Stopped, None, None)]),
+            program(
+                "odd.name_1-x",
+                false,
+                vec![instance(Phase::Starting, None, None)],
+            ),
+        ],
+    }
+}
+
+fn record_events(m: &Metrics) {
+    m.program_exited("worker", ExitKind::Failure, ExitStatus::Code(3));
+    m.program_exited("worker", ExitKind::Failure, ExitStatus::Code(1));
+    m.program_exited("worker", ExitKind::Killed, ExitStatus::Signal(9));
+    m.program_exited("migrate", ExitKind::Success, ExitStatus::Code(0));
+    m.program_restarted("worker", 1);
+    m.program_restarted("worker", 2);
+    m.restart_delayed("worker");
+    for ms in [0, 3, 7, 40, 2000, 20_000] {
+        m.probe_result("web", "readiness", Duration::from_millis(ms), ms < 1000);
+    }
+    m.probe_result("web", "liveness", Duration::from_micros(300), true);
+    m.probe_result("web", "startup", Duration::from_micros(300), true);
+    m.probe_result("worker", "liveness", Duration::from_secs(1), false);
+    for _ in 0..5 {
+        m.log_line("web", Stream::Stdout);
+    }
+    m.log_line("web", Stream::Stderr);
+    let counter = m.log_line_counter("worker", Stream::Stderr);
+    counter.inc();
+    counter.inc();
+    for (path, code) in [
+        ("/health", 200),
+        ("/health", 200),
+        ("/ready", 503),
+        ("/ready/web", 200),
+        ("/ready/nope", 404),
+        ("/metrics", 200),
+        ("/wp-admin/../etc", 404),
+        ("/ready/a/b", 404),
+    ] {
+        m.http_request(path, code);
+    }
+    m.set_restart_budget_available(Some(5));
+}
+
+fn promtool_check(text: &str) {
+    let Some(promtool) = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("promtool"))
+            .find(|p| p.is_file())
+    }) else {
+        eprintln!(
+            "SKIPPED: promtool not on PATH; `promtool check metrics` was not run \
+             (apt-get install prometheus). The structural checks still ran."
+        );
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    use std::io::Read as _;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = waitpid(Pid::from_raw(child.id() as i32), None).unwrap();
+    assert!(
+        matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+        "promtool check metrics failed ({status:?}):\n{stdout}{stderr}\n--- output ---\n{text}"
+    );
+    // promtool exits 0 on lint warnings too; kelpie wants none.
+    assert!(
+        stdout.trim().is_empty() && stderr.trim().is_empty(),
+        "promtool lint findings:\n{stdout}{stderr}"
+    );
+}
+
+#[test]
+fn a_realistic_scrape_passes_promtool_and_matches_the_spec() {
+    let mut groups = Groups(Vec::new());
+    let board = realistic(&mut groups);
+    let m = Metrics::new().unwrap();
+    record_events(&m);
+    let text = m.render(&board);
+    promtool_check(&text);
+
+    let e = Exposition::parse(&text);
+    for (name, kind, labels) in SPEC {
+        assert_eq!(
+            e.types.get(*name).map(String::as_str),
+            Some(*kind),
+            "TYPE of {name}"
+        );
+        assert!(e.helps.contains(*name), "HELP of {name}");
+        let samples = e.family(name);
+        assert!(!samples.is_empty(), "no samples of {name}");
+        for s in samples {
+            let mut want: BTreeSet<&str> = labels.iter().copied().collect();
+            if s.name.ends_with("_bucket") && *kind == "histogram" {
+                want.insert("le");
+            }
+            let got: BTreeSet<&str> = s.labels.keys().map(String::as_str).collect();
+            assert_eq!(got, want, "labels of {s:?}");
+        }
+    }
+    // Nothing but the SPEC families and process_*.
+    for name in e.types.keys() {
+        assert!(
+            SPEC.iter().any(|(n, _, _)| n == name) || name.starts_with("process_"),
+            "unexpected family {name}"
+        );
+    }
+    for process in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(e.types.contains_key(process), "{process}");
+    }
+
+    // Values.
+    fn p(name: &str) -> [(&'static str, &str); 1] {
+        [("program", name)]
+    }
+    assert_eq!(
+        e.get(
+            "kelpie_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(e.get("kelpie_up", &[]), Some(1.0));
+    assert_eq!(e.get("kelpie_shutting_down", &[]), Some(0.0));
+    for (program, current) in [
+        ("web", "running"),
+        ("worker", "backoff"),
+        ("migrate", "exited"),
+        ("cron", "stopped"),
+        ("odd.name_1-x", "starting"),
+    ] {
+        for phase in Phase::ALL {
+            let want = if phase.as_str() == current { 1.0 } else { 0.0 };
+            assert_eq!(
+                e.get(
+                    "kelpie_program_state",
+                    &[("program", program), ("state", phase.as_str())]
+                ),
+                Some(want),
+                "{program} {phase:?}"
+            );
+        }
+    }
+    assert_eq!(e.get("kelpie_program_ready", &p("web")), Some(1.0));
+    assert_eq!(e.get("kelpie_program_ready", &p("migrate")), Some(1.0));
+    assert_eq!(e.get("kelpie_program_ready", &p("worker")), Some(0.0));
+    assert_eq!(
+        e.get("kelpie_program_instances_running", &p("web")),
+        Some(2.0)
+    );
+    assert_eq!(
+        e.get("kelpie_program_instances_running", &p("worker")),
+        Some(0.0)
+    );
+    assert_eq!(
+        e.get("kelpie_program_restarts_total", &p("worker")),
+        Some(3.0)
+    );
+    assert_eq!(
+        e.get("kelpie_program_restarts_total", &p("cron")),
+        Some(0.0)
+    );
+    let exits = |program: &str, reason: &str| {
+        e.get(
+            "kelpie_program_exits_total",
+            &[("program", program), ("reason", reason)],
+        )
+    };
+    assert_eq!(exits("worker", "failure"), Some(2.0));
+    assert_eq!(exits("worker", "killed"), Some(1.0));
+    assert_eq!(exits("worker", "success"), Some(0.0));
+    assert_eq!(exits("migrate", "success"), Some(1.0));
+    assert_eq!(exits("cron", "signal"), Some(0.0), "pre-initialised");
+    assert_eq!(
+        e.get("kelpie_program_last_exit_code", &p("worker")),
+        Some(137.0)
+    );
+    assert_eq!(
+        e.get("kelpie_program_last_exit_code", &p("migrate")),
+        Some(0.0)
+    );
+    assert_eq!(e.get("kelpie_program_last_exit_code", &p("cron")), None);
+    let start = |program: &str, instance: &str| {
+        e.get(
+            "kelpie_program_start_time_seconds",
+            &[("program", program), ("instance", instance)],
+        )
+    };
+    assert_eq!(start("web", "0"), Some(1_700_000_000.25));
+    assert_eq!(start("web", "1"), Some(1_700_000_000.25));
+    assert_eq!(e.family("kelpie_program_start_time_seconds").len(), 2);
+    assert_eq!(
+        e.get("kelpie_program_backoff_seconds", &p("worker")),
+        Some(2.5)
+    );
+    assert_eq!(
+        e.get("kelpie_program_backoff_seconds", &p("web")),
+        Some(0.0)
+    );
+    // web's groups: sh + 2 sleeps, and a sleep; real memory.
+    let web_rss = e
+        .get("kelpie_program_resident_memory_bytes", &p("web"))
+        .unwrap();
+    assert!(web_rss > 100_000.0, "web rss {web_rss}");
+    assert_eq!(
+        e.get("kelpie_program_resident_memory_bytes", &p("cron")),
+        Some(0.0)
+    );
+    assert!(
+        e.get("kelpie_program_cpu_seconds_total", &p("web"))
+            .unwrap()
+            >= 0.0
+    );
+
+    let bucket = |le: &str| {
+        e.get(
+            "kelpie_probe_duration_seconds_bucket",
+            &[("program", "web"), ("probe", "readiness"), ("le", le)],
+        )
+    };
+    assert_eq!(bucket("0.001"), Some(1.0));
+    assert_eq!(bucket("0.005"), Some(2.0));
+    assert_eq!(bucket("0.01"), Some(3.0));
+    assert_eq!(bucket("0.05"), Some(4.0));
+    assert_eq!(bucket("2.5"), Some(5.0));
+    assert_eq!(bucket("10"), Some(5.0));
+    assert_eq!(bucket("+Inf"), Some(6.0));
+    let probe = |name: &str, program: &str, probe: &str| {
+        e.get(name, &[("program", program), ("probe", probe)])
+    };
+    assert_eq!(
+        probe("kelpie_probe_duration_seconds_count", "web", "readiness"),
+        Some(6.0)
+    );
+    let sum = probe("kelpie_probe_duration_seconds_sum", "web", "readiness").unwrap();
+    assert!((sum - 22.05).abs() < 1e-9, "{sum}");
+    assert_eq!(
+        probe("kelpie_probe_failures_total", "web", "readiness"),
+        Some(2.0)
+    );
+    assert_eq!(
+        probe("kelpie_probe_failures_total", "web", "liveness"),
+        Some(0.0)
+    );
+    assert_eq!(
+        probe("kelpie_probe_failures_total", "worker", "liveness"),
+        Some(1.0)
+    );
+    assert_eq!(
+        probe("kelpie_probe_failures_total", "cron", "liveness"),
+        None
+    );
+    assert!(
+        !text.contains("startup"),
+        "unknown probe names make no series"
+    );
+    let lines = |program: &str, stream: &str| {
+        e.get(
+            "kelpie_log_lines_total",
+            &[("program", program), ("stream", stream)],
+        )
+    };
+    assert_eq!(lines("web", "stdout"), Some(5.0));
+    assert_eq!(lines("web", "stderr"), Some(1.0));
+    assert_eq!(lines("worker", "stderr"), Some(2.0));
+    assert_eq!(lines("cron", "stdout"), Some(0.0));
+    assert_eq!(e.get("kelpie_restart_budget_available", &[]), Some(5.0));
+    assert_eq!(
+        e.get("kelpie_restarts_delayed_total", &p("worker")),
+        Some(1.0)
+    );
+    assert_eq!(e.get("kelpie_restarts_delayed_total", &p("web")), Some(0.0));
+    let http = |path: &str, code: &str| {
+        e.get(
+            "kelpie_http_requests_total",
+            &[("path", path), ("code", code)],
+        )
+    };
+    assert_eq!(http("/health", "200"), Some(2.0));
+    assert_eq!(http("/ready", "503"), Some(1.0));
+    assert_eq!(http("/ready/{program}", "200"), Some(1.0));
+    assert_eq!(http("/ready/{program}", "404"), Some(1.0));
+    assert_eq!(http("/metrics", "200"), Some(1.0));
+    assert_eq!(http("other", "404"), Some(2.0));
+    assert_eq!(e.family("kelpie_http_requests_total").len(), 6);
+}
+
+#[test]
+fn shutting_down_and_no_budget() {
+    let m = Metrics::new().unwrap();
+    m.set_restart_budget_available(Some(0));
+    let board = Board {
+        shutting_down: true,
+        programs: vec![],
+    };
+    let e = Exposition::parse(&m.render(&board));
+    assert_eq!(e.get("kelpie_shutting_down", &[]), Some(1.0));
+    assert_eq!(e.get("kelpie_restart_budget_available", &[]), Some(0.0));
+    m.set_restart_budget_available(None);
+    let text = m.render(&board);
+    assert!(!text.contains("kelpie_restart_budget_available"));
+    // An empty board still makes a valid exposition.
+    promtool_check(&text);
+}
+
+#[test]
+fn remove_program_removes_every_series_of_that_program_and_only_those() {
+    let mut groups = Groups(Vec::new());
+    let board = realistic(&mut groups);
+    let m = Metrics::new().unwrap();
+    record_events(&m);
+    let before = Exposition::parse(&m.render(&board));
+    let worker_families: BTreeSet<&str> = before
+        .with_program("worker")
+        .iter()
+        .map(|s| family_of(&s.name, &before.types))
+        .collect();
+    // Every per-program event family has a worker series to remove.
+    for family in [
+        "kelpie_program_exits_total",
+        "kelpie_program_last_exit_code",
+        "kelpie_probe_duration_seconds",
+        "kelpie_probe_failures_total",
+        "kelpie_log_lines_total",
+        "kelpie_restarts_delayed_total",
+        "kelpie_program_restarts_total",
+    ] {
+        assert!(worker_families.contains(family), "{family}");
+    }
+
+    // The reload: counters dropped, then a board without the program.
+    m.remove_program("worker");
+    let mut reloaded = board.clone();
+    reloaded.programs.retain(|p| p.name != "worker");
+    let after = Exposition::parse(&m.render(&reloaded));
+    assert!(after.with_program("worker").is_empty());
+    assert!(!m.programs.read().unwrap().contains_key("worker"));
+
+    // Everything else is untouched (CPU may have moved on in between).
+    let others = |e: &Exposition| -> Vec<Sample> {
+        e.samples
+            .iter()
+            .filter(|s| {
+                s.labels.contains_key("program")
+                    && s.labels["program"] != "worker"
+                    && s.name != "kelpie_program_cpu_seconds_total"
+                    && s.name != "kelpie_program_resident_memory_bytes"
+            })
+            .cloned()
+            .collect()
+    };
+    assert_eq!(others(&before), others(&after));
+    assert_eq!(
+        after.get(
+            "kelpie_program_exits_total",
+            &[("program", "migrate"), ("reason", "success")]
+        ),
+        Some(1.0)
+    );
+
+    // Counters are dropped even if the board still lists the program (the
+    // supervisor publishes the new board after telling metrics), and a
+    // program added again under that name starts from zero.
+    let again = Exposition::parse(&m.render(&board));
+    let worker: Vec<&Sample> = again.with_program("worker");
+    assert!(worker
+        .iter()
+        .filter(|s| s.name.ends_with("_total") && s.name != "kelpie_program_cpu_seconds_total")
+        .all(|s| s.value == 0.0));
+    assert!(
+        worker
+            .iter()
+            .all(|s| !s.name.starts_with("kelpie_probe_")
+                && s.name != "kelpie_program_last_exit_code")
+    );
+}
+
+#[test]
+fn cpu_of_a_process_group_is_counted_and_survives_its_exit() {
+    let mut groups = Groups(Vec::new());
+    // About a second of CPU in a child of the group leader.
+    let pgid = groups.spawn(&[
+        "sh",
+        "-c",
+        "sh -c 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done'; sleep 0.3",
+    ]);
+    let board = |alive: bool| Board {
+        shutting_down: false,
+        programs: vec![program(
+            "burn",
+            false,
+            vec![instance(
+                if alive { Phase::Running } else { Phase::Exited },
+                alive.then_some(pgid),
+                None,
+            )],
+        )],
+    };
+    let m = Metrics::new().unwrap();
+    let cpu = |text: &str| {
+        Exposition::parse(text)
+            .get("kelpie_program_cpu_seconds_total", &[("program", "burn")])
+            .unwrap()
+    };
+    let mut last = 0.0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // Scrape while it runs; the leader outlives the busy child by 0.3 s, so
+    // the child's last ticks are seen before the group goes away.
+    while Path::new(&format!("/proc/{pgid}")).exists() && tokio::time::Instant::now() < deadline {
+        let now = cpu(&m.render(&board(true)));
+        assert!(now >= last, "cpu went back from {last} to {now}");
+        last = now;
+        let status = nix::sys::wait::waitpid(
+            Pid::from_raw(pgid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
+        if !matches!(status, Ok(nix::sys::wait::WaitStatus::StillAlive)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(last > 0.2, "the busy loop's CPU was seen: {last}");
+    let after = cpu(&m.render(&board(false)));
+    assert!(after >= last, "after exit {after} < {last}");
+}
+
+#[test]
+fn bucket_labels_match_the_bounds() {
+    for (bound, label) in PROBE_BUCKETS.iter().zip(PROBE_BUCKET_LABELS) {
+        assert_eq!(label.parse::<f64>().unwrap(), *bound);
+    }
+}
+
+#[test]
+fn exit_codes_use_the_shell_convention() {
+    assert_eq!(exit_code(ExitStatus::Code(0)), 0);
+    assert_eq!(exit_code(ExitStatus::Code(3)), 3);
+    assert_eq!(exit_code(ExitStatus::Signal(15)), 143);
+}
+
+#[test]
+fn http_paths_fold_into_a_fixed_route_set() {
+    for (path, route) in [
+        ("/health", "/health"),
+        ("/ready", "/ready"),
+        ("/metrics", "/metrics"),
+        ("/ready/web", "/ready/{program}"),
+        ("/ready/{program}", "/ready/{program}"),
+        ("/ready/", "other"),
+        ("/ready/a/b", "other"),
+        ("/", "other"),
+        ("/health/", "other"),
+        ("/x\"y\\z\n", "other"),
+    ] {
+        assert_eq!(http_route(path), route, "{path:?}");
+    }
+}
+
+#[test]
+fn label_values_are_escaped() {
+    assert_eq!(escape("a\"b\\c\nd"), r#"a\"b\\c\nd"#);
+    assert!(matches!(escape("web-1.x_y"), Cow::Borrowed("web-1.x_y")));
+    let mut out = String::new();
+    for n in [0, 7, 10, 1234567890, u64::MAX] {
+        push_u64(&mut out, n);
+        out.push(' ');
+    }
+    assert_eq!(out, format!("0 7 10 1234567890 {} ", u64::MAX));
+    let mut out = String::new();
+    for v in [0.0, 2.5, 1e-7, f64::NAN, f64::INFINITY] {
+        push_f64(&mut out, v);
+        out.push(' ');
+    }
+    assert_eq!(out, "0 2.5 0.0000001 NaN +Inf ");
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> f64 {
+    let index = (sorted.len() * p / 100).min(sorted.len() - 1);
+    sorted[index].as_secs_f64() * 1e3
+}
+
+/// The /metrics scrape with 1000 programs, each a real `sleep` in its own
+/// process group, and every event family populated. Run through
+/// `bench/metrics_scrape.sh` (release build, several runs); prints one
+/// `metrics_scrape ...` line.
+#[test]
+#[ignore = "benchmark: spawns 1000 processes; run bench/metrics_scrape.sh"]
+fn scrape_benchmark() {
+    let programs = env_usize("KELPIE_BENCH_PROGRAMS", 1000);
+    let renders = env_usize("KELPIE_BENCH_RENDERS", 200).max(50);
+    let mut groups = Groups(Vec::with_capacity(programs));
+    let started = SystemTime::now();
+    let board = Board {
+        shutting_down: false,
+        programs: (0..programs)
+            .map(|i| {
+                let pid = groups.spawn(&["sleep", "1000"]);
+                program(
+                    &format!("program-{i:04}"),
+                    false,
+                    vec![instance(Phase::Running, Some(pid), Some(started))],
+                )
+            })
+            .collect(),
+    };
+    let m = Metrics::new().unwrap();
+    for (i, p) in board.programs.iter().enumerate() {
+        let name = p.name.as_str();
+        m.program_exited(name, ExitKind::Failure, ExitStatus::Code(1));
+        m.program_exited(name, ExitKind::Signal, ExitStatus::Signal(15));
+        m.program_restarted(name, 2);
+        for ms in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512] {
+            m.probe_result(name, "readiness", Duration::from_millis(ms), ms < 500);
+        }
+        if i % 2 == 0 {
+            m.probe_result(name, "liveness", Duration::from_millis(3), true);
+        }
+        m.log_line(name, Stream::Stdout);
+        m.log_line(name, Stream::Stderr);
+        if i % 10 == 0 {
+            m.restart_delayed(name);
+        }
+    }
+    for code in [200, 404, 503] {
+        m.http_request("/metrics", code);
+        m.http_request("/ready", code);
+    }
+    m.set_restart_budget_available(Some(10));
+
+    // Every process must be found before timing (sleep has exec'd).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let usage = lock(&m.scanner).scan(&board);
+        let found = usage
+            .iter()
+            .filter(|u| u.processes == 1 && u.rss_bytes > 0)
+            .count();
+        if found == programs {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {found} of {programs} groups found in /proc"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let mut bytes = 0;
+    let mut total = Vec::with_capacity(renders);
+    let mut scan = Vec::with_capacity(renders);
+    let mut text_only = Vec::with_capacity(renders);
+    for _ in 0..5 {
+        std::hint::black_box(m.render(&board));
+    }
+    for _ in 0..renders {
+        let t = tokio::time::Instant::now();
+        let text = std::hint::black_box(m.render(&board));
+        total.push(t.elapsed());
+        bytes = text.len();
+    }
+    // The two halves separately, for profiling.
+    let mut usage = Vec::new();
+    for _ in 0..renders {
+        let t = tokio::time::Instant::now();
+        usage = std::hint::black_box(lock(&m.scanner).scan(&board));
+        scan.push(t.elapsed());
+    }
+    for _ in 0..renders {
+        let t = tokio::time::Instant::now();
+        let mut out = String::with_capacity(bytes + 4096);
+        m.render_into(&mut out, &board, Some(&usage));
+        std::hint::black_box(out);
+        text_only.push(t.elapsed());
+    }
+    // The kernel's share, for context on a given machine: one pread of
+    // every kept-open stat file, and one bare listing of /proc.
+    let (mut pread_floor, mut readdir_floor) = (Vec::new(), Vec::new());
+    {
+        use std::os::unix::fs::FileExt as _;
+        let scanner = lock(&m.scanner);
+        let files = scanner.reader_files();
+        let mut buf = vec![0u8; 1024];
+        for _ in 0..renders {
+            let t = tokio::time::Instant::now();
+            for file in &files {
+                let _ = std::hint::black_box(file.read_at(&mut buf, 0));
+            }
+            pread_floor.push(t.elapsed());
+            let t = tokio::time::Instant::now();
+            std::hint::black_box(std::fs::read_dir("/proc").unwrap().flatten().count());
+            readdir_floor.push(t.elapsed());
+        }
+    }
+    let processes = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .count()
+        })
+        .unwrap_or(0);
+    for v in [
+        &mut total,
+        &mut scan,
+        &mut text_only,
+        &mut pread_floor,
+        &mut readdir_floor,
+    ] {
+        v.sort();
+    }
+    println!(
+        "metrics_scrape programs={programs} proc_entries={processes} renders={renders} \
+         bytes={bytes} p50_ms={:.3} p99_ms={:.3} min_ms={:.3} max_ms={:.3} \
+         scan_p50_ms={:.3} text_p50_ms={:.3} pread_floor_p50_ms={:.3} \
+         readdir_floor_p50_ms={:.3} loadavg={}",
+        percentile(&total, 50),
+        percentile(&total, 99),
+        percentile(&total, 0),
+        percentile(&total, 100),
+        percentile(&scan, 50),
+        percentile(&text_only, 50),
+        percentile(&pread_floor, 50),
+        percentile(&readdir_floor, 50),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or("?"),
+    );
+}
+
+#[test]
+fn program_names_are_escaped_in_every_family() {
+    // Config validation keeps names plain; the exposition stays valid even
+    // if that ever changes.
+    let name = "we\"ird\\na\nme";
+    let board = Board {
+        shutting_down: false,
+        programs: vec![program(
+            name,
+            false,
+            vec![instance(Phase::Running, Some(1), Some(SystemTime::now()))],
+        )],
+    };
+    let m = Metrics::new().unwrap();
+    m.probe_result(name, "readiness", Duration::from_millis(5), true);
+    m.program_exited(name, ExitKind::Signal, ExitStatus::Signal(15));
+    let text = m.render(&board);
+    promtool_check(&text);
+    let e = Exposition::parse(&text);
+    let series = e.with_program(name);
+    assert!(series.len() > 30, "{}", series.len());
+    assert_eq!(
+        e.get("kelpie_program_last_exit_code", &[("program", name)]),
+        Some(143.0)
+    );
+}
