@@ -1,6 +1,7 @@
 //! Subcommand entry points and exit codes. `main` only parses and exits.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -247,6 +248,13 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
     let (exit_tx, exit_rx) = oneshot::channel();
     let pumps = crate::output::PumpTracker::new();
     let (status_tx, _status_rx) = crate::status::channel(crate::status::Board::default());
+    let metrics = match crate::metrics::Metrics::new() {
+        Ok(metrics) => Arc::new(metrics),
+        Err(err) => {
+            tracing::error!(event = "metrics_failed", error = %err, "cannot set up metrics");
+            return 1;
+        }
+    };
     let args = SupervisorArgs {
         config,
         reaper: reaper.clone(),
@@ -254,6 +262,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         exit: exit_tx,
         pumps: pumps.clone(),
         status: status_tx,
+        metrics: metrics.clone(),
     };
     let (supervisor, join) = match Actor::spawn(
         Some("kelpie-supervisor".into()),

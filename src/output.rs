@@ -262,10 +262,12 @@ pub struct ProgramOutput {
     /// first match of the current run.
     pattern: Option<regex_lite::Regex>,
     watchers: Mutex<std::collections::HashMap<u32, OnMatch>>,
+    /// `kelpie_log_lines_total` for stdout and stderr.
+    line_counters: [crate::metrics::LogLineCounter; 2],
 }
 
 impl ProgramOutput {
-    pub fn new(program: &ProgramConfig, relay: &Relay) -> Self {
+    pub fn new(program: &ProgramConfig, relay: &Relay, metrics: &crate::metrics::Metrics) -> Self {
         let destination = match &program.log {
             LogMode::Inherit => Destination::Relay(relay.clone()),
             LogMode::File {
@@ -289,6 +291,10 @@ impl ProgramOutput {
             tail: Mutex::new(Tail::default()),
             pattern,
             watchers: Mutex::new(std::collections::HashMap::new()),
+            line_counters: [
+                metrics.log_line_counter(&program.name, Stream::Stdout),
+                metrics.log_line_counter(&program.name, Stream::Stderr),
+            ],
         }
     }
 
@@ -324,6 +330,7 @@ impl ProgramOutput {
     }
 
     async fn deliver(&self, instance: u32, stream: Stream, line: String) {
+        self.line_counters[stream as usize].inc();
         self.check_pattern(instance, &line);
         match &self.destination {
             Destination::Relay(relay) => {

@@ -82,6 +82,7 @@ pub struct ProgramArgs {
     pub identity: Option<Arc<Identity>>,
     pub supervisor: ActorRef<SupervisorMsg>,
     pub pumps: PumpTracker,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub struct ProgramActor;
@@ -216,13 +217,21 @@ impl Actor for ProgramActor {
                 run,
                 ok,
                 detail,
-                duration: _,
-            } => Event::Probe {
-                role,
-                run,
-                ok,
-                detail,
-            },
+                duration,
+            } => {
+                state.args.metrics.probe_result(
+                    &state.args.config.name,
+                    role.as_str(),
+                    duration,
+                    ok,
+                );
+                Event::Probe {
+                    role,
+                    run,
+                    ok,
+                    detail,
+                }
+            }
             ProgramMsg::LogMatched { run } => Event::Announced { run },
             ProgramMsg::Notify(notices) => {
                 let run = state.instance.snapshot().run;
@@ -301,8 +310,14 @@ impl ProgramState {
                         self.timers.push((generation, timer));
                     }
                     Action::Emit(note) => {
-                        if matches!(note, Note::Started { .. }) {
-                            self.start_probes(myself);
+                        match &note {
+                            Note::Started { .. } => self.start_probes(myself),
+                            Note::Exited { status, kind, .. } => self.args.metrics.program_exited(
+                                &self.args.config.name,
+                                *kind,
+                                *status,
+                            ),
+                            _ => {}
                         }
                         self.log(&note);
                     }

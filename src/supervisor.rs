@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::{Config, DependencyCondition, OnFailure, ProgramConfig, SupervisorConfig};
+use crate::metrics::Metrics;
 use crate::output::{ProgramOutput, PumpTracker, Relay};
 use crate::process::Identity;
 use crate::program::{ProgramActor, ProgramArgs, ProgramMsg};
@@ -56,6 +57,7 @@ pub struct SupervisorArgs {
     pub exit: oneshot::Sender<i32>,
     pub pumps: PumpTracker,
     pub status: StatusSender,
+    pub metrics: Arc<Metrics>,
 }
 
 struct Entry {
@@ -123,6 +125,7 @@ pub struct SupervisorState {
     reaper: Reaper,
     pumps: PumpTracker,
     status: StatusSender,
+    metrics: Arc<Metrics>,
     shutdown: Option<Shutdown>,
     exit: Option<oneshot::Sender<i32>>,
 }
@@ -158,7 +161,7 @@ impl Actor for SupervisorActor {
             .map(|p| Entry {
                 config: p.clone(),
                 policy: Arc::new(Policy::from(p.as_ref())),
-                output: Arc::new(ProgramOutput::new(p, &args.relay)),
+                output: Arc::new(ProgramOutput::new(p, &args.relay, &args.metrics)),
                 identity: Identity::resolve(p.user.as_deref(), p.group.as_deref())
                     .map(|i| i.map(Arc::new)),
                 actors: Vec::new(),
@@ -187,6 +190,7 @@ impl Actor for SupervisorActor {
             reaper: args.reaper,
             pumps: args.pumps,
             status: args.status,
+            metrics: args.metrics,
             shutdown: None,
             exit: Some(args.exit),
         };
@@ -342,6 +346,7 @@ impl SupervisorState {
             identity: entry.identity.clone().ok().flatten(),
             supervisor: myself.clone(),
             pumps: self.pumps.clone(),
+            metrics: self.metrics.clone(),
         };
         let name = entry.config.instance_name(n);
         match Actor::spawn_linked(Some(name.clone()), ProgramActor, args, myself.get_cell()).await {
@@ -370,6 +375,10 @@ impl SupervisorState {
         }
         let slot = &mut Arc::make_mut(&mut entry.status).instances[index as usize];
         let newly_failed = snapshot.phase == Phase::Failed && slot.snapshot.phase != Phase::Failed;
+        if snapshot.restarts > slot.snapshot.restarts {
+            self.metrics
+                .program_restarted(program, snapshot.restarts - slot.snapshot.restarts);
+        }
         slot.snapshot = snapshot;
         slot.started_at = started_at;
         if newly_failed && entry.config.on_failure == OnFailure::Shutdown && self.shutdown.is_none()

@@ -19,12 +19,12 @@ http_listen = "off"
 
 [program.stubborn]
 # An ignored signal stays ignored across exec.
-command = ["sh", "-c", "trap '' TERM; exec sleep 1000"]
+command = ["sh", "-c", "trap '' TERM; echo armed; exec sleep 1000"]
 stop_timeout = "1s"
 start_seconds = "0s"
 "#,
     );
-    k.wait_event("program_running", "stubborn", secs(5.0));
+    k.wait_output("stubborn", "armed", secs(5.0));
     k.signal("TERM");
     assert!(k.wait_exit(secs(10.0)).success());
     let stopping = k.wait_event("program_stopping", "stubborn", secs(1.0));
@@ -55,13 +55,13 @@ environment = { KELPIE_TEST_MARKER = "{marker}" }
 start_seconds = "0s"
 
 [program.deafpipe]
-command = ["sh", "-c", "trap '' TERM; sleep 1000 | cat"]
+command = ["sh", "-c", "trap '' TERM; echo armed; sleep 1000 | cat"]
 stop_timeout = "500ms"
 start_seconds = "0s"
 "#,
     );
     k.wait_event("program_running", "pipe", secs(5.0));
-    k.wait_event("program_running", "deafpipe", secs(5.0));
+    k.wait_output("deafpipe", "armed", secs(5.0));
     // sh + sleep + cat for each program.
     common::wait_until("both pipelines to run", secs(5.0), || {
         (k.marked_processes().len() >= 6).then_some(())
@@ -91,8 +91,17 @@ start_seconds = "0s"
 "#,
     );
     k.wait_event("program_running", "family", secs(5.0));
-    common::wait_until("the background member to run", secs(5.0), || {
-        (k.marked_processes().len() >= 2).then_some(())
+    // Both have exec'd `sleep`, so the member's TERM trap is in place.
+    common::wait_until("both sleeps", secs(5.0), || {
+        let sleeps = k
+            .marked_processes()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+            })
+            .count();
+        (sleeps >= 2).then_some(())
     });
     k.signal("TERM");
     assert!(k.wait_exit(secs(10.0)).success());
@@ -118,12 +127,12 @@ http_listen = "off"
 shutdown_timeout = "60s"
 
 [program.stubborn]
-command = ["sh", "-c", "trap '' TERM INT; exec sleep 1000"]
+command = ["sh", "-c", "trap '' TERM INT; echo armed; exec sleep 1000"]
 stop_timeout = "30s"
 start_seconds = "0s"
 "#,
     );
-    k.wait_event("program_running", "stubborn", secs(5.0));
+    k.wait_output("stubborn", "armed", secs(5.0));
     k.signal("INT");
     let first = k.wait_event("program_stopping", "stubborn", secs(5.0));
     k.signal("INT");
@@ -145,12 +154,12 @@ http_listen = "off"
 shutdown_timeout = "1s"
 
 [program.stubborn]
-command = ["sh", "-c", "trap '' TERM; exec sleep 1000"]
+command = ["sh", "-c", "trap '' TERM; echo armed; exec sleep 1000"]
 stop_timeout = "30s"
 start_seconds = "0s"
 "#,
     );
-    k.wait_event("program_running", "stubborn", secs(5.0));
+    k.wait_output("stubborn", "armed", secs(5.0));
     k.signal("TERM");
     assert!(k.wait_exit(secs(5.0)).success());
     let started = k.wait_event("shutdown_started", "", secs(1.0));

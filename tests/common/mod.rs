@@ -197,6 +197,13 @@ impl Kelpie {
         })
     }
 
+    /// Waits for `program` to print exactly `line` (JSON mode).
+    pub fn wait_output(&self, program: &str, line: &str, timeout: Duration) -> Value {
+        self.wait_nth(1, &format!("{program} to print {line:?}"), timeout, |e| {
+            is(e, "program_output", program) && e["line"] == line
+        })
+    }
+
     pub fn wait_line(&self, text: &str, timeout: Duration) -> String {
         // Scans only lines not seen yet: floods of output stay linear.
         let scanned = std::cell::Cell::new(0);
