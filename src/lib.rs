@@ -15,12 +15,14 @@
 //! - `process`, `reaper`: the OS boundary (spawn, signal, wait)
 //! - `program`, `supervisor`: the actors
 //! - `output`: program stdout/stderr handling
+//! - `status`, `http`: the read model and the `/health` `/ready` `/metrics` endpoints
 //! - `logging`, `signals`, `cli`, `app`: plumbing
 
 pub mod app;
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod logging;
 pub mod output;
 pub mod process;
