@@ -287,7 +287,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
                 on_request: Arc::new(|_: &str, _: u16| {}),
                 started,
             });
-            match crate::http::start(listener, state, limits) {
+            match crate::http::start(listener, state, limits).await {
                 Ok(server) => Some(server),
                 Err(message) => {
                     tracing::error!(event = "http_start_failed", "{message}");

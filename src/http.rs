@@ -207,30 +207,50 @@ pub struct Server {
 }
 
 /// Starts serving `listener` on a dedicated thread ("kelpie-http") with a
-/// current-thread runtime of its own.
-pub fn start(
+/// current-thread runtime of its own, and returns once it serves.
+pub async fn start(
     listener: TcpListener,
     state: Arc<HttpState>,
     limits: Limits,
 ) -> Result<Server, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| format!("cannot start the HTTP runtime: {err}"))?;
-    // Move the socket from the caller's reactor to the server's.
+    // Deregistered from the caller's reactor here, registered with the
+    // server's on its thread.
     let listener = listener
         .into_std()
-        .and_then(|std| {
-            let _guard = runtime.enter();
-            TcpListener::from_std(std)
-        })
         .map_err(|err| format!("cannot hand the HTTP socket to its thread: {err}"))?;
+    let (ready_tx, ready_rx) = oneshot::channel::<Result<(), String>>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (done_tx, done_rx) = oneshot::channel::<()>();
     std::thread::Builder::new()
         .name("kelpie-http".into())
         .spawn(move || {
+            // Built here, not by the caller: a runtime must not be dropped
+            // inside another one's async context, which an error path
+            // there would do.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    let _ = ready_tx.send(Err(format!("cannot start the HTTP runtime: {err}")));
+                    return;
+                }
+            };
+            let listener = {
+                let _context = runtime.enter();
+                TcpListener::from_std(listener)
+            };
+            let listener = match listener {
+                Ok(listener) => listener,
+                Err(err) => {
+                    let _ = ready_tx.send(Err(format!("cannot register the HTTP socket: {err}")));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
             runtime.block_on(serve_with(listener, state, limits, async {
+                // Completes on stop() and also when the Server is dropped.
                 let _ = stop_rx.await;
             }));
             // Dropping the runtime cancels connections still open after
@@ -239,6 +259,9 @@ pub fn start(
             let _ = done_tx.send(());
         })
         .map_err(|err| format!("cannot start the HTTP thread: {err}"))?;
+    ready_rx
+        .await
+        .map_err(|_| "the HTTP thread ended while starting".to_string())??;
     Ok(Server {
         stop: Some(stop_tx),
         done: done_rx,
@@ -1355,6 +1378,72 @@ mod tests {
             buf.len()
         );
         server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn every_answer_is_counted_with_a_bounded_label() {
+        let listener = bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_status, receiver) =
+            crate::status::channel(board(vec![program("web", true, &[(Phase::Running, true)])]));
+        let seen: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
+        let record = seen.clone();
+        let state = Arc::new(HttpState {
+            status: receiver,
+            render_metrics: Arc::new(|_: &Board| String::new()),
+            on_request: Arc::new(move |path, code| {
+                record.lock().unwrap().push((path.to_string(), code));
+            }),
+            started: Instant::now(),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        for path in [
+            "/health",
+            "/ready",
+            "/ready/web",
+            "/ready/zzz",
+            "/metrics",
+            "/x?y",
+        ] {
+            get(addr, path).await;
+        }
+        exchange(addr, b"POST /health HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+        let _ = stop.send(());
+        task.await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        let expected: Vec<(String, u16)> = [
+            ("/health", 200),
+            ("/ready", 200),
+            ("/ready/{program}", 200),
+            ("/ready/{program}", 404),
+            ("/metrics", 200),
+            ("other", 404),
+            ("/health", 405),
+        ]
+        .iter()
+        .map(|(p, c)| (p.to_string(), *c))
+        .collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[tokio::test]
+    async fn the_server_thread_serves_until_stopped() {
+        let listener = bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_status, receiver) = crate::status::channel(board(vec![]));
+        let state = Arc::new(HttpState {
+            status: receiver,
+            render_metrics: Arc::new(|_: &Board| String::new()),
+            on_request: Arc::new(|_, _| {}),
+            started: Instant::now(),
+        });
+        let server = start(listener, state, Limits::default()).await.unwrap();
+        assert_eq!(get(addr, "/health").await.status, 200);
+        server.stop().await;
+        assert!(TcpStream::connect(addr).await.is_err(), "still listening");
     }
 
     #[tokio::test]
