@@ -11,8 +11,10 @@ use tokio::sync::oneshot;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Host, Mode, Validation};
+use crate::http::{HttpState, Limits};
 use crate::output::Relay;
 use crate::reaper::Reaper;
+use crate::status::{Board, ProgramStatus};
 use crate::supervisor::{SupervisorActor, SupervisorArgs, SupervisorMsg};
 use crate::EXIT_CONFIG;
 
@@ -187,6 +189,20 @@ fn run(explicit: Option<&Path>) -> i32 {
 }
 
 async fn supervise(config: config::Config, relay: Relay) -> i32 {
+    let started = tokio::time::Instant::now();
+    // Bound before anything else happens: a port in use is one clear line
+    // and exit 1, with no program started.
+    let listener = match &config.supervisor.http_listen {
+        Some(addr) => match crate::http::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(message) => {
+                tracing::error!(event = "http_listen_failed", "{message}");
+                return 1;
+            }
+        },
+        None => None,
+    };
+
     #[cfg(target_os = "linux")]
     if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(event = "subreaper_unavailable", error = %err, "cannot become a child subreaper; daemonizing grandchildren will escape supervision");
@@ -247,13 +263,46 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
 
     let (exit_tx, exit_rx) = oneshot::channel();
     let pumps = crate::output::PumpTracker::new();
-    let (status_tx, _status_rx) = crate::status::channel(crate::status::Board::default());
     let metrics = match crate::metrics::Metrics::new() {
         Ok(metrics) => Arc::new(metrics),
         Err(err) => {
             tracing::error!(event = "metrics_failed", error = %err, "cannot set up metrics");
             return 1;
         }
+    };
+    let (status_tx, status_rx) = crate::status::channel(initial_board(&config));
+    // The server starts before the Supervisor so /health answers while
+    // programs are being spawned; /ready says 503 until they are ready.
+    let http = match listener {
+        Some(listener) => {
+            let limits = Limits {
+                max_connections: crate::http::reserve_fds(
+                    crate::http::MAX_CONNECTIONS,
+                    fds_besides_http(&config),
+                ),
+                ..Limits::default()
+            };
+            let state = Arc::new(HttpState {
+                status: status_rx,
+                render_metrics: {
+                    let metrics = metrics.clone();
+                    Arc::new(move |board: &Board| metrics.render(board))
+                },
+                on_request: {
+                    let metrics = metrics.clone();
+                    Arc::new(move |path: &str, code: u16| metrics.http_request(path, code))
+                },
+                started,
+            });
+            match crate::http::start(listener, state, limits).await {
+                Ok(server) => Some(server),
+                Err(message) => {
+                    tracing::error!(event = "http_start_failed", "{message}");
+                    return 1;
+                }
+            }
+        }
+        None => None,
     };
     let args = SupervisorArgs {
         config,
@@ -274,6 +323,9 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         Ok(pair) => pair,
         Err(err) => {
             tracing::error!(event = "supervisor_failed", error = %err, "cannot start the supervisor");
+            if let Some(server) = http {
+                server.stop().await;
+            }
             return 1;
         }
     };
@@ -296,10 +348,69 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         1
     });
     let _ = join.await;
-    pumps.wait_idle(OUTPUT_DRAIN).await;
+    // /health answers until the supervisor is done; then the server stops
+    // (in-flight requests get at most a second) while output drains.
+    let stop_http = async {
+        if let Some(server) = http {
+            server.stop().await;
+        }
+    };
+    tokio::join!(pumps.wait_idle(OUTPUT_DRAIN), stop_http);
     for task in signal_tasks {
         task.abort();
     }
     reaper_task.abort();
     code
+}
+
+/// What the endpoints show before the Supervisor's first publish: every
+/// program, none started yet, so /ready is 503 rather than vacuously ready.
+fn initial_board(config: &config::Config) -> Board {
+    Board {
+        shutting_down: false,
+        programs: config
+            .programs
+            .iter()
+            .map(|p| {
+                Arc::new(ProgramStatus::new(
+                    &p.name,
+                    p.required,
+                    p.kind == config::ProgramKind::Oneshot,
+                    p.instances as usize,
+                ))
+            })
+            .collect(),
+    }
+}
+
+/// File descriptors kelpie needs besides HTTP connections: its own (the
+/// runtime, signals, the relay, the control socket) and a few per instance
+/// (stdout/stderr pipes, probes, a notify socket).
+fn fds_besides_http(config: &config::Config) -> usize {
+    64 + 4 * config.instance_count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_initial_board_lists_every_program_and_is_not_ready() {
+        let source = "[program.web]\ncommand = [\"sleep\", \"1\"]\ninstances = 2\n\n\
+                      [program.job]\ncommand = [\"true\"]\ntype = \"oneshot\"\nrestart = \"never\"\nrequired = false\n";
+        let validation = config::validate(
+            source,
+            Path::new("supervisor.toml"),
+            Mode::Check,
+            &Host::current(),
+        );
+        let config = validation.config.expect("valid config");
+        let board = initial_board(&config);
+        let names: Vec<&str> = board.programs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["web", "job"]);
+        assert_eq!(board.programs[0].instances.len(), 2);
+        assert!(board.programs[1].oneshot && !board.programs[1].required);
+        // Never vacuously ready before the Supervisor's first publish.
+        assert_eq!(board.ready(), Err("web:0 is stopped".to_string()));
+    }
 }

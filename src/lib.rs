@@ -15,13 +15,15 @@
 //! - `process`, `reaper`: the OS boundary (spawn, signal, wait)
 //! - `program`, `supervisor`: the actors
 //! - `output`: program stdout/stderr handling
-//! - `status`, `metrics`: the read model and its Prometheus exposition
+//! - `status`, `http`, `metrics`: the read model, the `/health` `/ready`
+//!   `/metrics` endpoints and the Prometheus exposition
 //! - `logging`, `signals`, `cli`, `app`: plumbing
 
 pub mod app;
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

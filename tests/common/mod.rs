@@ -11,7 +11,8 @@
     clippy::disallowed_methods
 )]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -251,6 +252,29 @@ impl Kelpie {
         status
     }
 
+    /// The address kelpie's HTTP server listens on, from its
+    /// `http_listening` event. Test configs use `http_listen =
+    /// "127.0.0.1:0"`, so parallel tests never race for a port.
+    pub fn http_addr(&self) -> SocketAddr {
+        let event = self.wait_event("http_listening", "", Duration::from_secs(10));
+        event["addr"]
+            .as_str()
+            .expect("addr")
+            .parse()
+            .expect("socket address")
+    }
+
+    /// The pid of the `n`-th start of `program` (1-based).
+    pub fn started_pid(&self, program: &str, n: usize) -> i32 {
+        let event = self.wait_nth(
+            n,
+            &format!("start {n} of {program}"),
+            Duration::from_secs(10),
+            |e| is(e, "program_started", program),
+        );
+        event["pid"].as_i64().expect("pid") as i32
+    }
+
     /// Pids of live processes carrying this test's marker.
     pub fn marked_processes(&self) -> Vec<i32> {
         let me = self.pid();
@@ -344,4 +368,117 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut condition: impl FnMut() 
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Alive and not a zombie.
+pub fn alive(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+/// Socket descriptors open in process `pid`.
+pub fn socket_fds(pid: i32) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|target| {
+            let text = target.to_string_lossy().into_owned();
+            text.strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|inode| inode.parse().ok())
+        })
+        .collect()
+}
+
+/// TCP sockets in LISTEN state owned by process `pid`.
+pub fn tcp_listeners(pid: i32) -> usize {
+    let mine = socket_fds(pid);
+    let mut listening = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            if fields.len() > 9 && fields[3] == "0A" {
+                if let Ok(inode) = fields[9].parse::<u64>() {
+                    listening.push(inode);
+                }
+            }
+        }
+    }
+    mine.iter().filter(|i| listening.contains(i)).count()
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+pub fn parse_reply(raw: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// Sends `raw` on a new connection and reads until the server closes it
+/// (or `timeout`). Errors are the connection's (refused, reset).
+pub fn http_raw(addr: SocketAddr, raw: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(raw)?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// One request with `Connection: close` and optional extra header lines.
+pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: kelpie\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let raw = http_raw(addr, request.as_bytes(), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    parse_reply(&raw)
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Reply {
+    http(addr, "GET", path, &[])
 }
