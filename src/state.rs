@@ -356,7 +356,7 @@ pub struct Instance {
 }
 
 /// A read-only view for status, readiness and metrics.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub phase: Phase,
     pub pid: Option<i32>,

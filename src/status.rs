@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::state::{ExitKind, Phase, Snapshot};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceStatus {
     pub snapshot: Snapshot,
     /// Wall-clock start of the current process (for display and the
@@ -46,7 +46,7 @@ impl Default for InstanceStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgramStatus {
     pub name: String,
     pub required: bool,
@@ -130,7 +130,7 @@ impl ProgramStatus {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Board {
     pub shutting_down: bool,
     pub programs: Vec<Arc<ProgramStatus>>,

@@ -619,13 +619,13 @@ impl SupervisorState {
             shutting_down: self.shutdown.is_some(),
             programs: self.entries.iter().map(|e| e.status.clone()).collect(),
         };
-        self.status.send_if_modified(|current| {
-            if **current == board {
-                return false;
-            }
-            *current = Arc::new(board);
-            true
-        });
+        // Compare under the shared read lock, and only replace under the
+        // write lock: HTTP readers never wait for a comparison. Unchanged
+        // programs are the same `Arc`, which `Eq` compares by pointer.
+        if **self.status.borrow() == board {
+            return;
+        }
+        self.status.send_replace(Arc::new(board));
     }
 
     fn finish(&mut self, myself: &ActorRef<SupervisorMsg>) {
