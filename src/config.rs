@@ -1144,14 +1144,10 @@ fn parse_supervisor(t: &Table<'_>, host: &Host, diags: &mut Diags<'_>) -> Option
     );
 
     let log_level = match get::<String>(t, p, "log_level", diags) {
-        Some(text) => match tracing_subscriber::EnvFilter::try_new(text.get_ref()) {
+        Some(text) => match crate::logging::parse_filter(text.get_ref()) {
             Ok(_) => Some(text.get_ref().clone()),
             Err(err) => {
-                diags.error(
-                    &text.span(),
-                    "supervisor.log_level",
-                    format!("invalid filter \"{}\": {err}", text.get_ref()),
-                );
+                diags.error(&text.span(), "supervisor.log_level", err);
                 None
             }
         },

@@ -94,7 +94,7 @@ pub struct ProgramState {
     instance: Instance,
     /// The process group of the current or last process, until it is empty.
     pgid: Option<i32>,
-    timers: Vec<(u64, TimerHandle)>,
+    timers: Vec<(u64, TimerKind, TimerHandle)>,
     published: Option<Snapshot>,
     /// Wall-clock start of the current process, for status display.
     started_at: Option<std::time::SystemTime>,
@@ -119,7 +119,7 @@ impl Drop for ProgramState {
                 );
             }
         }
-        for (_, timer) in self.timers.drain(..) {
+        for (_, _, timer) in self.timers.drain(..) {
             timer.abort();
         }
     }
@@ -307,7 +307,7 @@ impl ProgramState {
                     } => {
                         let timer = myself
                             .send_after(after, move || ProgramMsg::Timer { kind, generation });
-                        self.timers.push((generation, timer));
+                        self.timers.push((generation, kind, timer));
                     }
                     Action::Emit(note) => {
                         match &note {
@@ -328,10 +328,13 @@ impl ProgramState {
         if self.instance.pid().is_none() || self.instance.phase() == Phase::Stopping {
             self.probes = Probes::default();
         }
-        // Timers of past phases would only wake kelpie up to be ignored.
+        // Timers of past phases would only wake kelpie up to be ignored, and
+        // so would a start_timeout once the instance is ready.
         let current = self.instance.generation();
-        self.timers.retain(|(generation, handle)| {
-            let keep = *generation == current && !handle.is_finished();
+        let ready = self.instance.snapshot().ready;
+        self.timers.retain(|(generation, kind, handle)| {
+            let moot = ready && *kind == TimerKind::StartTimeout;
+            let keep = *generation == current && !moot && !handle.is_finished();
             if !keep {
                 handle.abort();
             }

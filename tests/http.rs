@@ -150,8 +150,12 @@ required = false
     let addr = k.http_addr();
     k.wait_event("program_started", "web", secs(10.0));
 
-    // web counts as started (and ready) only after 2 s.
-    let reply = get(addr, "/ready");
+    // web counts as started (and ready) only after 2 s. The event comes
+    // from web's actor; the board it feeds is published right after.
+    let reply = wait_until("/ready to show web starting", secs(10.0), || {
+        let reply = get(addr, "/ready");
+        (reply.json()["programs"]["web"]["state"] == "starting").then_some(reply)
+    });
     assert_eq!(reply.status, 503, "{}", reply.body);
     let body = reply.json();
     assert_eq!(body["status"], "not_ready");

@@ -812,7 +812,7 @@ fn supervisor_values() {
             "supervisor.toml:2:26: supervisor.restart_budget.max: 0 is out of range; expected 1 to 4294967295",
             "supervisor.toml:3:15: supervisor.http_listen: invalid address \"localhost:80\"; expected IP:PORT (e.g. \"127.0.0.1:9100\") or \"off\"",
             "supervisor.toml:4:15: supervisor.socket_mode: invalid mode \"999\"; expected octal such as \"0600\"",
-            "supervisor.toml:5:13: supervisor.log_level: invalid filter \"[[[\": invalid filter directive",
+            "supervisor.toml:5:13: supervisor.log_level: invalid log filter \"[[[\": \"[[[\" is not a level (trace, debug, info, warn, error, off)",
             "supervisor.toml:6:18: supervisor.control_socket: must not be empty",
         ]
     );
