@@ -43,6 +43,19 @@ pub fn dispatch(cli: Cli) -> i32 {
     }
 }
 
+/// glibc gives each thread that allocates its own arena. kelpie allocates
+/// little, from a few threads, for a long time: extra arenas only add
+/// resident memory (about 80 KiB with 100 programs), never speed. Called
+/// before any thread exists.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; it is called once,
+    // before the runtime starts any other thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// `-c FILE`, else `$KELPIE_CONFIG`, else `./supervisor.toml`, else
 /// `/etc/kelpie/supervisor.toml`.
 pub fn find_config(explicit: Option<&Path>) -> PathBuf {
@@ -112,6 +125,7 @@ fn check(explicit: Option<&Path>) -> i32 {
 }
 
 fn run(explicit: Option<&Path>) -> i32 {
+    one_malloc_arena();
     crate::process::seal_inherited_fds();
     let path = find_config(explicit);
     let validation = config::load(&path, Mode::Run, &Host::current());
