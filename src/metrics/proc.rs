@@ -421,7 +421,7 @@ impl ProcReader {
             if entry.ino != ino {
                 // Another process under the same pid.
                 if entry.file.take().is_some() {
-                    open_files -= 1;
+                    open_files = open_files.saturating_sub(1);
                 }
                 *entry = ProcEntry {
                     ino,
@@ -440,7 +440,7 @@ impl ProcReader {
                     None => {
                         // Gone since the directory was listed.
                         entry.file = None;
-                        open_files -= 1;
+                        open_files = open_files.saturating_sub(1);
                         continue;
                     }
                 },
@@ -470,7 +470,7 @@ impl ProcReader {
                 // lifetime; re-read now and then all the same.
                 entry.skip_until = generation + OUTSIDER_RECHECK;
                 if entry.file.take().is_some() {
-                    open_files -= 1;
+                    open_files = open_files.saturating_sub(1);
                 }
                 continue;
             }

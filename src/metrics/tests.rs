@@ -735,8 +735,19 @@ fn cpu_of_a_process_group_is_counted_and_survives_its_exit() {
 
 #[test]
 fn bucket_labels_match_the_bounds() {
-    for (bound, label) in PROBE_BUCKETS.iter().zip(PROBE_BUCKET_LABELS) {
-        assert_eq!(label.parse::<f64>().unwrap(), *bound);
+    assert_eq!(PROBE_BUCKET_ENDS.len(), PROBE_BUCKETS.len() + 1);
+    let bounds = PROBE_BUCKETS.iter().copied().chain([f64::INFINITY]);
+    for (bound, end) in bounds.zip(PROBE_BUCKET_ENDS) {
+        let le = end
+            .strip_prefix(",le=\"")
+            .and_then(|e| e.strip_suffix("\"} "))
+            .unwrap();
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap()
+        };
+        assert_eq!(le, bound, "{end}");
     }
 }
 
@@ -868,44 +879,50 @@ fn scrape_benchmark() {
     for _ in 0..5 {
         std::hint::black_box(m.render(&board));
     }
-    for _ in 0..renders {
-        let t = tokio::time::Instant::now();
-        let text = std::hint::black_box(m.render(&board));
-        total.push(t.elapsed());
-        bytes = text.len();
-    }
-    // The two halves separately, for profiling.
-    let mut usage = Vec::new();
-    for _ in 0..renders {
-        let t = tokio::time::Instant::now();
-        usage = std::hint::black_box(lock(&m.scanner).scan(&board));
-        scan.push(t.elapsed());
-    }
-    for _ in 0..renders {
-        let t = tokio::time::Instant::now();
-        let mut out = String::with_capacity(bytes + 4096);
-        m.render_into(&mut out, &board, Some(&usage));
-        std::hint::black_box(out);
-        text_only.push(t.elapsed());
-    }
+    // Every figure is sampled in each round, so all of them see the same
+    // machine conditions (other load on the machine comes and goes).
+    let mut process = Vec::with_capacity(renders);
     // The kernel's share, for context on a given machine: one pread of
     // every kept-open stat file, and one bare listing of /proc.
     let (mut pread_floor, mut readdir_floor) = (Vec::new(), Vec::new());
-    {
-        use std::os::unix::fs::FileExt as _;
+    let mut buf = vec![0u8; 1024];
+    let time = |samples: &mut Vec<Duration>, f: &mut dyn FnMut()| {
+        let t = tokio::time::Instant::now();
+        f();
+        samples.push(t.elapsed());
+    };
+    for _ in 0..renders {
+        time(&mut total, &mut || {
+            bytes = std::hint::black_box(m.render(&board)).len();
+        });
+        let mut usage = Vec::new();
+        time(&mut scan, &mut || {
+            usage = std::hint::black_box(lock(&m.scanner).scan(&board));
+        });
+        time(&mut text_only, &mut || {
+            let mut out = String::with_capacity(bytes + 4096);
+            m.render_board(&mut out, &board);
+            m.render_usage(&mut out, &board, &usage);
+            std::hint::black_box(out);
+        });
+        time(&mut process, &mut || {
+            let mut out = String::new();
+            m.render_process(&mut out);
+            std::hint::black_box(out);
+        });
         let scanner = lock(&m.scanner);
         let files = scanner.reader_files();
-        let mut buf = vec![0u8; 1024];
-        for _ in 0..renders {
-            let t = tokio::time::Instant::now();
+        time(&mut pread_floor, &mut || {
+            use std::os::unix::fs::FileExt as _;
             for file in &files {
                 let _ = std::hint::black_box(file.read_at(&mut buf, 0));
             }
-            pread_floor.push(t.elapsed());
-            let t = tokio::time::Instant::now();
+        });
+        drop(files);
+        drop(scanner);
+        time(&mut readdir_floor, &mut || {
             std::hint::black_box(std::fs::read_dir("/proc").unwrap().flatten().count());
-            readdir_floor.push(t.elapsed());
-        }
+        });
     }
     let processes = std::fs::read_dir("/proc")
         .map(|d| {
@@ -918,6 +935,7 @@ fn scrape_benchmark() {
         &mut total,
         &mut scan,
         &mut text_only,
+        &mut process,
         &mut pread_floor,
         &mut readdir_floor,
     ] {
@@ -926,7 +944,8 @@ fn scrape_benchmark() {
     println!(
         "metrics_scrape programs={programs} proc_entries={processes} renders={renders} \
          bytes={bytes} p50_ms={:.3} p99_ms={:.3} min_ms={:.3} max_ms={:.3} \
-         scan_p50_ms={:.3} text_p50_ms={:.3} pread_floor_p50_ms={:.3} \
+         scan_p50_ms={:.3} text_p50_ms={:.3} process_p50_ms={:.3} \
+         pread_floor_p50_ms={:.3} \
          readdir_floor_p50_ms={:.3} loadavg={}",
         percentile(&total, 50),
         percentile(&total, 99),
@@ -934,6 +953,7 @@ fn scrape_benchmark() {
         percentile(&total, 100),
         percentile(&scan, 50),
         percentile(&text_only, 50),
+        percentile(&process, 50),
         percentile(&pread_floor, 50),
         percentile(&readdir_floor, 50),
         std::fs::read_to_string("/proc/loadavg")
