@@ -28,9 +28,9 @@
 //!
 //! Call `render` off the async reactor (`spawn_blocking`): it reads
 //! `/proc/<pid>/stat` of every process in kelpie's session, a few
-//! milliseconds with a thousand processes (docs/metrics.md, "Benchmark").
-//! It keeps those files open between scrapes (up to a quarter of
-//! RLIMIT_NOFILE).
+//! milliseconds with a thousand processes (docs/metrics.md, "Benchmark"),
+//! on up to four threads. It keeps those files open between scrapes (up to
+//! a quarter of RLIMIT_NOFILE).
 //!
 //! API decisions:
 //! - `program_restarted(program, count)` *adds* `count` (normally 1); it is
@@ -367,9 +367,9 @@ impl Metrics {
     /// The text exposition for `board`, with CPU and memory sampled now.
     pub fn render(&self, board: &Board) -> String {
         let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed) + 4096);
-        // The /proc pass runs on this thread. Overlapping it with the text
-        // on a helper thread was measured and gained nothing on a 2-vCPU
-        // machine (docs/metrics.md, "Benchmark").
+        // The scan spreads its reads over threads itself; overlapping the
+        // whole scan with the text instead gained nothing measurable
+        // (docs/metrics.md, "Implementation notes").
         let usage = cfg!(target_os = "linux").then(|| lock(&self.scanner).scan(board));
         self.render_board(&mut out, board);
         if let Some(usage) = usage {

@@ -794,6 +794,87 @@ fn label_values_are_escaped() {
     assert_eq!(out, "0 2.5 0.0000001 NaN +Inf ");
 }
 
+/// The same series as a `render` of `board` (apart from `process_*`), in
+/// `prometheus` crate `*Vec` families: the design kelpie did not take,
+/// kept in the benchmark as the comparison.
+fn prometheus_crate_registry(board: &Board) -> prometheus::Registry {
+    use prometheus::{
+        GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    };
+    let r = Registry::new();
+    let gauge = |name: &str, labels: &[&str]| {
+        let g = IntGaugeVec::new(Opts::new(name, "help"), labels).unwrap();
+        r.register(Box::new(g.clone())).unwrap();
+        g
+    };
+    let fgauge = |name: &str, labels: &[&str]| {
+        let g = GaugeVec::new(Opts::new(name, "help"), labels).unwrap();
+        r.register(Box::new(g.clone())).unwrap();
+        g
+    };
+    let counter = |name: &str, labels: &[&str]| {
+        let c = IntCounterVec::new(Opts::new(name, "help"), labels).unwrap();
+        r.register(Box::new(c.clone())).unwrap();
+        c
+    };
+    let state = gauge("kelpie_program_state", &["program", "state"]);
+    let ready = gauge("kelpie_program_ready", &["program"]);
+    let running = gauge("kelpie_program_instances_running", &["program"]);
+    let restarts = counter("kelpie_program_restarts_total", &["program"]);
+    let exits = counter("kelpie_program_exits_total", &["program", "reason"]);
+    let last = gauge("kelpie_program_last_exit_code", &["program"]);
+    let start = fgauge(
+        "kelpie_program_start_time_seconds",
+        &["program", "instance"],
+    );
+    let cpu = fgauge("kelpie_program_cpu_seconds_total", &["program"]);
+    let rss = gauge("kelpie_program_resident_memory_bytes", &["program"]);
+    let backoff = fgauge("kelpie_program_backoff_seconds", &["program"]);
+    let failures = counter("kelpie_probe_failures_total", &["program", "probe"]);
+    let lines = counter("kelpie_log_lines_total", &["program", "stream"]);
+    let delayed = counter("kelpie_restarts_delayed_total", &["program"]);
+    let probes = HistogramVec::new(
+        HistogramOpts::new("kelpie_probe_duration_seconds", "help").buckets(PROBE_BUCKETS.to_vec()),
+        &["program", "probe"],
+    )
+    .unwrap();
+    r.register(Box::new(probes.clone())).unwrap();
+    for (i, p) in board.programs.iter().enumerate() {
+        let name = p.name.as_str();
+        for phase in Phase::ALL {
+            state.with_label_values(&[name, phase.as_str()]).set(1);
+        }
+        ready.with_label_values(&[name]).set(1);
+        running.with_label_values(&[name]).set(1);
+        restarts.with_label_values(&[name]).inc_by(2);
+        for kind in EXIT_KINDS {
+            exits.with_label_values(&[name, kind.as_str()]).inc();
+        }
+        last.with_label_values(&[name]).set(143);
+        start.with_label_values(&[name, "0"]).set(1.7e9);
+        cpu.with_label_values(&[name]).set(0.5);
+        rss.with_label_values(&[name]).set(1 << 20);
+        backoff.with_label_values(&[name]).set(0.0);
+        for ms in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512] {
+            probes
+                .with_label_values(&[name, "readiness"])
+                .observe(ms as f64 / 1e3);
+        }
+        failures.with_label_values(&[name, "readiness"]).inc();
+        if i % 2 == 0 {
+            probes.with_label_values(&[name, "liveness"]).observe(0.003);
+            failures.with_label_values(&[name, "liveness"]).inc_by(0);
+        }
+        for stream in STREAMS {
+            lines.with_label_values(&[name, stream.as_str()]).inc();
+        }
+        delayed
+            .with_label_values(&[name])
+            .inc_by(u64::from(i % 10 == 0));
+    }
+    r
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -872,6 +953,22 @@ fn scrape_benchmark() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // The prometheus crate's gather + encode of the same series, timed
+    // like `text` (no /proc pass).
+    let crate_registry = prometheus_crate_registry(&board);
+    let mut crate_encode = Vec::with_capacity(renders);
+    let mut crate_bytes = 0;
+    for _ in 0..renders.min(50) {
+        let t = tokio::time::Instant::now();
+        let mut out = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&crate_registry.gather(), &mut out)
+            .unwrap();
+        crate_encode.push(t.elapsed());
+        crate_bytes = out.len();
+    }
+    drop(crate_registry);
+
     let mut bytes = 0;
     let mut total = Vec::with_capacity(renders);
     let mut scan = Vec::with_capacity(renders);
@@ -938,6 +1035,7 @@ fn scrape_benchmark() {
         &mut process,
         &mut pread_floor,
         &mut readdir_floor,
+        &mut crate_encode,
     ] {
         v.sort();
     }
@@ -946,7 +1044,8 @@ fn scrape_benchmark() {
          bytes={bytes} p50_ms={:.3} p99_ms={:.3} min_ms={:.3} max_ms={:.3} \
          scan_p50_ms={:.3} text_p50_ms={:.3} process_p50_ms={:.3} \
          pread_floor_p50_ms={:.3} \
-         readdir_floor_p50_ms={:.3} loadavg={}",
+         readdir_floor_p50_ms={:.3} prometheus_crate_p50_ms={:.3} prometheus_crate_bytes={crate_bytes} \
+         loadavg={}",
         percentile(&total, 50),
         percentile(&total, 99),
         percentile(&total, 0),
@@ -956,6 +1055,7 @@ fn scrape_benchmark() {
         percentile(&process, 50),
         percentile(&pread_floor, 50),
         percentile(&readdir_floor, 50),
+        percentile(&crate_encode, 50),
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
             .split_whitespace()
