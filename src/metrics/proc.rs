@@ -225,16 +225,14 @@ impl GroupScanner {
                 }
             }
         }
-        if !self.groups.is_empty() {
-            let by_name: HashMap<&str, usize> = names
-                .iter()
-                .enumerate()
-                .map(|(i, name)| (name.as_ref(), i))
-                .collect();
-            for (pgid, program) in &self.groups {
-                if let Some(&index) = by_name.get(program.as_ref()) {
-                    wanted.entry(*pgid).or_insert(index);
-                }
+        let by_name: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.as_ref(), i))
+            .collect();
+        for (pgid, program) in &self.groups {
+            if let Some(&index) = by_name.get(program.as_ref()) {
+                wanted.entry(*pgid).or_insert(index);
             }
         }
 
@@ -253,7 +251,23 @@ impl GroupScanner {
             let candidate = |session: i32| {
                 own_session.is_none_or(|own| own == session) || wanted.contains_key(&session)
             };
-            self.reader.scan(candidate, |pid, stat| {
+            self.reader.scan(candidate, |pid, read| {
+                let stat = match read {
+                    Read::Stat(stat) => stat,
+                    Read::Nothing => return,
+                    Read::Unreadable => {
+                        // Keep counting what it had, so the counter does
+                        // not dip (a dip reads as a reset to Prometheus).
+                        if let Some(t) = tracked.get_mut(&pid) {
+                            if let Some(&index) = by_name.get(t.program.as_ref()) {
+                                t.seen = generation;
+                                live_ticks[index] = live_ticks[index].saturating_add(t.ticks);
+                                processes[index] = processes[index].saturating_add(1);
+                            }
+                        }
+                        return;
+                    }
+                };
                 let Some(&index) = wanted.get(&stat.pgrp) else {
                     return;
                 };
@@ -306,10 +320,8 @@ impl GroupScanner {
             }
             false
         });
-        let on_board: std::collections::HashSet<&str> =
-            names.iter().map(|name| name.as_ref()).collect();
         self.exited
-            .retain(|name, _| on_board.contains(name.as_ref()));
+            .retain(|name, _| by_name.contains_key(name.as_ref()));
 
         (0..n)
             .map(|i| {
@@ -381,6 +393,8 @@ struct ProcReader {
     root: String,
     entries: HashMap<i32, ProcEntry>,
     generation: u64,
+    /// Overrides `file_budget()` (tests).
+    max_files: Option<usize>,
 }
 
 /// Below this many reads a scan stays on the calling thread: a thread
@@ -406,13 +420,14 @@ impl ProcReader {
             root: root.to_string(),
             entries: HashMap::new(),
             generation: 0,
+            max_files: None,
         }
     }
 
-    /// Calls `f(pid, stat)` for every process that may be in a program
-    /// group (`candidate(session)`). Errors are skipped: processes exit
-    /// during the scan, and that is normal.
-    fn scan(&mut self, candidate: impl Fn(i32) -> bool + Sync, mut f: impl FnMut(i32, Stat)) {
+    /// Calls `f(pid, read)` for every process that may be in a program
+    /// group (`candidate(session)`): its stat, or `Read::Unreadable`.
+    /// Processes that exit during the scan are skipped; that is normal.
+    fn scan(&mut self, candidate: impl Fn(i32) -> bool + Sync, mut f: impl FnMut(i32, Read)) {
         self.generation += 1;
         let generation = self.generation;
         let Ok(dir) = std::fs::read_dir(&self.root) else {
@@ -450,7 +465,7 @@ impl ProcReader {
             open_files: AtomicUsize::new(
                 self.entries.values().filter(|e| e.file.is_some()).count(),
             ),
-            max_files: file_budget(),
+            max_files: self.max_files.unwrap_or_else(file_budget),
         };
         let mut work: Vec<(i32, &mut ProcEntry)> = self
             .entries
@@ -477,8 +492,9 @@ impl ProcReader {
             while let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let mut chunk = chunk.lock().unwrap_or_else(PoisonError::into_inner);
                 for (pid, entry) in chunk.iter_mut() {
-                    if let Some(stat) = read_entry(&context, *pid, entry, &mut buf, &mut path) {
-                        stats.push((*pid, stat));
+                    match read_entry(&context, *pid, entry, &mut buf, &mut path) {
+                        Read::Nothing => {}
+                        read => stats.push((*pid, read)),
                     }
                 }
             }
@@ -502,8 +518,8 @@ impl ProcReader {
             }
             stats
         });
-        for (pid, stat) in stats {
-            f(pid, stat);
+        for (pid, read) in stats {
+            f(pid, read);
         }
     }
 }
@@ -519,35 +535,58 @@ impl ProcEntry {
     }
 }
 
+/// What reading one process's stat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    Stat(Stat),
+    /// Gone, or in a session no program group can be in: nothing to count.
+    Nothing,
+    /// Alive as far as we know, but unreadable this time (out of file
+    /// descriptors, an unexpected error). Its previous figures should
+    /// stand: treating it as gone would move its CPU to the exited total
+    /// and count it again once it is readable.
+    Unreadable,
+}
+
+/// An error that means the process no longer exists.
+fn is_gone(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ESRCH))
+}
+
 /// Reads one process's stat: through its kept-open file, or by opening it
 /// (and keeping it open if it may be in a program group and the budget
-/// allows). `None` if it is gone or an outsider (then marked as one).
+/// allows). Marks outsiders.
 fn read_entry<C: Fn(i32) -> bool>(
     context: &ReadContext<'_, C>,
     pid: i32,
     entry: &mut ProcEntry,
     buf: &mut Vec<u8>,
     path: &mut String,
-) -> Option<Stat> {
+) -> Read {
     let open_files = &context.open_files;
-    let (len, fresh) = match &entry.file {
-        Some(file) => match read_at_start(file, buf) {
-            Some(len) => (len, None),
-            None => {
-                // Gone since the directory was listed.
-                entry.file = None;
-                open_files.fetch_sub(1, Ordering::Relaxed);
-                return None;
-            }
-        },
+    let read = match &entry.file {
+        Some(file) => read_at_start(file, buf).map(|len| (len, None)),
         None => {
             path.clear();
             let _ = write!(path, "{}/{pid}/stat", context.root);
-            let file = File::open(&*path).ok()?;
-            (read_at_start(&file, buf)?, Some(file))
+            File::open(&*path)
+                .and_then(|file| read_at_start(&file, buf).map(|len| (len, Some(file))))
         }
     };
-    let stat = buf.get(..len).and_then(parse_stat)?;
+    let (len, fresh) = match read {
+        Ok(read) => read,
+        Err(err) if is_gone(&err) => {
+            // Gone since the directory was listed.
+            if entry.file.take().is_some() {
+                open_files.fetch_sub(1, Ordering::Relaxed);
+            }
+            return Read::Nothing;
+        }
+        Err(_) => return Read::Unreadable,
+    };
+    let Some(stat) = buf.get(..len).and_then(parse_stat) else {
+        return Read::Unreadable;
+    };
     if !(context.candidate)(stat.session) {
         // setsid() is the only way out of a session and never leads into
         // an existing one, so this holds for the process's lifetime;
@@ -556,7 +595,7 @@ fn read_entry<C: Fn(i32) -> bool>(
         if entry.file.take().is_some() {
             open_files.fetch_sub(1, Ordering::Relaxed);
         }
-        return None;
+        return Read::Nothing;
     }
     if let Some(file) = fresh {
         if open_files.fetch_add(1, Ordering::Relaxed) < context.max_files {
@@ -565,7 +604,7 @@ fn read_entry<C: Fn(i32) -> bool>(
             open_files.fetch_sub(1, Ordering::Relaxed);
         }
     }
-    Some(stat)
+    Read::Stat(stat)
 }
 
 /// How many `/proc/<pid>/stat` files the reader may keep open: a quarter of
@@ -583,15 +622,15 @@ fn file_budget() -> usize {
 /// returning its length. procfs generates a stat file in one go and hands
 /// over all of it when the buffer is large enough, so one pread suffices;
 /// a full buffer means the line may be longer.
-fn read_at_start(file: &File, buf: &mut Vec<u8>) -> Option<usize> {
+fn read_at_start(file: &File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     loop {
-        let n = file.read_at(buf, 0).ok()?;
+        let n = file.read_at(buf, 0)?;
         if n == 0 {
             // A live process's stat is never empty.
-            return None;
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
         }
         if n < buf.len() {
-            return Some(n);
+            return Ok(n);
         }
         buf.resize(buf.len() * 2, 0);
     }
@@ -881,6 +920,33 @@ mod tests {
             "gone processes keep their CPU"
         );
         assert_eq!(scanner.reader_files().len(), 550);
+    }
+
+    #[test]
+    fn a_process_that_cannot_be_read_keeps_its_figures() {
+        let proc = FakeProc::new();
+        let mut scanner = GroupScanner::with_root(proc.root());
+        // Open every time, as when kelpie is out of file descriptors.
+        scanner.reader.max_files = Some(0);
+        let hz = scanner.clk_tck();
+        let a = board(&[("a", &[Some(100)])]);
+        proc.set(100, 100, 10, 1, 1);
+        proc.set(101, 100, 20, 2, 1);
+        assert_eq!(scanner.scan(&a)[0].cpu_seconds, 30.0 / hz);
+        assert!(scanner.reader_files().is_empty());
+
+        // 101 cannot be read (its stat is a directory: EISDIR).
+        let stat = proc.dir.path().join("101/stat");
+        std::fs::remove_file(&stat).unwrap();
+        std::fs::create_dir(&stat).unwrap();
+        let u = scanner.scan(&a);
+        assert_eq!(u[0].cpu_seconds, 30.0 / hz, "no dip");
+        assert_eq!(u[0].processes, 2);
+
+        // Readable again: counted once, not twice.
+        std::fs::remove_dir(&stat).unwrap();
+        proc.set(101, 100, 25, 2, 1);
+        assert_eq!(scanner.scan(&a)[0].cpu_seconds, 35.0 / hz);
     }
 
     #[test]
