@@ -28,9 +28,9 @@
 //!
 //! Call `render` off the async reactor (`spawn_blocking`): it reads
 //! `/proc/<pid>/stat` of every process in kelpie's session, a few
-//! milliseconds with a thousand processes (docs/metrics.md, "Benchmark").
-//! It keeps those files open between scrapes (up to a quarter of
-//! RLIMIT_NOFILE).
+//! milliseconds with a thousand processes (docs/metrics.md, "Benchmark"),
+//! on up to four threads. It keeps those files open between scrapes (up to
+//! a quarter of RLIMIT_NOFILE).
 //!
 //! API decisions:
 //! - `program_restarted(program, count)` *adds* `count` (normally 1); it is
@@ -78,9 +78,22 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const PROBE_BUCKETS: [f64; 12] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-/// `PROBE_BUCKETS` as `le` label values (kept in step by a test).
-const PROBE_BUCKET_LABELS: [&str; 12] = [
-    "0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+/// `PROBE_BUCKETS` (and +Inf) as the end of a bucket line, from the `le`
+/// label to the value: one copy per line. Kept in step by a test.
+const PROBE_BUCKET_ENDS: [&str; 13] = [
+    ",le=\"0.001\"} ",
+    ",le=\"0.005\"} ",
+    ",le=\"0.01\"} ",
+    ",le=\"0.025\"} ",
+    ",le=\"0.05\"} ",
+    ",le=\"0.1\"} ",
+    ",le=\"0.25\"} ",
+    ",le=\"0.5\"} ",
+    ",le=\"1\"} ",
+    ",le=\"2.5\"} ",
+    ",le=\"5\"} ",
+    ",le=\"10\"} ",
+    ",le=\"+Inf\"} ",
 ];
 
 const EXIT_KINDS: [ExitKind; 4] = [
@@ -353,19 +366,22 @@ impl Metrics {
 
     /// The text exposition for `board`, with CPU and memory sampled now.
     pub fn render(&self, board: &Board) -> String {
-        let usage = if cfg!(target_os = "linux") {
-            Some(lock(&self.scanner).scan(board))
-        } else {
-            None
-        };
         let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed) + 4096);
-        self.render_into(&mut out, board, usage.as_deref());
+        // The scan spreads its reads over threads itself; overlapping the
+        // whole scan with the text instead gained nothing measurable
+        // (docs/metrics.md, "Implementation notes").
+        let usage = cfg!(target_os = "linux").then(|| lock(&self.scanner).scan(board));
+        self.render_board(&mut out, board);
+        if let Some(usage) = usage {
+            self.render_usage(&mut out, board, &usage);
+        }
+        self.render_process(&mut out);
         self.last_len.store(out.len(), Ordering::Relaxed);
         out
     }
 
-    /// Everything but the `/proc` scan, so tests can feed their own usage.
-    fn render_into(&self, out: &mut String, board: &Board, usage: Option<&[Usage]>) {
+    /// Every family but the /proc ones and `process_*`.
+    fn render_board(&self, out: &mut String, board: &Board) {
         let mut w = Writer { out };
         let programs = self.programs.read().unwrap_or_else(PoisonError::into_inner);
         let counters: Vec<Option<&ProgramCounters>> = board
@@ -409,7 +425,7 @@ impl Metrics {
             let current = program.state();
             for phase in Phase::ALL {
                 w.series("kelpie_program_state", name);
-                w.label("state", phase.as_str());
+                w.label(",state=\"", phase.as_str());
                 w.end_u64(u64::from(phase == current));
             }
         }
@@ -452,7 +468,7 @@ impl Metrics {
         for ((_, name), c) in rows() {
             for kind in EXIT_KINDS {
                 w.series("kelpie_program_exits_total", name);
-                w.label("reason", kind.as_str());
+                w.label(",reason=\"", kind.as_str());
                 w.end_u64(c.map_or(0, |c| c.exits[exit_index(kind)].load(Ordering::Relaxed)));
             }
         }
@@ -491,27 +507,6 @@ impl Metrics {
                 push_u64(w.out, index as u64);
                 w.out.push('"');
                 w.end_f64(since_epoch.as_secs_f64());
-            }
-        }
-
-        if let Some(usage) = usage {
-            w.header(
-                "kelpie_program_cpu_seconds_total",
-                "counter",
-                "CPU time (user + system) of the program's process groups.",
-            );
-            for (((_, name), _), u) in rows().zip(usage) {
-                w.series("kelpie_program_cpu_seconds_total", name);
-                w.end_f64(u.cpu_seconds);
-            }
-            w.header(
-                "kelpie_program_resident_memory_bytes",
-                "gauge",
-                "Sum of the resident set sizes of the program's process groups.",
-            );
-            for (((_, name), _), u) in rows().zip(usage) {
-                w.series("kelpie_program_resident_memory_bytes", name);
-                w.end_u64(u.rss_bytes);
             }
         }
 
@@ -554,18 +549,13 @@ impl Metrics {
                 labels.push_str(probe);
                 labels.push('"');
                 let mut cumulative = 0;
-                for (le, n) in PROBE_BUCKET_LABELS
-                    .iter()
-                    .chain(["+Inf"].iter())
-                    .zip(h.buckets)
-                {
+                for (end, n) in PROBE_BUCKET_ENDS.iter().zip(h.buckets) {
                     cumulative += n;
                     w.out.push_str("kelpie_probe_duration_seconds_bucket");
                     w.out.push_str(&labels);
-                    w.out.push_str(",le=\"");
-                    w.out.push_str(le);
-                    w.out.push('"');
-                    w.end_u64(cumulative);
+                    w.out.push_str(end);
+                    push_u64(w.out, cumulative);
+                    w.out.push('\n');
                 }
                 w.out.push_str("kelpie_probe_duration_seconds_sum");
                 w.out.push_str(&labels);
@@ -585,7 +575,7 @@ impl Metrics {
                 let Some(h) = h else { continue };
                 family.open(&mut w);
                 w.series("kelpie_probe_failures_total", name);
-                w.label("probe", probe);
+                w.label(",probe=\"", probe);
                 w.end_u64(h.failures);
             }
         }
@@ -598,7 +588,7 @@ impl Metrics {
         for ((_, name), c) in rows() {
             for stream in STREAMS {
                 w.series("kelpie_log_lines_total", name);
-                w.label("stream", stream.as_str());
+                w.label(",stream=\"", stream.as_str());
                 w.end_u64(c.map_or(0, |c| {
                     c.log_lines[stream_index(stream)].load(Ordering::Relaxed)
                 }));
@@ -644,10 +634,36 @@ impl Metrics {
                 w.end_u64(n);
             }
         }
+    }
 
-        // process_*: a handful of series, so the crate's encoder is fine.
+    /// CPU and memory per program, `usage` in board order.
+    fn render_usage(&self, out: &mut String, board: &Board, usage: &[Usage]) {
+        let mut w = Writer { out };
+        let names: Vec<Cow<'_, str>> = board.programs.iter().map(|p| escape(&p.name)).collect();
+        w.header(
+            "kelpie_program_cpu_seconds_total",
+            "counter",
+            "CPU time (user + system) of the program's process groups.",
+        );
+        for (name, u) in names.iter().zip(usage) {
+            w.series("kelpie_program_cpu_seconds_total", name);
+            w.end_f64(u.cpu_seconds);
+        }
+        w.header(
+            "kelpie_program_resident_memory_bytes",
+            "gauge",
+            "Sum of the resident set sizes of the program's process groups.",
+        );
+        for (name, u) in names.iter().zip(usage) {
+            w.series("kelpie_program_resident_memory_bytes", name);
+            w.end_u64(u.rss_bytes);
+        }
+    }
+
+    /// `process_*`: a handful of series, so the crate's encoder is fine.
+    fn render_process(&self, out: &mut String) {
         let families = self.registry.gather();
-        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, w.out) {
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, out) {
             tracing::debug!(error = %e, "metrics: cannot encode process metrics");
         }
     }
@@ -712,10 +728,10 @@ impl Writer<'_> {
         self.out.push('"');
     }
 
+    /// `key` comes with its punctuation (`,state="`), one copy instead of
+    /// three on the hottest path.
     fn label(&mut self, key: &str, value: &str) {
-        self.out.push(',');
         self.out.push_str(key);
-        self.out.push_str("=\"");
         self.out.push_str(value);
         self.out.push('"');
     }

@@ -13,7 +13,10 @@
 //!   once and then skipped (a process never returns to a session it left);
 //! - the stat files of the others stay open between scrapes, so each scrape
 //!   costs one `pread` per process instead of open + read + close (bounded by
-//!   a quarter of RLIMIT_NOFILE).
+//!   a quarter of RLIMIT_NOFILE);
+//! - with hundreds of processes to read, up to four threads (the caller and
+//!   scoped helpers, no more than the CPUs available) share the reads; the
+//!   kernel work per read is independent, so this divides the wall time.
 //!
 //! CPU must be a monotonic counter although processes come and go, so the
 //! scanner remembers, per process, the ticks it had at the last scrape; when
@@ -36,10 +39,12 @@
 //!   but costs far more per scrape.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirEntryExt, FileExt};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::status::Board;
 
@@ -220,16 +225,14 @@ impl GroupScanner {
                 }
             }
         }
-        if !self.groups.is_empty() {
-            let by_name: HashMap<&str, usize> = names
-                .iter()
-                .enumerate()
-                .map(|(i, name)| (name.as_ref(), i))
-                .collect();
-            for (pgid, program) in &self.groups {
-                if let Some(&index) = by_name.get(program.as_ref()) {
-                    wanted.entry(*pgid).or_insert(index);
-                }
+        let by_name: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.as_ref(), i))
+            .collect();
+        for (pgid, program) in &self.groups {
+            if let Some(&index) = by_name.get(program.as_ref()) {
+                wanted.entry(*pgid).or_insert(index);
             }
         }
 
@@ -248,7 +251,23 @@ impl GroupScanner {
             let candidate = |session: i32| {
                 own_session.is_none_or(|own| own == session) || wanted.contains_key(&session)
             };
-            self.reader.scan(candidate, |pid, stat| {
+            self.reader.scan(candidate, |pid, read| {
+                let stat = match read {
+                    Read::Stat(stat) => stat,
+                    Read::Nothing => return,
+                    Read::Unreadable => {
+                        // Keep counting what it had, so the counter does
+                        // not dip (a dip reads as a reset to Prometheus).
+                        if let Some(t) = tracked.get_mut(&pid) {
+                            if let Some(&index) = by_name.get(t.program.as_ref()) {
+                                t.seen = generation;
+                                live_ticks[index] = live_ticks[index].saturating_add(t.ticks);
+                                processes[index] = processes[index].saturating_add(1);
+                            }
+                        }
+                        return;
+                    }
+                };
                 let Some(&index) = wanted.get(&stat.pgrp) else {
                     return;
                 };
@@ -301,10 +320,8 @@ impl GroupScanner {
             }
             false
         });
-        let on_board: std::collections::HashSet<&str> =
-            names.iter().map(|name| name.as_ref()).collect();
         self.exited
-            .retain(|name, _| on_board.contains(name.as_ref()));
+            .retain(|name, _| by_name.contains_key(name.as_ref()));
 
         (0..n)
             .map(|i| {
@@ -369,122 +386,225 @@ struct ProcEntry {
 }
 
 /// Reads `/proc/<pid>/stat` of every process, as cheaply as the kernel
-/// allows: outsiders are read once, candidates through a kept-open file.
+/// allows: outsiders are read once, candidates through a kept-open file,
+/// and many processes on several threads.
 #[derive(Debug)]
 struct ProcReader {
     root: String,
-    path: String,
-    /// Reused read buffer: a stat line is a few hundred bytes.
-    buf: Vec<u8>,
     entries: HashMap<i32, ProcEntry>,
     generation: u64,
+    /// Overrides `file_budget()` (tests).
+    max_files: Option<usize>,
+}
+
+/// Below this many reads a scan stays on the calling thread: a thread
+/// costs about as much as a few dozen reads.
+const PARALLEL_MIN: usize = 256;
+/// Reads handed out at a time to the scan threads.
+const CHUNK: usize = 64;
+/// At most this many threads read at once (the caller included).
+const MAX_THREADS: usize = 4;
+
+/// Shared by the threads of one scan.
+struct ReadContext<'a, C> {
+    root: &'a str,
+    candidate: &'a C,
+    generation: u64,
+    open_files: AtomicUsize,
+    max_files: usize,
 }
 
 impl ProcReader {
     fn new(root: &str) -> Self {
         Self {
             root: root.to_string(),
-            path: String::with_capacity(root.len() + 24),
-            buf: vec![0; 1024],
             entries: HashMap::new(),
             generation: 0,
+            max_files: None,
         }
     }
 
-    /// Calls `f(pid, stat)` for every process that may be in a program
-    /// group (`candidate(session)`). Errors are skipped: processes exit
-    /// during the scan, and that is normal.
-    fn scan(&mut self, candidate: impl Fn(i32) -> bool, mut f: impl FnMut(i32, Stat)) {
+    /// Calls `f(pid, read)` for every process that may be in a program
+    /// group (`candidate(session)`): its stat, or `Read::Unreadable`.
+    /// Processes that exit during the scan are skipped; that is normal.
+    fn scan(&mut self, candidate: impl Fn(i32) -> bool + Sync, mut f: impl FnMut(i32, Read)) {
         self.generation += 1;
         let generation = self.generation;
         let Ok(dir) = std::fs::read_dir(&self.root) else {
             self.entries.clear();
             return;
         };
-        let mut open_files = self.entries.values().filter(|e| e.file.is_some()).count();
-        let max_files = file_budget();
+        // 1. List the processes; forget the ones that are gone (closing
+        // their files) and those whose pid now names another process.
         for dirent in dir.flatten() {
-            let name = dirent.file_name();
-            let name = name.as_bytes();
             // Non-process entries (self, sys, meminfo, ...) fail on the
             // first byte.
-            let Some(pid) = parse_u64(name).and_then(|p| i32::try_from(p).ok()) else {
+            let Some(pid) =
+                parse_u64(dirent.file_name().as_bytes()).and_then(|p| i32::try_from(p).ok())
+            else {
                 continue;
             };
             let ino = dirent.ino();
-            let entry = self.entries.entry(pid).or_insert(ProcEntry {
-                ino,
-                file: None,
-                skip_until: 0,
-                seen: 0,
-            });
+            let entry = self
+                .entries
+                .entry(pid)
+                .or_insert_with(|| ProcEntry::new(ino));
             if entry.ino != ino {
-                // Another process under the same pid.
-                if entry.file.take().is_some() {
-                    open_files -= 1;
-                }
-                *entry = ProcEntry {
-                    ino,
-                    file: None,
-                    skip_until: 0,
-                    seen: 0,
-                };
+                *entry = ProcEntry::new(ino);
             }
             entry.seen = generation;
-            if entry.skip_until > generation {
-                continue;
-            }
-            let (len, fresh) = match &entry.file {
-                Some(file) => match read_at_start(file, &mut self.buf) {
-                    Some(len) => (len, None),
-                    None => {
-                        // Gone since the directory was listed.
-                        entry.file = None;
-                        open_files -= 1;
-                        continue;
-                    }
-                },
-                None => {
-                    self.path.clear();
-                    self.path.push_str(&self.root);
-                    self.path.push('/');
-                    // parse_u64 accepted it, so it is ASCII digits.
-                    self.path
-                        .push_str(std::str::from_utf8(name).unwrap_or_default());
-                    self.path.push_str("/stat");
-                    let Ok(file) = File::open(&self.path) else {
-                        continue;
-                    };
-                    match read_at_start(&file, &mut self.buf) {
-                        Some(len) => (len, Some(file)),
-                        None => continue,
-                    }
-                }
-            };
-            let Some(stat) = self.buf.get(..len).and_then(parse_stat) else {
-                continue;
-            };
-            if !candidate(stat.session) {
-                // setsid() is the only way out of a session and never leads
-                // into an existing one, so this holds for the process's
-                // lifetime; re-read now and then all the same.
-                entry.skip_until = generation + OUTSIDER_RECHECK;
-                if entry.file.take().is_some() {
-                    open_files -= 1;
-                }
-                continue;
-            }
-            if let Some(file) = fresh {
-                if open_files < max_files {
-                    entry.file = Some(file);
-                    open_files += 1;
-                }
-            }
-            f(pid, stat);
         }
-        // Processes that are gone: drop them and close their files.
         self.entries.retain(|_, e| e.seen == generation);
+
+        // 2. Read the ones not known to be outsiders. The reads are kernel
+        // time, one process at a time, so they spread over threads well.
+        let context = ReadContext {
+            root: &self.root,
+            candidate: &candidate,
+            generation,
+            open_files: AtomicUsize::new(
+                self.entries.values().filter(|e| e.file.is_some()).count(),
+            ),
+            max_files: self.max_files.unwrap_or_else(file_budget),
+        };
+        let mut work: Vec<(i32, &mut ProcEntry)> = self
+            .entries
+            .iter_mut()
+            .filter(|(_, e)| e.skip_until <= generation)
+            .map(|(pid, e)| (*pid, e))
+            .collect();
+        let threads = if work.len() < PARALLEL_MIN {
+            1
+        } else {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_THREADS)
+        };
+        let chunks: Vec<Mutex<&mut [(i32, &mut ProcEntry)]>> =
+            work.chunks_mut(CHUNK).map(Mutex::new).collect();
+        let next = AtomicUsize::new(0);
+        // Each thread takes chunks until none is left, so a thread that
+        // could not be started or runs slow leaves its share to the others.
+        let drain = || {
+            let mut stats = Vec::new();
+            let mut buf = vec![0; 1024];
+            let mut path = String::with_capacity(context.root.len() + 24);
+            while let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let mut chunk = chunk.lock().unwrap_or_else(PoisonError::into_inner);
+                for (pid, entry) in chunk.iter_mut() {
+                    match read_entry(&context, *pid, entry, &mut buf, &mut path) {
+                        Read::Nothing => {}
+                        read => stats.push((*pid, read)),
+                    }
+                }
+            }
+            stats
+        };
+        let stats = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads)
+                .filter_map(|_| {
+                    std::thread::Builder::new()
+                        .name("kelpie-metrics".into())
+                        .spawn_scoped(scope, drain)
+                        .ok()
+                })
+                .collect();
+            let mut stats = drain();
+            for helper in helpers {
+                // A panicked helper's reads are lost for this scrape.
+                if let Ok(more) = helper.join() {
+                    stats.extend(more);
+                }
+            }
+            stats
+        });
+        for (pid, read) in stats {
+            f(pid, read);
+        }
     }
+}
+
+impl ProcEntry {
+    fn new(ino: u64) -> Self {
+        Self {
+            ino,
+            file: None,
+            skip_until: 0,
+            seen: 0,
+        }
+    }
+}
+
+/// What reading one process's stat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    Stat(Stat),
+    /// Gone, or in a session no program group can be in: nothing to count.
+    Nothing,
+    /// Alive as far as we know, but unreadable this time (out of file
+    /// descriptors, an unexpected error). Its previous figures should
+    /// stand: treating it as gone would move its CPU to the exited total
+    /// and count it again once it is readable.
+    Unreadable,
+}
+
+/// An error that means the process no longer exists.
+fn is_gone(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ESRCH))
+}
+
+/// Reads one process's stat: through its kept-open file, or by opening it
+/// (and keeping it open if it may be in a program group and the budget
+/// allows). Marks outsiders.
+fn read_entry<C: Fn(i32) -> bool>(
+    context: &ReadContext<'_, C>,
+    pid: i32,
+    entry: &mut ProcEntry,
+    buf: &mut Vec<u8>,
+    path: &mut String,
+) -> Read {
+    let open_files = &context.open_files;
+    let read = match &entry.file {
+        Some(file) => read_at_start(file, buf).map(|len| (len, None)),
+        None => {
+            path.clear();
+            let _ = write!(path, "{}/{pid}/stat", context.root);
+            File::open(&*path)
+                .and_then(|file| read_at_start(&file, buf).map(|len| (len, Some(file))))
+        }
+    };
+    let (len, fresh) = match read {
+        Ok(read) => read,
+        Err(err) if is_gone(&err) => {
+            // Gone since the directory was listed.
+            if entry.file.take().is_some() {
+                open_files.fetch_sub(1, Ordering::Relaxed);
+            }
+            return Read::Nothing;
+        }
+        Err(_) => return Read::Unreadable,
+    };
+    let Some(stat) = buf.get(..len).and_then(parse_stat) else {
+        return Read::Unreadable;
+    };
+    if !(context.candidate)(stat.session) {
+        // setsid() is the only way out of a session and never leads into
+        // an existing one, so this holds for the process's lifetime;
+        // re-read now and then all the same.
+        entry.skip_until = context.generation + OUTSIDER_RECHECK;
+        if entry.file.take().is_some() {
+            open_files.fetch_sub(1, Ordering::Relaxed);
+        }
+        return Read::Nothing;
+    }
+    if let Some(file) = fresh {
+        if open_files.fetch_add(1, Ordering::Relaxed) < context.max_files {
+            entry.file = Some(file);
+        } else {
+            open_files.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    Read::Stat(stat)
 }
 
 /// How many `/proc/<pid>/stat` files the reader may keep open: a quarter of
@@ -502,15 +622,15 @@ fn file_budget() -> usize {
 /// returning its length. procfs generates a stat file in one go and hands
 /// over all of it when the buffer is large enough, so one pread suffices;
 /// a full buffer means the line may be longer.
-fn read_at_start(file: &File, buf: &mut Vec<u8>) -> Option<usize> {
+fn read_at_start(file: &File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     loop {
-        let n = file.read_at(buf, 0).ok()?;
+        let n = file.read_at(buf, 0)?;
         if n == 0 {
             // A live process's stat is never empty.
-            return None;
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
         }
         if n < buf.len() {
-            return Some(n);
+            return Ok(n);
         }
         buf.resize(buf.len() * 2, 0);
     }
@@ -758,6 +878,75 @@ mod tests {
             scans += 1;
             assert!(scans <= OUTSIDER_RECHECK, "never re-read");
         }
+    }
+
+    #[test]
+    fn large_scans_spread_over_threads_and_add_up_the_same() {
+        // Above PARALLEL_MIN reads, so several threads share the work when
+        // the machine has several CPUs.
+        let proc = FakeProc::new();
+        let mut scanner = GroupScanner::with_root(proc.root());
+        let (hz, page) = (scanner.clk_tck(), scanner.page_size);
+        let leaders: Vec<i32> = (0..6).map(|i| 1000 + i * 1000).collect();
+        for &leader in &leaders {
+            for k in 0..100 {
+                proc.set(leader + k, leader, k as u64, k as u64, 1);
+            }
+        }
+        let pids: Vec<Option<i32>> = leaders.iter().map(|&l| Some(l)).collect();
+        let names = ["a", "b", "c", "d", "e", "f"];
+        let programs: Vec<(&str, &[Option<i32>])> = names
+            .iter()
+            .zip(&pids)
+            .map(|(name, pid)| (*name, std::slice::from_ref(pid)))
+            .collect();
+        let b = board(&programs);
+        for _ in 0..2 {
+            for u in scanner.scan(&b) {
+                assert_eq!(u.processes, 100);
+                assert_eq!(u.rss_bytes, 100 * page);
+                assert_eq!(u.cpu_seconds, 4950.0 / hz);
+            }
+        }
+        assert_eq!(scanner.reader_files().len(), 600);
+        for k in 50..100 {
+            proc.kill(leaders[0] + k);
+        }
+        let u = scanner.scan(&b);
+        assert_eq!(u[0].processes, 50);
+        assert_eq!(
+            u[0].cpu_seconds,
+            4950.0 / hz,
+            "gone processes keep their CPU"
+        );
+        assert_eq!(scanner.reader_files().len(), 550);
+    }
+
+    #[test]
+    fn a_process_that_cannot_be_read_keeps_its_figures() {
+        let proc = FakeProc::new();
+        let mut scanner = GroupScanner::with_root(proc.root());
+        // Open every time, as when kelpie is out of file descriptors.
+        scanner.reader.max_files = Some(0);
+        let hz = scanner.clk_tck();
+        let a = board(&[("a", &[Some(100)])]);
+        proc.set(100, 100, 10, 1, 1);
+        proc.set(101, 100, 20, 2, 1);
+        assert_eq!(scanner.scan(&a)[0].cpu_seconds, 30.0 / hz);
+        assert!(scanner.reader_files().is_empty());
+
+        // 101 cannot be read (its stat is a directory: EISDIR).
+        let stat = proc.dir.path().join("101/stat");
+        std::fs::remove_file(&stat).unwrap();
+        std::fs::create_dir(&stat).unwrap();
+        let u = scanner.scan(&a);
+        assert_eq!(u[0].cpu_seconds, 30.0 / hz, "no dip");
+        assert_eq!(u[0].processes, 2);
+
+        // Readable again: counted once, not twice.
+        std::fs::remove_dir(&stat).unwrap();
+        proc.set(101, 100, 25, 2, 1);
+        assert_eq!(scanner.scan(&a)[0].cpu_seconds, 35.0 / hz);
     }
 
     #[test]
