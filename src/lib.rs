@@ -23,6 +23,7 @@ pub mod app;
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod logging;
 pub mod metrics;

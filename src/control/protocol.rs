@@ -1,0 +1,234 @@
+//! The control API's request and response bodies, shared by the server (in
+//! `kelpie run`) and the client (every control command). JSON over
+//! HTTP/1.1 on the control socket; every path starts with `/v1`.
+//!
+//! | method | path | body → reply |
+//! |---|---|---|
+//! | GET  | `/v1/programs` | → [`ProgramsReply`] |
+//! | GET  | `/v1/programs/{name}` | → [`ProgramInfo`] |
+//! | POST | `/v1/programs/{name}/{verb}` | [`ActionRequest`] → [`ActionReply`] (verb: start, stop, restart, signal) |
+//! | POST | `/v1/actions/{verb}` | [`ActionRequest`] with `programs` or `all` → [`ActionReply`] |
+//! | GET  | `/v1/programs/{name}/logs?lines=N&follow=true` | → NDJSON of [`LogEvent`] |
+//! | POST | `/v1/reload` | → [`ReloadReply`] (422 + [`ErrorReply`] when the config is invalid) |
+//! | POST | `/v1/diff` | [`DiffRequest`] → [`ReloadReply`] with `applied = false` |
+//! | POST | `/v1/shutdown` | → NDJSON of [`ShutdownEvent`], the last one when kelpie is done |
+//! | GET  | `/v1/ready`, `/v1/ready/{name}` | → [`ReadyReply`] |
+//! | GET  | `/v1/health` | → [`HealthReply`] |
+//!
+//! Field names are part of the contract (docs/control.md): add fields, never
+//! rename or remove them.
+
+use serde::{Deserialize, Serialize};
+
+pub const API_PREFIX: &str = "/v1";
+
+/// Largest request body the server reads.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Stable `code` values of [`ErrorReply`].
+pub mod code {
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const BAD_JSON: &str = "bad_json";
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const NO_SUCH_PROGRAM: &str = "no_such_program";
+    pub const CONFIG_INVALID: &str = "config_invalid";
+    pub const SHUTTING_DOWN: &str = "shutting_down";
+    pub const BUSY: &str = "busy";
+    pub const INTERNAL: &str = "internal";
+}
+
+/// Every non-2xx reply (and nothing else).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// One line for a human.
+    pub error: String,
+    /// One of [`code`]; scripts match on this.
+    pub code: String,
+    pub request_id: String,
+    /// Further lines, e.g. every config error of a refused reload as
+    /// `file:line:col: key: message`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgramsReply {
+    pub shutting_down: bool,
+    /// In dependency order (the order `run` starts them).
+    pub programs: Vec<ProgramInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgramInfo {
+    pub name: String,
+    /// The program's most pressing instance state: `stopped`, `starting`,
+    /// `running`, `stopping`, `backoff`, `exited` or `failed`.
+    pub state: String,
+    pub ready: bool,
+    pub required: bool,
+    /// `service` or `oneshot`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Restarts of all instances since kelpie started (or since the program
+    /// was last changed by a reload).
+    pub restarts: u64,
+    /// Why it is not ready / not running, when there is something to say.
+    pub reason: Option<String>,
+    /// Stopped by `kelpie stop`: not started again by a crash or reload
+    /// until `kelpie start`.
+    pub stopped_by_user: bool,
+    pub instances: Vec<InstanceInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// `web:0`.
+    pub name: String,
+    pub index: u32,
+    pub state: String,
+    pub pid: Option<i32>,
+    pub ready: bool,
+    /// Seconds the current process has run; absent without a process.
+    pub uptime_seconds: Option<u64>,
+    /// Unix time the current process started.
+    pub started_at: Option<f64>,
+    pub restarts: u64,
+    pub last_exit: Option<LastExit>,
+    pub reason: Option<String>,
+    /// The delay of the restart being waited for (state `backoff`).
+    pub backoff_seconds: Option<f64>,
+    /// The program's own status line (sd_notify `STATUS=`).
+    pub status_text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastExit {
+    /// Exit code, when it exited.
+    pub code: Option<i32>,
+    /// Signal name without `SIG` (`KILL`), when a signal ended it.
+    pub signal: Option<String>,
+    /// `success`, `failure`, `signal` or `killed`.
+    pub kind: String,
+    /// `exit code 1`, `signal KILL`.
+    pub text: String,
+}
+
+/// Body of every action. All fields are optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// `/v1/actions/{verb}` only: the programs to act on.
+    #[serde(default)]
+    pub programs: Vec<String>,
+    /// `/v1/actions/{verb}` only: act on every program.
+    #[serde(default)]
+    pub all: bool,
+    /// Wait until the state is reached or has failed (default true).
+    #[serde(default = "default_true")]
+    pub wait: bool,
+    /// Give up waiting after this long (default: derived from each
+    /// program's start/stop timeouts).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// restart only: one instance at a time, each replacement ready before
+    /// the old one stops.
+    #[serde(default)]
+    pub rolling: bool,
+    /// signal only: `TERM`, `SIGTERM` or `15`.
+    #[serde(default)]
+    pub signal: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionReply {
+    /// Every program reached the requested state.
+    pub ok: bool,
+    pub results: Vec<ActionOutcome>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionOutcome {
+    pub program: String,
+    pub ok: bool,
+    /// The program's state when the action finished (or was given up on).
+    pub state: String,
+    /// `started`, `already running`, `stopped`, `signalled 3 processes`, or
+    /// on failure why: `web:0 exited with exit code 1`.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffRequest {
+    /// Compare against this file instead of the running config's file.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReply {
+    /// False for `diff`; true once a reload was accepted (programs may
+    /// still be stopping and starting).
+    pub applied: bool,
+    pub path: String,
+    /// One entry per program of the old and the new config.
+    pub plan: Vec<PlanEntry>,
+    /// Config warnings and `[supervisor]` changes that need a restart of
+    /// kelpie to apply.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanEntry {
+    pub program: String,
+    /// `start`, `stop`, `restart` or `unchanged`.
+    pub action: String,
+    /// For `restart`: the keys that differ (`command`, `environment`, …).
+    #[serde(default)]
+    pub changes: Vec<String>,
+}
+
+/// One line of `GET /v1/programs/{name}/logs` (NDJSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LogEvent {
+    Line {
+        instance: u32,
+        /// `stdout` or `stderr`.
+        stream: String,
+        line: String,
+    },
+    /// The follower fell behind and this many lines were not sent to it.
+    Skipped { skipped: u64 },
+}
+
+/// One line of `POST /v1/shutdown` (NDJSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownEvent {
+    /// `shutting_down`, then `stopped` when every program is down.
+    pub status: String,
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyReply {
+    pub ready: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReply {
+    pub status: String,
+    pub version: String,
+    pub pid: u32,
+    pub uptime_seconds: u64,
+    pub config: String,
+}
