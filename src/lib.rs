@@ -33,6 +33,7 @@ pub mod probe;
 pub mod process;
 pub mod program;
 pub mod reaper;
+pub mod reload;
 pub mod signals;
 pub mod state;
 pub mod status;

@@ -62,15 +62,15 @@ pub struct NotifySocket {
 }
 
 impl NotifySocket {
-    /// Binds `n<program index>-<instance>.sock` and forwards every message
-    /// to the instance's actor.
+    /// Binds `n<incarnation>.sock` (unique per instance actor, so a rolling
+    /// restart's replacement never takes over its predecessor's socket) and
+    /// forwards every message to the actor.
     pub fn bind(
-        program_index: usize,
-        instance: u32,
+        incarnation: u64,
         owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
         actor: ActorRef<ProgramMsg>,
     ) -> Result<Self, String> {
-        let path = socket_dir()?.join(format!("n{program_index}-{instance}.sock"));
+        let path = socket_dir()?.join(format!("n{incarnation}.sock"));
         let _ = std::fs::remove_file(&path);
         let socket = UnixDatagram::bind(&path).map_err(|e| {
             format!(

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{LogMode, ProgramConfig};
 
@@ -26,6 +26,9 @@ const RELAY_QUEUE: usize = 1024;
 /// queue in memory as well as in count (JSON escaping can make a 16 KiB
 /// line several times larger).
 const RELAY_BUDGET_BYTES: usize = 1024 * 1024;
+/// Lines a `logs -f` follower may fall behind before it skips some. A slow
+/// follower is told how many it missed; it never slows the program down.
+const FOLLOW_BUFFER: usize = 1024;
 
 type Record = (String, OwnedSemaphorePermit);
 
@@ -135,6 +138,12 @@ impl Tail {
 
     pub fn lines(&self) -> impl Iterator<Item = &TailLine> {
         self.lines.iter()
+    }
+
+    /// The newest `n` lines, oldest first.
+    pub fn last(&self, n: usize) -> Vec<TailLine> {
+        let skip = self.lines.len().saturating_sub(n);
+        self.lines.iter().skip(skip).cloned().collect()
     }
 
     pub fn len(&self) -> usize {
@@ -253,6 +262,15 @@ enum Destination {
 /// Called once when an instance prints a line matching the log probe.
 pub type OnMatch = Box<dyn FnOnce() + Send>;
 
+/// Which process wrote a line: the instance index (shown to users) and the
+/// actor incarnation (unique, so a rolling restart's replacement and the
+/// instance it replaces never share a log-probe watcher).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    pub index: u32,
+    pub incarnation: u64,
+}
+
 /// Where one program's output goes; shared by its instances.
 pub struct ProgramOutput {
     program: String,
@@ -261,7 +279,9 @@ pub struct ProgramOutput {
     /// The `readiness.log` pattern, and per instance what to do on the
     /// first match of the current run.
     pattern: Option<regex_lite::Regex>,
-    watchers: Mutex<std::collections::HashMap<u32, OnMatch>>,
+    watchers: Mutex<std::collections::HashMap<u64, OnMatch>>,
+    /// `kelpie logs -f` subscribers; created on the first one.
+    followers: Mutex<Option<broadcast::Sender<Arc<TailLine>>>>,
     /// `kelpie_log_lines_total` for stdout and stderr.
     line_counters: [crate::metrics::LogLineCounter; 2],
 }
@@ -291,6 +311,7 @@ impl ProgramOutput {
             tail: Mutex::new(Tail::default()),
             pattern,
             watchers: Mutex::new(std::collections::HashMap::new()),
+            followers: Mutex::new(None),
             line_counters: [
                 metrics.log_line_counter(&program.name, Stream::Stdout),
                 metrics.log_line_counter(&program.name, Stream::Stderr),
@@ -298,22 +319,32 @@ impl ProgramOutput {
         }
     }
 
-    /// Arms the log probe for `instance`: `on_match` runs on the first
-    /// matching line (replacing a watcher of an earlier run).
-    pub fn watch_for_match(&self, instance: u32, on_match: OnMatch) {
+    /// Arms the log probe for one actor incarnation: `on_match` runs on the
+    /// first matching line (replacing a watcher of an earlier run).
+    pub fn watch_for_match(&self, incarnation: u64, on_match: OnMatch) {
         if self.pattern.is_some() {
             self.watchers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(instance, on_match);
+                .insert(incarnation, on_match);
         }
     }
 
-    fn check_pattern(&self, instance: u32, line: &str) {
+    /// Drops the log-probe watcher of an incarnation that ended.
+    pub fn forget(&self, incarnation: u64) {
+        if self.pattern.is_some() {
+            self.watchers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&incarnation);
+        }
+    }
+
+    fn check_pattern(&self, incarnation: u64, line: &str) {
         let Some(pattern) = &self.pattern else { return };
         let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
-        if watchers.contains_key(&instance) && pattern.is_match(line) {
-            if let Some(on_match) = watchers.remove(&instance) {
+        if watchers.contains_key(&incarnation) && pattern.is_match(line) {
+            if let Some(on_match) = watchers.remove(&incarnation) {
                 drop(watchers);
                 on_match();
             }
@@ -329,9 +360,21 @@ impl ProgramOutput {
         self.tail.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn deliver(&self, instance: u32, stream: Stream, line: String) {
+    /// The last `lines` lines of the tail and a subscription to every line
+    /// after them, taken under the tail lock so none is lost or repeated.
+    pub fn follow(&self, lines: usize) -> (Vec<TailLine>, broadcast::Receiver<Arc<TailLine>>) {
+        let tail = self.tail();
+        let mut followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+        let receiver = followers
+            .get_or_insert_with(|| broadcast::channel(FOLLOW_BUFFER).0)
+            .subscribe();
+        (tail.last(lines), receiver)
+    }
+
+    async fn deliver(&self, source: Source, stream: Stream, line: String) {
+        let instance = source.index;
         self.line_counters[stream as usize].inc();
-        self.check_pattern(instance, &line);
+        self.check_pattern(source.incarnation, &line);
         match &self.destination {
             Destination::Relay(relay) => {
                 let record = format_relay(relay.format, &self.program, instance, stream, &line);
@@ -358,11 +401,22 @@ impl ProgramOutput {
             }
             Destination::Discard => {}
         }
-        self.tail().push(TailLine {
+        let line = TailLine {
             instance,
             stream,
             line,
-        });
+        };
+        let mut tail = self.tail();
+        if let Some(sender) = self
+            .followers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|s| s.receiver_count() > 0)
+        {
+            let _ = sender.send(Arc::new(line.clone()));
+        }
+        tail.push(line);
     }
 }
 
@@ -479,13 +533,13 @@ impl PumpTracker {
         &self,
         reader: pipe::Receiver,
         output: Arc<ProgramOutput>,
-        instance: u32,
+        source: Source,
         stream: Stream,
     ) {
         self.active.send_modify(|n| *n += 1);
         let guard = PumpGuard(self.clone());
         tokio::spawn(async move {
-            pump(reader, output, instance, stream).await;
+            pump(reader, output, source, stream).await;
             drop(guard);
         });
     }
@@ -499,7 +553,7 @@ impl PumpTracker {
 /// Reads one pipe until EOF, delivering each line. Runs as its own task: it
 /// outlives the instance if a grandchild keeps the pipe open, and ends when
 /// the last writer closes it.
-async fn pump(reader: pipe::Receiver, output: Arc<ProgramOutput>, instance: u32, stream: Stream) {
+async fn pump(reader: pipe::Receiver, output: Arc<ProgramOutput>, source: Source, stream: Stream) {
     let mut splitter = LineSplitter::default();
     loop {
         let mut lines = Vec::new();
@@ -522,14 +576,14 @@ async fn pump(reader: pipe::Receiver, output: Arc<ProgramOutput>, instance: u32,
             }
         };
         for line in lines {
-            output.deliver(instance, stream, line).await;
+            output.deliver(source, stream, line).await;
         }
         if eof {
             break;
         }
     }
     if let Some(rest) = splitter.finish() {
-        output.deliver(instance, stream, rest).await;
+        output.deliver(source, stream, rest).await;
     }
 }
 

@@ -64,6 +64,12 @@ pub enum ProgramMsg {
     LogMatched {
         run: u64,
     },
+    /// The control request (its id) behind the commands that follow; its
+    /// id is logged with every event they cause.
+    Cause(Option<Arc<str>>),
+    /// Every command sent before this one has been processed: published so
+    /// a waiting control request knows the state it sees is the outcome.
+    Ack(u64),
 }
 
 /// Re-checks after a SIGKILL: 50 ms, 100 ms, … up to ~6 s in total. Only a
@@ -73,8 +79,9 @@ const RECHECK_ATTEMPTS: u32 = 8;
 
 pub struct ProgramArgs {
     pub config: Arc<ProgramConfig>,
-    /// Position of the program in the config (names its notify socket).
-    pub program_index: usize,
+    /// Unique per actor ever spawned: tells a rolling restart's replacement
+    /// apart from the instance it replaces.
+    pub incarnation: u64,
     pub index: u32,
     pub policy: Arc<Policy>,
     pub reaper: Reaper,
@@ -95,12 +102,17 @@ pub struct ProgramState {
     /// The process group of the current or last process, until it is empty.
     pgid: Option<i32>,
     timers: Vec<(u64, TimerKind, TimerHandle)>,
-    published: Option<Snapshot>,
+    published: Option<(Snapshot, u64)>,
     /// Wall-clock start of the current process, for status display.
     started_at: Option<std::time::SystemTime>,
     /// Probe tasks of the current process.
     probes: Probes,
     notify: Option<NotifySocket>,
+    /// The last `Ack` sequence number processed.
+    ack: u64,
+    /// The control request id to log with events, until the instance
+    /// settles.
+    cause: Option<Arc<str>>,
 }
 
 impl Drop for ProgramState {
@@ -122,6 +134,7 @@ impl Drop for ProgramState {
         for (_, _, timer) in self.timers.drain(..) {
             timer.abort();
         }
+        self.args.output.forget(self.args.incarnation);
     }
 }
 
@@ -143,7 +156,7 @@ impl Actor for ProgramActor {
             .is_some_and(|p| p.kind == crate::config::ProbeKind::Notify);
         let notify = if wants_notify {
             let owner = args.identity.as_ref().map(|i| (i.uid, i.gid));
-            match NotifySocket::bind(args.program_index, args.index, owner, myself.clone()) {
+            match NotifySocket::bind(args.incarnation, owner, myself.clone()) {
                 Ok(socket) => Some(socket),
                 Err(error) => {
                     tracing::error!(
@@ -169,6 +182,8 @@ impl Actor for ProgramActor {
             started_at: None,
             probes: Probes::default(),
             notify,
+            ack: 0,
+            cause: None,
         })
     }
 
@@ -242,6 +257,21 @@ impl Actor for ProgramActor {
                     };
                     state.apply(&myself, event);
                 }
+                return Ok(());
+            }
+            ProgramMsg::Cause(cause) => {
+                state.cause = cause;
+                return Ok(());
+            }
+            ProgramMsg::Ack(seq) => {
+                state.ack = seq;
+                // A command that changed nothing (stop of a stopped
+                // instance) leaves no transition to end its cause.
+                let phase = state.instance.phase();
+                if phase.is_down() || phase == Phase::Running {
+                    state.cause = None;
+                }
+                state.publish();
                 return Ok(());
             }
             ProgramMsg::Recheck { pgid, attempt } => {
@@ -320,6 +350,19 @@ impl ProgramState {
                             _ => {}
                         }
                         self.log(&note);
+                        // A restart logs `stopped` on its way to `starting`:
+                        // the request still owns what follows.
+                        let settled = match note {
+                            Note::Stopped => self.instance.phase().is_down(),
+                            Note::Running { .. }
+                            | Note::Failed { .. }
+                            | Note::Completed
+                            | Note::RestartScheduled { .. } => true,
+                            _ => false,
+                        };
+                        if settled {
+                            self.cause = None;
+                        }
                     }
                 }
             }
@@ -345,15 +388,17 @@ impl ProgramState {
 
     fn publish(&mut self) {
         let snapshot = self.instance.snapshot();
-        if self.published.as_ref() == Some(&snapshot) {
+        if self.published.as_ref() == Some(&(snapshot.clone(), self.ack)) {
             return;
         }
-        self.published = Some(snapshot.clone());
+        self.published = Some((snapshot.clone(), self.ack));
         let _ = self.args.supervisor.cast(SupervisorMsg::InstanceChanged {
             program: self.args.config.name.clone(),
             index: self.args.index,
+            incarnation: self.args.incarnation,
             snapshot,
             started_at: self.started_at,
+            ack: self.ack,
         });
     }
 
@@ -385,7 +430,7 @@ impl ProgramState {
             if let crate::config::ProbeKind::Log(_) = probe.kind {
                 let me = myself.clone();
                 self.args.output.watch_for_match(
-                    self.args.index,
+                    self.args.incarnation,
                     Box::new(move || {
                         let _ = me.cast(ProgramMsg::LogMatched { run });
                     }),
@@ -453,7 +498,10 @@ impl ProgramState {
                     self.args.pumps.spawn(
                         reader,
                         self.args.output.clone(),
-                        self.args.index,
+                        crate::output::Source {
+                            index: self.args.index,
+                            incarnation: self.args.incarnation,
+                        },
                         stream,
                     );
                 }
@@ -476,15 +524,30 @@ impl ProgramState {
         let instance = self.args.index;
         let name = self.name();
         let event = note.event_name();
+        let request_id = self.cause.as_deref();
         match note {
             Note::Started { pid } => {
-                tracing::info!(event, program, instance, pid, "{name} started (pid {pid})")
+                tracing::info!(
+                    event,
+                    program,
+                    instance,
+                    request_id,
+                    pid,
+                    "{name} started (pid {pid})"
+                )
             }
             Note::Running { pid } => {
-                tracing::info!(event, program, instance, pid, "{name} is running")
+                tracing::info!(
+                    event,
+                    program,
+                    instance,
+                    request_id,
+                    pid,
+                    "{name} is running"
+                )
             }
             Note::SpawnFailed { error } => {
-                tracing::error!(event, program, instance, error = %error, "{name}: {error}")
+                tracing::error!(event, program, instance, request_id, error = %error, "{name}: {error}")
             }
             Note::Exited {
                 pid,
@@ -495,6 +558,7 @@ impl ProgramState {
                 event,
                 program,
                 instance,
+                request_id,
                 pid,
                 status = %status,
                 reason = kind.as_str(),
@@ -506,6 +570,7 @@ impl ProgramState {
                 event,
                 program,
                 instance,
+                request_id,
                 delay_ms = delay.as_millis() as u64,
                 attempt,
                 "{name} restarts in {}",
@@ -513,14 +578,17 @@ impl ProgramState {
                     delay.as_millis() as u64
                 ))
             ),
-            Note::Completed => tracing::info!(event, program, instance, "{name} completed"),
+            Note::Completed => {
+                tracing::info!(event, program, instance, request_id, "{name} completed")
+            }
             Note::Failed { reason } => {
-                tracing::error!(event, program, instance, reason = %reason, "{name} failed: {reason}")
+                tracing::error!(event, program, instance, request_id, reason = %reason, "{name} failed: {reason}")
             }
             Note::Stopping { signal } => tracing::info!(
                 event,
                 program,
                 instance,
+                request_id,
                 signal = crate::signals::short_name(*signal),
                 "stopping {name} with SIG{}",
                 crate::signals::short_name(*signal)
@@ -529,15 +597,17 @@ impl ProgramState {
                 event,
                 program,
                 instance,
+                request_id,
                 "{name} did not stop within {}; sending SIGKILL to its process group",
                 humantime::format_duration(self.args.policy.stop_timeout)
             ),
-            Note::Stopped => tracing::info!(event, program, instance, "{name} stopped"),
-            Note::Ready => tracing::info!(event, program, instance, "{name} is ready"),
+            Note::Stopped => tracing::info!(event, program, instance, request_id, "{name} stopped"),
+            Note::Ready => tracing::info!(event, program, instance, request_id, "{name} is ready"),
             Note::NotReady { reason } => tracing::warn!(
                 event,
                 program,
                 instance,
+                request_id,
                 reason = %reason,
                 "{name} is no longer ready: {reason}"
             ),
@@ -549,6 +619,7 @@ impl ProgramState {
                 event,
                 program,
                 instance,
+                request_id,
                 probe = role.as_str(),
                 streak,
                 detail = %detail,
@@ -559,6 +630,7 @@ impl ProgramState {
                 event,
                 program,
                 instance,
+                request_id,
                 detail = %detail,
                 "{name} failed its liveness probe; restarting it"
             ),
@@ -566,6 +638,7 @@ impl ProgramState {
                 event,
                 program,
                 instance,
+                request_id,
                 "{name} was not ready within start_timeout ({}); restarting it",
                 humantime::format_duration(self.args.policy.start_timeout)
             ),

@@ -21,6 +21,10 @@ pub struct InstanceStatus {
     /// `start_time_seconds` metric only; every timeout uses the monotonic
     /// clock).
     pub started_at: Option<SystemTime>,
+    /// The last control command sequence number the instance processed: a
+    /// waiting control request reads the outcome only from a status with
+    /// `ack` at or past its own number.
+    pub ack: u64,
 }
 
 impl InstanceStatus {
@@ -28,6 +32,7 @@ impl InstanceStatus {
         Self {
             snapshot: Snapshot::initial(),
             started_at: None,
+            ack: 0,
         }
     }
 
@@ -54,6 +59,8 @@ pub struct ProgramStatus {
     pub instances: Vec<InstanceStatus>,
     /// A reason for the program as a whole, e.g. the dependency it waits for.
     pub reason: Option<String>,
+    /// `kelpie stop` holds it down until `kelpie start`.
+    pub stopped_by_user: bool,
 }
 
 impl ProgramStatus {
@@ -64,6 +71,7 @@ impl ProgramStatus {
             oneshot,
             instances: vec![InstanceStatus::new(); instances],
             reason: None,
+            stopped_by_user: false,
         }
     }
 
@@ -109,6 +117,9 @@ impl ProgramStatus {
         }
         if let Some(reason) = &self.reason {
             return Some(reason.clone());
+        }
+        if self.stopped_by_user {
+            return Some(format!("{} was stopped by `kelpie stop`", self.name));
         }
         let not_ready = self
             .instances
@@ -177,6 +188,7 @@ mod tests {
         InstanceStatus {
             snapshot,
             started_at: None,
+            ack: 0,
         }
     }
 
@@ -187,6 +199,7 @@ mod tests {
             oneshot: false,
             instances,
             reason: None,
+            stopped_by_user: false,
         })
     }
 
@@ -261,6 +274,7 @@ mod tests {
             oneshot: true,
             instances: vec![done.clone()],
             reason: None,
+            stopped_by_user: false,
         };
         assert!(p.ready());
         let service = ProgramStatus {

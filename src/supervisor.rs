@@ -1,10 +1,18 @@
 //! The root actor. It owns the validated config and one Program actor per
 //! instance (linked, so a panicking Program is seen and replaced), gates
-//! starts on dependency conditions, and runs the shutdown sequence: no new
-//! starts, `drain_delay`, stops in reverse dependency order (independent
-//! programs in parallel), all bounded by `shutdown_timeout`.
+//! starts on dependency conditions, carries out control actions
+//! (`actions`), rolling restarts (`rolling`) and reloads (`reloading`), and
+//! runs the shutdown sequence: no new starts, `drain_delay`, stops in
+//! reverse dependency order (independent programs in parallel), all
+//! bounded by `shutdown_timeout`.
+
+mod actions;
+mod entry;
+mod reloading;
+mod rolling;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,14 +21,17 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::config::{Config, DependencyCondition, OnFailure, ProgramConfig, SupervisorConfig};
+pub use actions::{default_timeout, Accepted, AcceptedProgram, ActionCommand, ActionError, Verb};
+pub use reloading::{ReloadCommand, ReloadOutcome, ReloadRefused};
+
+use crate::config::{Config, DependencyCondition, OnFailure, SupervisorConfig};
 use crate::metrics::Metrics;
 use crate::output::{ProgramOutput, PumpTracker, Relay};
-use crate::process::Identity;
 use crate::program::{ProgramActor, ProgramArgs, ProgramMsg};
 use crate::reaper::Reaper;
-use crate::state::{ExitKind, Phase, Policy, Snapshot};
-use crate::status::{Board, InstanceStatus, ProgramStatus, StatusSender};
+use crate::state::{ExitKind, Phase, Snapshot};
+use crate::status::{Board, InstanceStatus, StatusSender};
+use entry::{Entry, Slot};
 
 /// After a forced shutdown (SIGKILL to every group), how long to wait for
 /// the kernel to deliver the exits before giving up on stragglers (a
@@ -31,15 +42,22 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// SIGTERM and SIGKILL at the end of a shutdown.
 const ESCAPED_GRACE: Duration = Duration::from_secs(1);
 
+/// The control request behind an action: its id, logged with every event
+/// the action causes.
+pub type Cause = Option<Arc<str>>;
+
 pub enum SupervisorMsg {
     InstanceChanged {
         program: String,
         index: u32,
+        incarnation: u64,
         snapshot: Snapshot,
         started_at: Option<SystemTime>,
+        ack: u64,
     },
     /// SIGTERM or SIGINT.
     Terminate(Signal),
+    /// SIGHUP: reload.
     Hangup,
     /// A signal listed in `forward_signals`.
     Forward(Signal),
@@ -48,6 +66,24 @@ pub enum SupervisorMsg {
     KillGraceElapsed,
     /// Escaped descendants had their grace after SIGTERM.
     SweepElapsed,
+    /// `start`, `stop`, `restart`, `signal` from the control socket.
+    Action(ActionCommand),
+    /// `reload` and `diff`.
+    Reload(ReloadCommand),
+    /// `kelpie shutdown`.
+    Shutdown {
+        cause: Cause,
+    },
+    /// A program's output, for `kelpie logs`.
+    Output {
+        program: String,
+        reply: oneshot::Sender<Option<Arc<ProgramOutput>>>,
+    },
+    /// A rolling restart's replacement had its time to become ready.
+    RollDeadline {
+        program: String,
+        incarnation: u64,
+    },
 }
 
 pub struct SupervisorArgs {
@@ -60,56 +96,6 @@ pub struct SupervisorArgs {
     pub metrics: Arc<Metrics>,
 }
 
-struct Entry {
-    config: Arc<ProgramConfig>,
-    policy: Arc<Policy>,
-    output: Arc<ProgramOutput>,
-    identity: Result<Option<Arc<Identity>>, String>,
-    actors: Vec<Option<ActorRef<ProgramMsg>>>,
-    /// What the outside world sees; shared with published boards.
-    status: Arc<ProgramStatus>,
-    launched: bool,
-    stop_sent: bool,
-    /// Programs that depend on this one (indices into `entries`).
-    dependents: Vec<usize>,
-}
-
-impl Entry {
-    /// No process, and none wanted: an instance told to start counts as up
-    /// until it reports otherwise, so a shutdown right after a start never
-    /// mistakes it for stopped.
-    fn is_down(&self) -> bool {
-        self.snapshots()
-            .all(|s| s.phase.is_down() && s.pid.is_none() && !s.want_up)
-    }
-
-    fn snapshots(&self) -> impl Iterator<Item = &Snapshot> {
-        self.status.instances.iter().map(|i| &i.snapshot)
-    }
-
-    /// Starts every instance and records that in the snapshots at once.
-    fn start_all(&mut self) {
-        let status = Arc::make_mut(&mut self.status);
-        for instance in &mut status.instances {
-            instance.snapshot.want_up = true;
-        }
-        status.reason = None;
-        self.cast_all(|| ProgramMsg::Start);
-    }
-
-    fn set_reason(&mut self, reason: Option<String>) {
-        if self.status.reason != reason {
-            Arc::make_mut(&mut self.status).reason = reason;
-        }
-    }
-
-    fn cast_all(&self, make: impl Fn() -> ProgramMsg) {
-        for actor in self.actors.iter().flatten() {
-            let _ = actor.cast(make());
-        }
-    }
-}
-
 struct Shutdown {
     code: i32,
     started: Instant,
@@ -119,15 +105,21 @@ struct Shutdown {
 }
 
 pub struct SupervisorState {
+    config_path: PathBuf,
     settings: SupervisorConfig,
     entries: Vec<Entry>,
+    /// Programs removed by a reload, until they are down.
+    retired: Vec<Entry>,
     index: HashMap<String, usize>,
     reaper: Reaper,
+    relay: Relay,
     pumps: PumpTracker,
     status: StatusSender,
     metrics: Arc<Metrics>,
     shutdown: Option<Shutdown>,
     exit: Option<oneshot::Sender<i32>>,
+    next_incarnation: u64,
+    next_seq: u64,
 }
 
 pub struct SupervisorActor;
@@ -149,57 +141,33 @@ impl Actor for SupervisorActor {
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
         let config = args.config;
-        let index: HashMap<String, usize> = config
+        let entries: Vec<Entry> = config
             .programs
             .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.clone(), i))
+            .map(|p| Entry::new(p.clone(), &args.relay, &args.metrics))
             .collect();
-        let mut entries: Vec<Entry> = config
-            .programs
-            .iter()
-            .map(|p| Entry {
-                config: p.clone(),
-                policy: Arc::new(Policy::from(p.as_ref())),
-                output: Arc::new(ProgramOutput::new(p, &args.relay, &args.metrics)),
-                identity: Identity::resolve(p.user.as_deref(), p.group.as_deref())
-                    .map(|i| i.map(Arc::new)),
-                actors: Vec::new(),
-                status: Arc::new(ProgramStatus::new(
-                    &p.name,
-                    p.required,
-                    p.kind == crate::config::ProgramKind::Oneshot,
-                    p.instances as usize,
-                )),
-                launched: false,
-                stop_sent: false,
-                dependents: Vec::new(),
-            })
-            .collect();
-        for (i, program) in config.programs.iter().enumerate() {
-            for (dep, _) in &program.depends_on {
-                if let Some(&d) = index.get(dep) {
-                    entries[d].dependents.push(i);
-                }
-            }
-        }
         let mut state = SupervisorState {
+            config_path: config.path.clone(),
             settings: config.supervisor.clone(),
             entries,
-            index,
+            retired: Vec::new(),
+            index: HashMap::new(),
             reaper: args.reaper,
+            relay: args.relay,
             pumps: args.pumps,
             status: args.status,
             metrics: args.metrics,
             shutdown: None,
             exit: Some(args.exit),
+            next_incarnation: 0,
+            next_seq: 0,
         };
-        for i in 0..state.entries.len() {
-            for n in 0..state.entries[i].config.instances {
-                let actor = state.spawn_program(&myself, i, n).await;
-                state.entries[i].actors.push(actor);
-            }
+        let mut entries = std::mem::take(&mut state.entries);
+        for entry in &mut entries {
+            state.spawn_slots(&myself, entry).await;
         }
+        state.entries = entries;
+        state.reindex();
         tracing::info!(
             event = "supervisor_started",
             programs = state.entries.len(),
@@ -228,18 +196,36 @@ impl Actor for SupervisorActor {
             SupervisorMsg::InstanceChanged {
                 program,
                 index,
+                incarnation,
                 snapshot,
                 started_at,
+                ack,
             } => {
-                state.on_instance_changed(&myself, &program, index, snapshot, started_at);
+                let update = InstanceStatus {
+                    snapshot,
+                    started_at,
+                    ack,
+                };
+                state.on_instance_changed(&myself, &program, index, incarnation, update);
             }
             SupervisorMsg::Terminate(signal) => state.on_terminate(&myself, signal),
             SupervisorMsg::Hangup => {
-                tracing::warn!(event = "reload_unsupported", "SIGHUP received; live reload is not available in this version, keeping the running config");
+                tracing::info!(
+                    event = "signal_received",
+                    signal = "HUP",
+                    "received SIGHUP; reloading the config"
+                );
+                let command = ReloadCommand {
+                    apply: true,
+                    path: None,
+                    cause: None,
+                    reply: None,
+                };
+                state.on_reload(&myself, command).await;
             }
             SupervisorMsg::Forward(signal) => {
-                for entry in &state.entries {
-                    entry.cast_all(|| ProgramMsg::Signal(signal));
+                for entry in state.entries.iter().chain(&state.retired) {
+                    entry.cast_everywhere(|| ProgramMsg::Signal(signal));
                 }
             }
             SupervisorMsg::DrainElapsed => {
@@ -258,11 +244,12 @@ impl Actor for SupervisorActor {
                 }
             }
             SupervisorMsg::KillGraceElapsed => {
-                let left: Vec<String> = state
+                let left: Vec<&str> = state
                     .entries
                     .iter()
+                    .chain(&state.retired)
                     .filter(|e| !e.is_down())
-                    .map(|e| e.config.name.clone())
+                    .map(|e| e.name())
                     .collect();
                 tracing::error!(
                     event = "shutdown_incomplete",
@@ -280,11 +267,32 @@ impl Actor for SupervisorActor {
                 state.finish(&myself);
                 return Ok(());
             }
+            SupervisorMsg::Action(command) => state.on_action(command),
+            SupervisorMsg::Reload(command) => state.on_reload(&myself, command).await,
+            SupervisorMsg::Shutdown { cause } => {
+                tracing::info!(
+                    event = "shutdown_requested",
+                    request_id = cause.as_deref(),
+                    "shutdown requested over the control socket"
+                );
+                state.begin_shutdown(&myself, 0);
+            }
+            SupervisorMsg::Output { program, reply } => {
+                let _ = reply.send(state.output_of(&program));
+                return Ok(());
+            }
+            SupervisorMsg::RollDeadline {
+                program,
+                incarnation,
+            } => state.on_roll_deadline(&program, incarnation),
         }
         if state.shutdown.is_some() {
             state.advance_shutdown(&myself);
         } else {
+            state.advance_requested_stops();
+            state.settle_reload(&myself).await;
             state.launch_ready_programs();
+            state.advance_rolls(&myself).await;
         }
         state.publish();
         Ok(())
@@ -297,48 +305,38 @@ impl Actor for SupervisorActor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         if let SupervisionEvent::ActorFailed(cell, error) = event {
-            let name = cell.get_name().unwrap_or_default();
-            tracing::error!(
-                event = "program_actor_failed",
-                actor = %name,
-                error = %error,
-                "BUG: the actor supervising {name} failed; its process group was killed and the actor is replaced"
-            );
-            let Some((program, index)) = name.rsplit_once(':') else {
-                return Ok(());
-            };
-            let (Some(&i), Ok(n)) = (state.index.get(program), index.parse::<u32>()) else {
-                return Ok(());
-            };
-            let actor = state.spawn_program(&myself, i, n).await;
-            let entry = &mut state.entries[i];
-            let restart = entry.launched && state.shutdown.is_none();
-            let slot = &mut Arc::make_mut(&mut entry.status).instances[n as usize];
-            *slot = InstanceStatus::new();
-            slot.snapshot.want_up = restart;
-            if let (Some(actor), true) = (&actor, restart) {
-                let _ = actor.cast(ProgramMsg::Start);
-            }
-            entry.actors[n as usize] = actor;
+            state
+                .on_actor_failed(&myself, cell.get_id(), &error.to_string())
+                .await;
             if state.shutdown.is_some() {
                 state.advance_shutdown(&myself);
             }
+            state.publish();
         }
         Ok(())
     }
 }
 
 impl SupervisorState {
-    async fn spawn_program(
+    async fn spawn_slots(&mut self, myself: &ActorRef<SupervisorMsg>, entry: &mut Entry) {
+        entry.slots.clear();
+        for n in 0..entry.config.instances {
+            let incarnation = self.next_incarnation();
+            let actor = self.spawn_instance(myself, entry, n, incarnation).await;
+            entry.slots.push(Slot { actor, incarnation });
+        }
+    }
+
+    async fn spawn_instance(
         &self,
         myself: &ActorRef<SupervisorMsg>,
-        i: usize,
+        entry: &Entry,
         n: u32,
+        incarnation: u64,
     ) -> Option<ActorRef<ProgramMsg>> {
-        let entry = &self.entries[i];
         let args = ProgramArgs {
             config: entry.config.clone(),
-            program_index: i,
+            incarnation,
             index: n,
             policy: entry.policy.clone(),
             reaper: self.reaper.clone(),
@@ -348,12 +346,91 @@ impl SupervisorState {
             pumps: self.pumps.clone(),
             metrics: self.metrics.clone(),
         };
-        let name = entry.config.instance_name(n);
-        match Actor::spawn_linked(Some(name.clone()), ProgramActor, args, myself.get_cell()).await {
+        // Unnamed: a reload or rolling restart has two actors for one
+        // instance name at a time, and ractor's registry wants names unique.
+        match Actor::spawn_linked(None, ProgramActor, args, myself.get_cell()).await {
             Ok((actor, _)) => Some(actor),
             Err(err) => {
+                let name = entry.config.instance_name(n);
                 tracing::error!(event = "program_actor_spawn_failed", actor = %name, error = %err, "cannot create the actor for {name}");
                 None
+            }
+        }
+    }
+
+    /// An instance actor panicked (a bug in kelpie): its state's `Drop`
+    /// killed its process group. A slot actor is replaced (and restarted if
+    /// it was meant to run); a roll replacement aborts the roll; a retiring
+    /// actor is simply gone.
+    async fn on_actor_failed(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        id: ractor::ActorId,
+        error: &str,
+    ) {
+        let is =
+            |actor: &Option<ActorRef<ProgramMsg>>| actor.as_ref().is_some_and(|a| a.get_id() == id);
+        for retired in [false, true] {
+            let count = if retired {
+                self.retired.len()
+            } else {
+                self.entries.len()
+            };
+            for i in 0..count {
+                let entry = if retired {
+                    &mut self.retired[i]
+                } else {
+                    &mut self.entries[i]
+                };
+                if let Some(position) = entry.retiring.iter().position(|r| r.actor.get_id() == id) {
+                    entry.retiring.remove(position);
+                    log_actor_failure(entry.name(), error);
+                    return;
+                }
+                if entry
+                    .roll
+                    .as_ref()
+                    .and_then(|r| r.replacement_actor())
+                    .is_some_and(|a| a.get_id() == id)
+                {
+                    log_actor_failure(entry.name(), error);
+                    if let Some(roll) = entry.roll.as_mut() {
+                        roll.step = rolling::Step::Spawn;
+                    }
+                    entry.abort_roll("the replacement's actor failed");
+                    return;
+                }
+                let Some(n) = entry.slots.iter().position(|s| is(&s.actor)) else {
+                    continue;
+                };
+                log_actor_failure(&entry.config.instance_name(n as u32), error);
+                let incarnation = self.next_incarnation();
+                let entry = if retired {
+                    &self.retired[i]
+                } else {
+                    &self.entries[i]
+                };
+                let actor = self
+                    .spawn_instance(myself, entry, n as u32, incarnation)
+                    .await;
+                let restart = !retired
+                    && self.shutdown.is_none()
+                    && entry.launched
+                    && !entry.stopped_by_user()
+                    && entry.pending.is_none();
+                let entry = if retired {
+                    &mut self.retired[i]
+                } else {
+                    &mut self.entries[i]
+                };
+                let slot = &mut Arc::make_mut(&mut entry.status).instances[n];
+                *slot = InstanceStatus::new();
+                slot.snapshot.want_up = restart;
+                if let (Some(actor), true) = (&actor, restart) {
+                    let _ = actor.cast(ProgramMsg::Start);
+                }
+                entry.slots[n] = Slot { actor, incarnation };
+                return;
             }
         }
     }
@@ -363,26 +440,59 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         program: &str,
         index: u32,
-        snapshot: Snapshot,
-        started_at: Option<SystemTime>,
+        incarnation: u64,
+        update: InstanceStatus,
     ) {
-        let Some(&i) = self.index.get(program) else {
-            return;
-        };
+        if let Some(&i) = self.index.get(program) {
+            let entry = &mut self.entries[i];
+            let is_slot = entry
+                .slots
+                .get(index as usize)
+                .is_some_and(|s| s.incarnation == incarnation);
+            if is_slot {
+                self.slot_changed(myself, i, index as usize, update);
+                return;
+            }
+            if entry.replacement_changed(incarnation, &update)
+                || entry.retiring_changed(incarnation, &update)
+            {
+                return;
+            }
+        }
+        for entry in self.retired.iter_mut().filter(|e| e.name() == program) {
+            let is_slot = entry
+                .slots
+                .get(index as usize)
+                .is_some_and(|s| s.incarnation == incarnation);
+            if is_slot {
+                Arc::make_mut(&mut entry.status).instances[index as usize] = update;
+                return;
+            }
+            if entry.retiring_changed(incarnation, &update) {
+                return;
+            }
+        }
+    }
+
+    fn slot_changed(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        i: usize,
+        index: usize,
+        update: InstanceStatus,
+    ) {
         let entry = &mut self.entries[i];
-        if index as usize >= entry.status.instances.len() {
-            return;
-        }
-        let slot = &mut Arc::make_mut(&mut entry.status).instances[index as usize];
-        let newly_failed = snapshot.phase == Phase::Failed && slot.snapshot.phase != Phase::Failed;
-        if snapshot.restarts > slot.snapshot.restarts {
+        let program = entry.config.name.clone();
+        let on_failure = entry.config.on_failure;
+        let slot = &mut Arc::make_mut(&mut entry.status).instances[index];
+        let newly_failed =
+            update.snapshot.phase == Phase::Failed && slot.snapshot.phase != Phase::Failed;
+        if update.snapshot.restarts > slot.snapshot.restarts {
             self.metrics
-                .program_restarted(program, snapshot.restarts - slot.snapshot.restarts);
+                .program_restarted(&program, update.snapshot.restarts - slot.snapshot.restarts);
         }
-        slot.snapshot = snapshot;
-        slot.started_at = started_at;
-        if newly_failed && entry.config.on_failure == OnFailure::Shutdown && self.shutdown.is_none()
-        {
+        *slot = update;
+        if newly_failed && on_failure == OnFailure::Shutdown && self.shutdown.is_none() {
             tracing::error!(
                 event = "shutdown_on_failure",
                 program,
@@ -403,15 +513,16 @@ impl SupervisorState {
             if target.snapshots().any(|s| s.phase == Phase::Failed) {
                 return Gate::Blocked(format!("dependency \"{dep}\" failed"));
             }
-            let met = target.snapshots().all(|s| match condition {
-                DependencyCondition::Started => {
-                    s.pid.is_some() && matches!(s.phase, Phase::Starting | Phase::Running)
-                }
-                DependencyCondition::Ready => s.ready,
-                DependencyCondition::Completed => {
-                    s.phase == Phase::Exited && s.last_exit_kind == Some(ExitKind::Success)
-                }
-            });
+            let met = target.pending.is_none()
+                && target.snapshots().all(|s| match condition {
+                    DependencyCondition::Started => {
+                        s.pid.is_some() && matches!(s.phase, Phase::Starting | Phase::Running)
+                    }
+                    DependencyCondition::Ready => s.ready,
+                    DependencyCondition::Completed => {
+                        s.phase == Phase::Exited && s.last_exit_kind == Some(ExitKind::Success)
+                    }
+                });
             if !met {
                 let ended = target.snapshots().all(|s| s.phase == Phase::Exited);
                 if ended && *condition != DependencyCondition::Completed {
@@ -447,7 +558,12 @@ impl SupervisorState {
             return;
         }
         for i in 0..self.entries.len() {
-            if self.entries[i].launched || !self.entries[i].config.autostart {
+            let entry = &self.entries[i];
+            if entry.launched
+                || entry.pending.is_some()
+                || entry.stopped_by_user()
+                || !(entry.config.autostart || entry.start_requested)
+            {
                 continue;
             }
             let gate = self.gate(i);
@@ -456,18 +572,29 @@ impl SupervisorState {
                 Gate::Wait(reason) => entry.set_reason(Some(reason)),
                 Gate::Open => {
                     entry.launched = true;
+                    let (ack, cause) = match entry.launch.take() {
+                        Some((seq, cause)) => (Some(seq), cause),
+                        None => (None, None),
+                    };
                     match &entry.identity {
-                        Ok(_) => entry.start_all(),
+                        Ok(_) => entry.start_all(&cause, ack),
                         Err(reason) => {
                             let reason = reason.clone();
                             entry.cast_all(|| ProgramMsg::Block(reason.clone()));
+                            if let Some(seq) = ack {
+                                entry.cast_all(|| ProgramMsg::Ack(seq));
+                            }
                         }
                     }
                 }
                 Gate::Blocked(reason) => {
                     entry.launched = true;
                     tracing::error!(event = "program_blocked", program = %entry.config.name, reason = %reason, "{} cannot start: {reason}", entry.config.name);
+                    entry.set_reason(None);
                     entry.cast_all(|| ProgramMsg::Block(reason.clone()));
+                    if let Some((seq, _)) = entry.launch.take() {
+                        entry.cast_all(|| ProgramMsg::Ack(seq));
+                    }
                 }
             }
         }
@@ -513,8 +640,11 @@ impl SupervisorState {
             forced: false,
             sweeping: false,
         });
-        for entry in &self.entries {
-            entry.cast_all(|| ProgramMsg::Drain);
+        for entry in self.entries.iter_mut().chain(self.retired.iter_mut()) {
+            entry.abort_roll("kelpie is shutting down");
+            entry.launch = None;
+            entry.stop_queued = None;
+            entry.cast_everywhere(|| ProgramMsg::Drain);
         }
         if !self.settings.drain_delay.is_zero() {
             myself.send_after(self.settings.drain_delay, || SupervisorMsg::DrainElapsed);
@@ -530,9 +660,9 @@ impl SupervisorState {
         };
         shutdown.forced = true;
         shutdown.draining = false;
-        for entry in &mut self.entries {
+        for entry in self.entries.iter_mut().chain(self.retired.iter_mut()) {
             entry.stop_sent = true;
-            entry.cast_all(|| ProgramMsg::Kill);
+            entry.cast_everywhere(|| ProgramMsg::Kill);
         }
         myself.send_after(KILL_GRACE, || SupervisorMsg::KillGraceElapsed);
     }
@@ -554,10 +684,15 @@ impl SupervisorState {
                 .all(|&d| self.entries[d].is_down());
             if dependents_down {
                 self.entries[i].stop_sent = true;
-                self.entries[i].cast_all(|| ProgramMsg::Stop);
+                self.entries[i].cast_everywhere(|| ProgramMsg::Stop);
             }
         }
-        if self.entries.iter().all(Entry::is_down) {
+        // Removed by a reload: nothing in the config depends on them.
+        for entry in self.retired.iter_mut().filter(|e| !e.stop_sent) {
+            entry.stop_sent = true;
+            entry.cast_everywhere(|| ProgramMsg::Stop);
+        }
+        if self.entries.iter().chain(&self.retired).all(Entry::is_down) {
             self.sweep_escaped(myself);
         }
     }
@@ -617,7 +752,19 @@ impl SupervisorState {
     fn publish(&self) {
         let board = Board {
             shutting_down: self.shutdown.is_some(),
-            programs: self.entries.iter().map(|e| e.status.clone()).collect(),
+            programs: self
+                .entries
+                .iter()
+                .map(|e| e.status.clone())
+                // Removed programs show as stopping until they are gone
+                // (never `required`), unless the name was reused.
+                .chain(
+                    self.retired
+                        .iter()
+                        .filter(|e| !self.index.contains_key(e.name()))
+                        .map(|e| e.status.clone()),
+                )
+                .collect(),
         };
         // Compare under the shared read lock, and only replace under the
         // write lock: HTTP readers never wait for a comparison. Unchanged
@@ -646,4 +793,13 @@ impl SupervisorState {
         let _ = exit.send(code);
         myself.stop(None);
     }
+}
+
+fn log_actor_failure(name: &str, error: &str) {
+    tracing::error!(
+        event = "program_actor_failed",
+        actor = %name,
+        error = %error,
+        "BUG: the actor supervising {name} failed; its process group was killed and the actor is replaced"
+    );
 }

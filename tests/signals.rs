@@ -43,7 +43,7 @@ instances = 2
 }
 
 #[test]
-fn sighup_is_reported_and_changes_nothing() {
+fn sighup_reloads_and_an_unchanged_config_touches_nothing() {
     let mut k = Kelpie::start(
         r#"
 [supervisor]
@@ -56,7 +56,9 @@ start_seconds = "0s"
     );
     let started = k.wait_event("program_started", "steady", secs(5.0));
     k.signal("HUP");
-    k.wait_event("reload_unsupported", "", secs(5.0));
+    let reloaded = k.wait_event("config_reloaded", "", secs(5.0));
+    assert_eq!(reloaded["unchanged"], 1, "{reloaded}");
+    assert_eq!(reloaded["restarted"], 0, "{reloaded}");
     assert_eq!(k.events("program_started", "steady").len(), 1);
     assert_eq!(
         k.marked_processes(),

@@ -3,3 +3,4 @@
 //! …) is a client of it. `protocol` holds the bodies both sides share.
 
 pub mod protocol;
+pub mod wait;

@@ -234,6 +234,7 @@ fn instance(phase: Phase, pid: Option<i32>, started: Option<SystemTime>) -> Inst
     InstanceStatus {
         snapshot,
         started_at: started,
+        ack: 0,
     }
 }
 
@@ -244,6 +245,7 @@ fn program(name: &str, oneshot: bool, instances: Vec<InstanceStatus>) -> Arc<Pro
         oneshot,
         instances,
         reason: None,
+        stopped_by_user: false,
     })
 }
 

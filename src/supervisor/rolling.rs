@@ -1,0 +1,321 @@
+//! `kelpie restart --rolling`: the instances of a program are replaced one
+//! at a time. For each: start a replacement beside the old instance (same
+//! `KELPIE_INSTANCE`, for servers sharing a port with SO_REUSEPORT), wait
+//! until it is ready, then stop the old one, and only when that is gone
+//! move to the next. So at least `instances` copies are ready throughout,
+//! and at most one extra runs. A replacement that fails, exits, or is not
+//! ready in time aborts the roll: it is stopped and every instance not yet
+//! replaced keeps running untouched.
+
+use std::time::Duration;
+
+use ractor::ActorRef;
+use tokio::sync::oneshot;
+
+use super::entry::{Entry, Retiring};
+use super::{Cause, SupervisorMsg, SupervisorState};
+use crate::program::ProgramMsg;
+use crate::state::Phase;
+use crate::status::InstanceStatus;
+
+pub(super) enum Step {
+    /// A replacement for instance `index` is to be spawned.
+    Spawn,
+    AwaitReady {
+        actor: ActorRef<ProgramMsg>,
+        incarnation: u64,
+        status: InstanceStatus,
+    },
+    /// The replaced actor is stopping.
+    AwaitOldDown { incarnation: u64 },
+}
+
+pub(super) struct Roll {
+    pub index: u32,
+    pub step: Step,
+    pub cause: Cause,
+    pub reply: Option<oneshot::Sender<Result<String, String>>>,
+}
+
+impl Roll {
+    pub fn new(cause: Cause, reply: oneshot::Sender<Result<String, String>>) -> Self {
+        Self {
+            index: 0,
+            step: Step::Spawn,
+            cause,
+            reply: Some(reply),
+        }
+    }
+
+    pub fn has_replacement(&self) -> bool {
+        matches!(self.step, Step::AwaitReady { .. })
+    }
+
+    pub fn replacement_actor(&self) -> Option<&ActorRef<ProgramMsg>> {
+        match &self.step {
+            Step::AwaitReady { actor, .. } => Some(actor),
+            _ => None,
+        }
+    }
+
+    fn finish(&mut self, result: Result<String, String>) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// How long a replacement may take to become ready before the roll is
+/// aborted: the program's own start budget and a little slack.
+pub(super) fn ready_deadline(entry: &Entry) -> Duration {
+    entry.config.start_seconds + entry.config.start_timeout + Duration::from_secs(1)
+}
+
+impl Entry {
+    /// Ends a roll in progress: a replacement not yet ready is stopped and
+    /// the instances not yet replaced are left as they are.
+    pub(super) fn abort_roll(&mut self, reason: &str) {
+        let Some(mut roll) = self.roll.take() else {
+            return;
+        };
+        let name = self.config.instance_name(roll.index);
+        if let Step::AwaitReady {
+            actor,
+            incarnation,
+            status,
+        } = std::mem::replace(&mut roll.step, Step::Spawn)
+        {
+            let _ = actor.cast(ProgramMsg::Stop);
+            self.retiring.push(Retiring {
+                actor,
+                incarnation,
+                snapshot: status.snapshot,
+            });
+        }
+        tracing::warn!(
+            event = "rolling_restart_aborted",
+            program = %self.config.name,
+            instance = roll.index,
+            request_id = roll.cause.as_deref(),
+            reason,
+            "rolling restart of {} aborted at {name}: {reason}; instances not yet replaced keep running",
+            self.config.name
+        );
+        roll.finish(Err(format!(
+            "rolling restart aborted at {name}: {reason}; {} of {} instances replaced, the others keep running",
+            roll.index, self.config.instances
+        )));
+    }
+
+    /// A status update from the roll's replacement. Returns whether
+    /// `incarnation` was the replacement.
+    pub(super) fn replacement_changed(
+        &mut self,
+        incarnation: u64,
+        update: &InstanceStatus,
+    ) -> bool {
+        let Some(roll) = self.roll.as_mut() else {
+            return false;
+        };
+        let Step::AwaitReady {
+            incarnation: current,
+            status,
+            ..
+        } = &mut roll.step
+        else {
+            return false;
+        };
+        if *current != incarnation {
+            return false;
+        }
+        *status = update.clone();
+        let snapshot = &update.snapshot;
+        if snapshot.ready && snapshot.pid.is_some() {
+            self.promote_replacement();
+        } else if snapshot.run >= 1 && !matches!(snapshot.phase, Phase::Starting | Phase::Running) {
+            let reason = match (&snapshot.reason, snapshot.last_exit) {
+                (Some(reason), _) => {
+                    format!("the replacement is {}: {reason}", snapshot.phase.as_str())
+                }
+                (None, Some(exit)) => format!("the replacement exited with {exit}"),
+                (None, None) => format!("the replacement is {}", snapshot.phase.as_str()),
+            };
+            self.abort_roll(&reason);
+        }
+        true
+    }
+
+    /// The replacement is ready: it takes the slot, and the instance it
+    /// replaces is stopped.
+    fn promote_replacement(&mut self) {
+        let Some(roll) = self.roll.as_mut() else {
+            return;
+        };
+        let Step::AwaitReady {
+            actor,
+            incarnation,
+            status,
+        } = std::mem::replace(&mut roll.step, Step::Spawn)
+        else {
+            return;
+        };
+        let index = roll.index as usize;
+        let cause = roll.cause.clone();
+        let Some(slot) = self.slots.get_mut(index) else {
+            return;
+        };
+        let old_incarnation = slot.incarnation;
+        let old_actor = slot.actor.replace(actor);
+        slot.incarnation = incarnation;
+        let old_snapshot = std::mem::replace(
+            &mut std::sync::Arc::make_mut(&mut self.status).instances[index],
+            status,
+        )
+        .snapshot;
+        tracing::info!(
+            event = "rolling_restart_replaced",
+            program = %self.config.name,
+            instance = index,
+            request_id = cause.as_deref(),
+            "{} is ready in its replacement; stopping the old process",
+            self.config.instance_name(index as u32)
+        );
+        match old_actor {
+            Some(old) => {
+                let _ = old.cast(ProgramMsg::Cause(cause));
+                let _ = old.cast(ProgramMsg::Stop);
+                self.retiring.push(Retiring {
+                    actor: old,
+                    incarnation: old_incarnation,
+                    snapshot: old_snapshot,
+                });
+                if let Some(roll) = self.roll.as_mut() {
+                    roll.step = Step::AwaitOldDown {
+                        incarnation: old_incarnation,
+                    };
+                }
+            }
+            None => self.roll_next(),
+        }
+    }
+
+    /// A status update from a retiring actor; ends it once it is down.
+    /// Returns whether `incarnation` was retiring.
+    pub(super) fn retiring_changed(&mut self, incarnation: u64, update: &InstanceStatus) -> bool {
+        let Some(position) = self
+            .retiring
+            .iter()
+            .position(|r| r.incarnation == incarnation)
+        else {
+            return false;
+        };
+        self.retiring[position].snapshot = update.snapshot.clone();
+        if self.retiring[position].is_down() {
+            let retired = self.retiring.remove(position);
+            retired.actor.stop(None);
+            let awaited = matches!(
+                self.roll.as_ref().map(|r| &r.step),
+                Some(Step::AwaitOldDown { incarnation: i }) if *i == incarnation
+            );
+            if awaited {
+                self.roll_next();
+            }
+        }
+        true
+    }
+
+    /// On to the next instance, or done.
+    fn roll_next(&mut self) {
+        let instances = self.config.instances;
+        let Some(roll) = self.roll.as_mut() else {
+            return;
+        };
+        roll.index += 1;
+        roll.step = Step::Spawn;
+        if roll.index >= instances {
+            tracing::info!(
+                event = "rolling_restart_complete",
+                program = %self.config.name,
+                instances,
+                request_id = roll.cause.as_deref(),
+                "rolling restart of {} complete",
+                self.config.name
+            );
+            roll.finish(Ok(format!(
+                "replaced {instances} instance{} one at a time",
+                if instances == 1 { "" } else { "s" }
+            )));
+            self.roll = None;
+        }
+    }
+}
+
+impl SupervisorState {
+    /// Spawns the replacement of every roll that is waiting for one.
+    pub(super) async fn advance_rolls(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        for i in 0..self.entries.len() {
+            let wants_spawn = matches!(
+                self.entries[i].roll.as_ref().map(|r| &r.step),
+                Some(Step::Spawn)
+            );
+            if !wants_spawn {
+                continue;
+            }
+            let incarnation = self.next_incarnation();
+            let Some(index) = self.entries[i].roll.as_ref().map(|r| r.index) else {
+                continue;
+            };
+            let actor = self
+                .spawn_instance(myself, &self.entries[i], index, incarnation)
+                .await;
+            let entry = &mut self.entries[i];
+            let Some(actor) = actor else {
+                entry.abort_roll("cannot create the replacement's actor");
+                continue;
+            };
+            let Some(roll) = entry.roll.as_mut() else {
+                actor.stop(None);
+                continue;
+            };
+            if roll.cause.is_some() {
+                let _ = actor.cast(ProgramMsg::Cause(roll.cause.clone()));
+            }
+            let _ = actor.cast(ProgramMsg::Start);
+            let mut status = InstanceStatus::new();
+            status.snapshot.want_up = true;
+            roll.step = Step::AwaitReady {
+                actor,
+                incarnation,
+                status,
+            };
+            tracing::info!(
+                event = "rolling_restart_step",
+                program = %entry.config.name,
+                instance = index,
+                request_id = roll.cause.as_deref(),
+                "starting a replacement for {}",
+                entry.config.instance_name(index)
+            );
+            let program = entry.config.name.clone();
+            myself.send_after(ready_deadline(entry), move || SupervisorMsg::RollDeadline {
+                program,
+                incarnation,
+            });
+        }
+    }
+
+    pub(super) fn on_roll_deadline(&mut self, program: &str, incarnation: u64) {
+        let Some(&i) = self.index.get(program) else {
+            return;
+        };
+        let entry = &mut self.entries[i];
+        let waiting = matches!(
+            entry.roll.as_ref().map(|r| &r.step),
+            Some(Step::AwaitReady { incarnation: current, .. }) if *current == incarnation
+        );
+        if waiting {
+            let limit = humantime::format_duration(ready_deadline(entry));
+            entry.abort_roll(&format!("the replacement was not ready within {limit}"));
+        }
+    }
+}
