@@ -40,6 +40,8 @@ pub fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Check { config } => check(config.as_deref()),
         Command::Run { config } => run(config.as_deref()),
+        Command::Completions { shell } => crate::cli::print_completions(shell),
+        command => crate::ctl::run(command),
     }
 }
 

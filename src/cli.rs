@@ -1,14 +1,37 @@
-//! Command-line definitions (clap). Parsing only; `main.rs` dispatches.
+//! Command-line definitions (clap). Parsing only; `app::dispatch` runs the
+//! commands. Everything that can be checked without a running supervisor
+//! (signal names, durations, `NAME…` versus `--all`) is checked here, so a
+//! mistake is a usage error (exit 2) before any connection is attempted.
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use nix::sys::signal::Signal;
+
+/// Most lines `kelpie logs -n` asks for: the supervisor keeps the last 1000
+/// lines of each program in memory (SPEC §3), so more could never be sent.
+pub const MAX_LOG_LINES: u32 = 1000;
+
+/// Lines `kelpie logs` shows without `-n`: a screenful or two, like `tail`
+/// but enough context to see what led up to a crash.
+pub const DEFAULT_LOG_LINES: u32 = 100;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "kelpie",
     version,
     about = "A process supervisor: restarts with backoff, graceful drain, one binary",
+    long_about = "A process supervisor: restarts with backoff, graceful drain, one binary.\n\n\
+        `kelpie run` supervises the programs of supervisor.toml in the foreground; the other \
+        commands control a running supervisor through its control socket.",
+    after_long_help = "Examples:\n  \
+        kelpie run -c supervisor.toml\n  \
+        kelpie status\n  \
+        kelpie restart web --rolling\n  \
+        kelpie logs web -f\n  \
+        kelpie ready || echo not ready",
     propagate_version = true
 )]
 pub struct Cli {
@@ -16,18 +39,553 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How a control command finds the supervisor, and how long it waits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct ControlOpts {
+    /// Control socket of the running supervisor (default: $KELPIE_SOCKET,
+    /// else the config's supervisor.control_socket, else the default path).
+    // Not `env = "KELPIE_SOCKET"`: the caller resolves the environment so
+    // the lookup order (-s, $KELPIE_SOCKET, config, default) lives in one
+    // place and an error can say which source the path came from.
+    #[arg(short = 's', long = "socket", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Config file whose supervisor.control_socket to use (default:
+    /// $KELPIE_CONFIG, ./supervisor.toml, /etc/kelpie/supervisor.toml).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Give up after this long, e.g. 30s, 2m, 500ms (default: derived from
+    /// the programs' start/stop timeouts for waiting commands, 10s otherwise).
+    #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// The programs an action applies to: some names, or `--all`, never both
+/// and never neither (a bare `kelpie stop` stopping everything would be a
+/// dangerous default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[group(required = true, multiple = false)]
+pub struct Targets {
+    /// Programs to act on.
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Act on every program.
+    #[arg(long = "all")]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the supervisor in the foreground (never daemonizes).
+    #[command(
+        after_long_help = "Examples:\n  kelpie run\n  kelpie run -c /etc/kelpie/supervisor.toml"
+    )]
     Run {
         /// Config file (default: $KELPIE_CONFIG, ./supervisor.toml, /etc/kelpie/supervisor.toml).
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: Option<PathBuf>,
     },
     /// Validate a config file and print every problem found; starts nothing.
+    #[command(after_long_help = "Exit status: 0 valid, 78 invalid.\n\n\
+        Examples:\n  kelpie check\n  kelpie check -c staging.toml")]
     Check {
         /// Config file (default: $KELPIE_CONFIG, ./supervisor.toml, /etc/kelpie/supervisor.toml).
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Show the state of every program (or the named ones).
+    ///
+    /// One row per program, or per instance for programs with several
+    /// instances: name, state, pid, uptime, restarts, ready, and why it is
+    /// not running or ready.
+    #[command(
+        after_long_help = "Examples:\n  kelpie status\n  kelpie status web db\n  kelpie status --json | jq '.programs[].state'"
+    )]
+    Status {
+        /// Programs to show (default: all).
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Print the reply as JSON (the control API's ProgramsReply).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Start programs and wait until they run.
+    ///
+    /// Clears `failed` and `stopped by user`, resets the backoff, and waits
+    /// until every instance is running (or a oneshot completed); fails as
+    /// soon as an instance crashes or the timeout passes.
+    #[command(
+        after_long_help = "Examples:\n  kelpie start web\n  kelpie start --all --timeout 2m\n  kelpie start worker --no-wait"
+    )]
+    Start {
+        #[command(flatten)]
+        targets: Targets,
+        /// Return once the supervisor accepted the action.
+        #[arg(long)]
+        no_wait: bool,
+        /// Print the result as JSON (the control API's ActionReply).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Stop programs and wait until none of their processes remains.
+    ///
+    /// Sticky: a stopped program is not started again by a crash or a
+    /// reload until `kelpie start`.
+    #[command(after_long_help = "Examples:\n  kelpie stop worker\n  kelpie stop --all")]
+    Stop {
+        #[command(flatten)]
+        targets: Targets,
+        /// Return once the supervisor accepted the action.
+        #[arg(long)]
+        no_wait: bool,
+        /// Print the result as JSON (the control API's ActionReply).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Stop, then start programs, and wait until they run again.
+    ///
+    /// With --rolling the instances of a program are replaced one at a
+    /// time: each replacement must become ready before the next old
+    /// instance stops; if one does not, the restart stops there and the
+    /// remaining old instances keep running.
+    #[command(
+        after_long_help = "Examples:\n  kelpie restart web\n  kelpie restart web --rolling\n  kelpie restart --all"
+    )]
+    Restart {
+        #[command(flatten)]
+        targets: Targets,
+        /// One instance at a time, each replacement ready before the next old one stops.
+        #[arg(long)]
+        rolling: bool,
+        /// Return once the supervisor accepted the action.
+        #[arg(long)]
+        no_wait: bool,
+        /// Print the result as JSON (the control API's ActionReply).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Send a signal to the process group of every instance of programs.
+    #[command(
+        after_long_help = "SIG is a name or a number: TERM, SIGTERM, term and 15 are the same signal.\n\n\
+        Examples:\n  kelpie signal HUP nginx\n  kelpie signal USR1 --all"
+    )]
+    Signal {
+        /// Signal to send: TERM, SIGTERM, term or 15.
+        #[arg(value_name = "SIG", value_parser = parse_signal)]
+        signal: Signal,
+        #[command(flatten)]
+        targets: Targets,
+        /// Print the result as JSON (the control API's ActionReply).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Re-read the config file and apply the difference (same as SIGHUP).
+    ///
+    /// Starts new programs, stops removed ones, restarts changed ones and
+    /// leaves the others untouched. An invalid config is refused (exit 78)
+    /// and the running one is kept.
+    #[command(after_long_help = "Examples:\n  kelpie diff && kelpie reload")]
+    Reload {
+        /// Print the plan as JSON (the control API's ReloadReply).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Show what `reload` would do, without doing it.
+    ///
+    /// Compares the running config with the file given by -c (default: the
+    /// file the supervisor was started with).
+    #[command(after_long_help = "Examples:\n  kelpie diff\n  kelpie diff -c new.toml")]
+    Diff {
+        /// Print the plan as JSON (the control API's ReloadReply).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Print a program's recent output lines (kept in memory).
+    #[command(after_long_help = "Examples:\n  kelpie logs web\n  kelpie logs web -n 20 -f")]
+    Logs {
+        /// Program whose output to show.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Keep printing new lines as they come, until interrupted.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many recent lines to show first (0 to 1000).
+        #[arg(
+            short = 'n',
+            long = "lines",
+            value_name = "N",
+            default_value_t = DEFAULT_LOG_LINES,
+            value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_LOG_LINES))
+        )]
+        lines: u32,
+        /// Print each event as a JSON line (the control API's LogEvent).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Shut the running supervisor down gracefully (same as SIGTERM).
+    ///
+    /// Waits until every program is stopped and the supervisor is done.
+    #[command(after_long_help = "Examples:\n  kelpie shutdown\n  kelpie shutdown --no-wait")]
+    Shutdown {
+        /// Return once the supervisor began shutting down.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Exit 0 if the supervisor (or one program) is ready, else 1.
+    ///
+    /// For Docker HEALTHCHECK and scripts; exits 69 when no supervisor answers.
+    #[command(
+        after_long_help = "Examples:\n  kelpie ready\n  kelpie ready db --timeout 2s\n  HEALTHCHECK CMD [\"kelpie\", \"ready\"]"
+    )]
+    Ready {
+        /// Program to ask about (default: the supervisor as a whole).
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+        /// Print the reply as JSON (the control API's ReadyReply).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Exit 0 if a supervisor answers on the control socket, else 69.
+    #[command(after_long_help = "Examples:\n  kelpie health\n  kelpie health --json")]
+    Health {
+        /// Print the reply as JSON (the control API's HealthReply).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
+    /// Print the effective config (every default filled in) as TOML.
+    #[command(
+        after_long_help = "Examples:\n  kelpie config > effective.toml && kelpie check -c effective.toml"
+    )]
+    Config {
+        /// Config file (default: $KELPIE_CONFIG, ./supervisor.toml, /etc/kelpie/supervisor.toml).
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print a shell completion script to stdout.
+    #[command(after_long_help = "Examples:\n  \
+        kelpie completions bash > ~/.local/share/bash-completion/completions/kelpie\n  \
+        kelpie completions zsh > \"${fpath[1]}/_kelpie\"\n  \
+        kelpie completions fish > ~/.config/fish/completions/kelpie.fish")]
+    Completions {
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: CompletionShell,
+    },
+}
+
+impl Command {
+    /// The subcommand's name as typed (`status`, `restart`, …), for messages.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::Run { .. } => "run",
+            Command::Check { .. } => "check",
+            Command::Status { .. } => "status",
+            Command::Start { .. } => "start",
+            Command::Stop { .. } => "stop",
+            Command::Restart { .. } => "restart",
+            Command::Signal { .. } => "signal",
+            Command::Reload { .. } => "reload",
+            Command::Diff { .. } => "diff",
+            Command::Logs { .. } => "logs",
+            Command::Shutdown { .. } => "shutdown",
+            Command::Ready { .. } => "ready",
+            Command::Health { .. } => "health",
+            Command::Config { .. } => "config",
+            Command::Completions { .. } => "completions",
+        }
+    }
+}
+
+/// Signal argument of `kelpie signal`: a name with or without `SIG`, in
+/// any case, or a number. Real-time signals (`RTMIN+1`) are not accepted:
+/// nix's `Signal` has no value for them.
+pub fn parse_signal(text: &str) -> Result<Signal, String> {
+    crate::signals::parse(text).ok_or_else(|| {
+        format!("unknown signal {text:?}; use a name or number such as TERM, SIGTERM, term, HUP, USR1 or 15")
+    })
+}
+
+/// `--timeout` values: humantime durations (`30s`, `2m`, `1h30m`, `500ms`).
+/// Zero is refused: it could only ever time out.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    // humantime's own messages suggest spellings (`30sec`) that differ
+    // from the ones the docs use; one message with examples is clearer.
+    let duration = humantime::parse_duration(text.trim()).map_err(|_| {
+        format!(
+            "invalid duration {text:?}: expected a number with a unit, such as 30s, 2m or 500ms"
+        )
+    })?;
+    if duration.is_zero() {
+        return Err(format!(
+            "invalid duration {text:?}: must be more than zero, such as 30s, 2m or 500ms"
+        ));
+    }
+    Ok(duration)
+}
+
+/// The completion script for `shell`, generated from the definitions above
+/// so it never drifts from the real options.
+pub fn completion_script(shell: CompletionShell) -> Vec<u8> {
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "kelpie", &mut script);
+    script
+}
+
+/// `kelpie completions SHELL`. The script is generated into memory first:
+/// clap_complete panics on a failed write, and `kelpie completions bash |
+/// head` closing the pipe early must not be a panic.
+pub fn print_completions(shell: CompletionShell) -> i32 {
+    let script = completion_script(shell);
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&script).and_then(|()| stdout.flush()) {
+        Ok(()) => 0,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(err) => {
+            eprintln!("kelpie: cannot write the completion script: {err}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kelpie").chain(args.iter().copied()))
+    }
+
+    fn usage_error(args: &[&str]) -> clap::Error {
+        match parse(args) {
+            Ok(cli) => panic!("{args:?} parsed as {:?}", cli.command),
+            Err(err) => err,
+        }
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn signals_accept_every_spelling() {
+        for text in ["TERM", "SIGTERM", "sigterm", "term", "15"] {
+            assert_eq!(parse_signal(text), Ok(Signal::SIGTERM), "{text}");
+        }
+        assert_eq!(parse_signal("HUP"), Ok(Signal::SIGHUP));
+    }
+
+    #[test]
+    fn signals_reject_what_is_not_one() {
+        for text in ["0", "KILLX", "", "RTMIN+1", "99"] {
+            let err = parse_signal(text).expect_err(text);
+            assert!(err.contains("SIGTERM") && err.contains("15"), "{err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_are_humantime() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for text in ["30", "soon", "0s", "-1s"] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn targets_are_names_or_all() {
+        let cli = parse(&["stop", "web", "db"]).expect("names");
+        let Command::Stop { targets, .. } = cli.command else {
+            panic!("not stop")
+        };
+        assert_eq!(targets.names, ["web", "db"]);
+        assert!(!targets.all);
+
+        let cli = parse(&["restart", "--all", "--rolling"]).expect("--all");
+        let Command::Restart {
+            targets, rolling, ..
+        } = cli.command
+        else {
+            panic!("not restart")
+        };
+        assert!(targets.all && targets.names.is_empty() && rolling);
+
+        assert_eq!(
+            usage_error(&["stop"]).kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            usage_error(&["start", "web", "--all"]).kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            usage_error(&["signal", "TERM"]).kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn signal_is_checked_at_parse_time() {
+        let cli = parse(&["signal", "hup", "web"]).expect("hup");
+        let Command::Signal {
+            signal, targets, ..
+        } = cli.command
+        else {
+            panic!("not signal")
+        };
+        assert_eq!(signal, Signal::SIGHUP);
+        assert_eq!(targets.names, ["web"]);
+
+        let err = usage_error(&["signal", "NOPE", "web"]);
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn control_options_are_on_every_control_command() {
+        let cli = parse(&[
+            "status",
+            "-s",
+            "/tmp/k.sock",
+            "-c",
+            "k.toml",
+            "--timeout",
+            "2s",
+            "--json",
+            "web",
+        ])
+        .expect("status");
+        let Command::Status {
+            names,
+            json,
+            control,
+        } = cli.command
+        else {
+            panic!("not status")
+        };
+        assert_eq!(names, ["web"]);
+        assert!(json);
+        assert_eq!(
+            control,
+            ControlOpts {
+                socket: Some(PathBuf::from("/tmp/k.sock")),
+                config: Some(PathBuf::from("k.toml")),
+                timeout: Some(Duration::from_secs(2)),
+            }
+        );
+        for verb in [
+            "status", "reload", "diff", "shutdown", "ready", "health", "logs",
+        ] {
+            let mut args = vec![verb, "--socket", "x.sock"];
+            if verb == "logs" {
+                args.push("web");
+            }
+            parse(&args).unwrap_or_else(|err| panic!("{verb}: {err}"));
+        }
+        assert_eq!(
+            usage_error(&["status", "--timeout", "soon"]).kind(),
+            ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn logs_lines_default_and_bounds() {
+        let cli = parse(&["logs", "web"]).expect("logs");
+        let Command::Logs {
+            name,
+            follow,
+            lines,
+            ..
+        } = cli.command
+        else {
+            panic!("not logs")
+        };
+        assert_eq!(
+            (name.as_str(), follow, lines),
+            ("web", false, DEFAULT_LOG_LINES)
+        );
+
+        let cli = parse(&["logs", "web", "-f", "-n", "0"]).expect("-n 0");
+        let Command::Logs { follow, lines, .. } = cli.command else {
+            panic!("not logs")
+        };
+        assert!(follow);
+        assert_eq!(lines, 0);
+        parse(&["logs", "web", "-n", "1000"]).expect("-n 1000");
+        assert_eq!(
+            usage_error(&["logs", "web", "-n", "1001"]).kind(),
+            ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn verbs_match_the_subcommand_names() {
+        let command = Cli::command();
+        let names: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
+        for name in &names {
+            let mut args = vec![*name];
+            // The smallest valid argument list for each verb.
+            match *name {
+                "start" | "stop" | "restart" => args.push("--all"),
+                "signal" => args.extend(["TERM", "--all"]),
+                "logs" => args.push("web"),
+                "completions" => args.push("bash"),
+                _ => {}
+            }
+            let cli = parse(&args).unwrap_or_else(|err| panic!("{name}: {err}"));
+            assert_eq!(cli.command.verb(), *name);
+        }
+        assert_eq!(names.len(), 15);
+    }
+
+    #[test]
+    fn completion_scripts_cover_the_verbs() {
+        for shell in [
+            CompletionShell::Bash,
+            CompletionShell::Zsh,
+            CompletionShell::Fish,
+        ] {
+            let script = String::from_utf8(completion_script(shell)).expect("utf-8");
+            assert!(
+                script.contains("restart") && script.contains("rolling"),
+                "{shell:?}"
+            );
+        }
+    }
 }

@@ -17,6 +17,7 @@
 //! - `output`: program stdout/stderr handling
 //! - `status`, `http`, `metrics`: the read model, the `/health` `/ready`
 //!   `/metrics` endpoints and the Prometheus exposition
+//! - `ctl`: the control commands' client side (`status`, `start`, …)
 //! - `logging`, `signals`, `cli`, `app`: plumbing
 
 pub mod app;
@@ -24,6 +25,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod http;
 pub mod logging;
 pub mod metrics;
