@@ -1,5 +1,13 @@
 //! The control socket: `kelpie run` serves an HTTP/1.1 + JSON API on a Unix
 //! domain socket, and every control command (`status`, `start`, `reload`,
-//! …) is a client of it. `protocol` holds the bodies both sides share.
+//! …) is a client of it. `protocol` holds the bodies both sides share;
+//! `socket` creates the socket file safely, `server` serves it (peer
+//! credentials, limits, request ids) and `client` talks to it.
 
+pub mod client;
 pub mod protocol;
+pub mod server;
+pub mod socket;
+
+#[cfg(test)]
+mod tests;
