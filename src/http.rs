@@ -894,14 +894,14 @@ fn body(status: StatusCode, content_type: &'static str, bytes: Bytes) -> Respons
 // ---------------------------------------------------------------------------
 // Request ids
 
-struct RequestId {
-    text: String,
-    header: HeaderValue,
+pub(crate) struct RequestId {
+    pub(crate) text: String,
+    pub(crate) header: HeaderValue,
 }
 
 /// The client's `X-Request-Id` when it is sane (1 to 128 visible ASCII
 /// characters, so it is safe to log and to echo), else a generated one.
-fn request_id(headers: &HeaderMap) -> RequestId {
+pub(crate) fn request_id(headers: &HeaderMap) -> RequestId {
     if let Some(value) = headers.get(REQUEST_ID) {
         let bytes = value.as_bytes();
         if (1..=128).contains(&bytes.len()) && bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
@@ -922,7 +922,7 @@ fn request_id(headers: &HeaderMap) -> RequestId {
 /// splitmix64 finalizer (a bijection, so distinct counters never collide),
 /// offset by a per-process seed from the clock and pid so ids differ
 /// between kelpie runs too.
-fn generate_request_id() -> String {
+pub(crate) fn generate_request_id() -> String {
     static SEED: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let seed = *SEED.get_or_init(|| {
