@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Host, Mode, Validation};
+use crate::control::api::ControlApi;
 use crate::http::{HttpState, Limits};
 use crate::output::Relay;
 use crate::reaper::Reaper;
@@ -41,6 +42,10 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Check { config } => check(config.as_deref()),
         Command::Run { config } => run(config.as_deref()),
         Command::Completions { shell } => crate::cli::print_completions(shell),
+        Command::Config { .. } => {
+            eprintln!("kelpie: `kelpie config` is not available in this version; `kelpie check` validates a config");
+            1
+        }
         command => crate::ctl::run(command),
     }
 }
@@ -219,6 +224,19 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         None => None,
     };
 
+    // Also before any program exists: binding briefly narrows the process
+    // umask, which a program spawned meanwhile would inherit.
+    let control_socket = match crate::control::socket::bind(
+        &config.supervisor.control_socket,
+        config.supervisor.socket_mode,
+    ) {
+        Ok(socket) => socket,
+        Err(message) => {
+            tracing::error!(event = "control_socket_failed", "{message}");
+            return 1;
+        }
+    };
+
     #[cfg(target_os = "linux")]
     if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(event = "subreaper_unavailable", error = %err, "cannot become a child subreaper; daemonizing grandchildren will escape supervision");
@@ -299,7 +317,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
                 ..Limits::default()
             };
             let state = Arc::new(HttpState {
-                status: status_rx,
+                status: status_rx.clone(),
                 render_metrics: {
                     let metrics = metrics.clone();
                     Arc::new(move |board: &Board| metrics.render(board))
@@ -320,6 +338,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         }
         None => None,
     };
+    let config_path = config.path.clone();
     let args = SupervisorArgs {
         config,
         reaper: reaper.clone(),
@@ -346,6 +365,22 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         }
     };
 
+    let (finished, finished_rx) = tokio::sync::watch::channel(None);
+    let api = Arc::new(ControlApi {
+        supervisor: supervisor.clone(),
+        status: status_rx,
+        started,
+        config_path,
+        finished: finished_rx,
+    });
+    tracing::info!(
+        event = "control_listening",
+        path = %control_socket.path().display(),
+        "control socket at {}",
+        control_socket.path().display()
+    );
+    let control = crate::control::server::start(control_socket, crate::control::api::handler(api));
+
     let mut signal_tasks = Vec::new();
     for (sig, make, mut stream) in streams {
         let supervisor = supervisor.clone();
@@ -364,14 +399,16 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         1
     });
     let _ = join.await;
-    // /health answers until the supervisor is done; then the server stops
+    // A `kelpie shutdown` waiting on the control socket learns the code.
+    let _ = finished.send(Some(code));
+    // /health answers until the supervisor is done; then the servers stop
     // (in-flight requests get at most a second) while output drains.
     let stop_http = async {
         if let Some(server) = http {
             server.stop().await;
         }
     };
-    tokio::join!(pumps.wait_idle(OUTPUT_DRAIN), stop_http);
+    tokio::join!(pumps.wait_idle(OUTPUT_DRAIN), stop_http, control.stop());
     for task in signal_tasks {
         task.abort();
     }

@@ -440,18 +440,22 @@ fn parse_document(
             return None;
         }
     };
+    // Absolute, so a path in the file means the same to `run`, to a later
+    // reload and to a control command started from another directory.
     let base_dir = path
         .parent()
+        .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
+    let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
     let root_span = root.span();
     let root = root.into_inner();
 
     check_keys(&root, "", &["supervisor", "program", "group"], diags);
 
     let supervisor = match table_at(&root, "supervisor", "supervisor", diags) {
-        Some(t) => parse_supervisor(t, host, diags),
-        None => parse_supervisor(&Table::new(), host, diags),
+        Some(t) => parse_supervisor(t, &base_dir, host, diags),
+        None => parse_supervisor(&Table::new(), &base_dir, host, diags),
     };
 
     let mut programs: Vec<(Range<usize>, ProgramConfig)> = Vec::new();
@@ -1015,7 +1019,8 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "forward_signals",
 ];
 
-fn default_control_socket(host: &Host) -> PathBuf {
+/// Where the control socket is when the config does not say.
+pub fn default_control_socket(host: &Host) -> PathBuf {
     if let Some(dir) = &host.runtime_dir {
         dir.join("kelpie.sock")
     } else if host.is_root {
@@ -1025,7 +1030,12 @@ fn default_control_socket(host: &Host) -> PathBuf {
     }
 }
 
-fn parse_supervisor(t: &Table<'_>, host: &Host, diags: &mut Diags<'_>) -> Option<SupervisorConfig> {
+fn parse_supervisor(
+    t: &Table<'_>,
+    base_dir: &Path,
+    host: &Host,
+    diags: &mut Diags<'_>,
+) -> Option<SupervisorConfig> {
     let p = "supervisor";
     check_keys(t, p, SUPERVISOR_KEYS, diags);
 
@@ -1064,7 +1074,9 @@ fn parse_supervisor(t: &Table<'_>, host: &Host, diags: &mut Diags<'_>) -> Option
             );
             None
         }
-        Some(text) => Some(PathBuf::from(text.get_ref())),
+        // Relative to the config file, like every path in it, so `run` and
+        // the control commands agree whatever their working directories.
+        Some(text) => Some(base_dir.join(text.get_ref())),
         None if t.contains_key("control_socket") => None,
         None => Some(default_control_socket(host)),
     };

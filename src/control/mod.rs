@@ -6,6 +6,7 @@
 //! Supervisor and the status board, `wait` judges when an action is done,
 //! and `client` talks to it all.
 
+pub mod api;
 pub mod client;
 pub mod protocol;
 pub mod server;

@@ -4,11 +4,6 @@
 
 pub mod render;
 
-use crate::cli::Command;
+mod commands;
 
-/// Runs one control command and returns its exit code.
-// Placeholder so the CLI surface compiles; the client replaces it.
-pub fn run(command: Command) -> i32 {
-    eprintln!("kelpie: {} is not implemented yet", command.verb());
-    1
-}
+pub use commands::{run, socket_path, EXIT_UNAVAILABLE};

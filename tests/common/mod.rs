@@ -104,7 +104,11 @@ impl Kelpie {
             .env("KELPIE_LOG_FORMAT", options.format)
             .env("KELPIE_LOG", "debug")
             .env("KELPIE_TEST_MARKER", &marker)
+            // The default control socket (and notify sockets) go into the
+            // test's own directory, so parallel tests never collide.
+            .env("XDG_RUNTIME_DIR", dir.path())
             .env_remove("KELPIE_CONFIG")
+            .env_remove("KELPIE_SOCKET")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -149,6 +153,73 @@ impl Kelpie {
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Replaces the config file (with `{marker}` and `{dir}` substituted),
+    /// for reload tests.
+    pub fn rewrite_config(&self, config: &str) {
+        let config = config
+            .replace("{marker}", &self.marker)
+            .replace("{dir}", self.dir.path().to_str().unwrap());
+        std::fs::write(self.dir.path().join("supervisor.toml"), config).unwrap();
+    }
+
+    /// The pid of each instance of `program`, from `status --json`.
+    pub fn pids(&self, program: &str) -> Vec<Option<i64>> {
+        let status = self.ctl(&["status", "--json"]).expect(0).json();
+        let programs = status["programs"].as_array().unwrap();
+        let entry = programs
+            .iter()
+            .find(|p| p["name"] == program)
+            .unwrap_or_else(|| panic!("{program} not in status: {status}"));
+        entry["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["pid"].as_i64())
+            .collect()
+    }
+
+    /// The state of `program` from `status --json`, or None if it is not
+    /// listed.
+    pub fn state(&self, program: &str) -> Option<String> {
+        let status = self.ctl(&["status", "--json"]).expect(0).json();
+        status["programs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == program)
+            .map(|p| p["state"].as_str().unwrap().to_string())
+    }
+
+    /// The control socket of a config that does not set one.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("kelpie.sock")
+    }
+
+    /// Waits until kelpie serves its control socket.
+    pub fn wait_control(&self) {
+        self.wait_event("control_listening", "", secs(10.0));
+    }
+
+    /// Runs a control command (`kelpie -s <socket> ARGS…`) to completion.
+    pub fn ctl(&self, args: &[&str]) -> Ctl {
+        ctl_at(&self.socket(), args)
+    }
+
+    /// Starts a control command without waiting for it (e.g. `logs -f`).
+    pub fn ctl_spawn(&self, args: &[&str]) -> Child {
+        Command::new(BIN)
+            .args(args)
+            .arg("-s")
+            .arg(self.socket())
+            .env_remove("KELPIE_SOCKET")
+            .env_remove("KELPIE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start a kelpie control command")
     }
 
     pub fn dir(&self) -> &Path {
@@ -481,4 +552,91 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
 
 pub fn get(addr: SocketAddr, path: &str) -> Reply {
     http(addr, "GET", path, &[])
+}
+
+/// The outcome of one control command.
+#[derive(Debug)]
+pub struct Ctl {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ctl {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
+        self
+    }
+}
+
+/// Runs `kelpie ARGS… -s socket` to completion (a hung command fails the
+/// test after 60 s instead of hanging it).
+pub fn ctl_at(socket: &Path, args: &[&str]) -> Ctl {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("-s")
+        .arg(socket)
+        .env_remove("KELPIE_SOCKET")
+        .env_remove("KELPIE_CONFIG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a kelpie control command");
+    let (stdout, stderr, status) =
+        collect_child(&mut child, secs(60.0), &format!("kelpie {args:?}"));
+    Ctl {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
+/// Reads a child's stdout and stderr to EOF and reaps it, with a deadline
+/// (the child is killed and the test fails when it passes).
+pub fn collect_child(
+    child: &mut Child,
+    timeout: Duration,
+    what: &str,
+) -> (String, String, ExitStatus) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut streams: Vec<(bool, Box<dyn Read + Send>)> = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        streams.push((true, Box::new(out)));
+    }
+    if let Some(err) = child.stderr.take() {
+        streams.push((false, Box::new(err)));
+    }
+    let count = streams.len();
+    for (is_stdout, mut stream) in streams {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stream.read_to_string(&mut text);
+            let _ = tx.send((is_stdout, text));
+        });
+    }
+    let deadline = Instant::now() + timeout;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    for _ in 0..count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((true, text)) => stdout = text,
+            Ok((false, text)) => stderr = text,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("timed out after {timeout:?} waiting for {what} to finish");
+            }
+        }
+    }
+    // Both pipes reached EOF: the process has exited or is exiting.
+    let status = child.wait().unwrap();
+    (stdout, stderr, status)
 }

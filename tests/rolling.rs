@@ -1,0 +1,213 @@
+//! `kelpie restart --rolling`: three instances of an HTTP server sharing a
+//! port (SO_REUSEPORT) are replaced one at a time under continuous load
+//! with zero failed requests; a replacement that never becomes ready
+//! aborts the roll and leaves the old instances serving.
+//!
+//! Runs kelpie in a network namespace of its own with
+//! `net.ipv4.tcp_migrate_req = 1`: without it the kernel resets connections
+//! still queued on a listener when that listener closes, whatever the
+//! supervisor does. (Skipped, saying why, where namespaces are
+//! unavailable.)
+
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use common::{alive, secs, Kelpie, Options};
+
+const NETNS: &str = "ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req";
+
+fn namespaces_available() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("needs root for a network namespace".into());
+    }
+    let probe = Command::new("unshare")
+        .args(["--net", "sh", "-c", NETNS])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "unshare --net with tcp_migrate_req failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run unshare: {e}")),
+    }
+}
+
+fn config(fixtures: &str) -> String {
+    format!(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.web]
+command = ["python3", "{fixtures}/reuseport_server.py"]
+instances = 3
+environment = {{ PORT = "8080", BROKEN_FLAG = "{{dir}}/broken" }}
+start_seconds = "0s"
+start_timeout = "3s"
+stop_timeout = "5s"
+
+[program.web.readiness]
+log = "^listening$"
+"#
+    )
+}
+
+fn start() -> Option<Kelpie> {
+    if let Err(why) = namespaces_available() {
+        println!("SKIPPED: {why}");
+        return None;
+    }
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    // The wrapper runs before exec'ing kelpie, so kelpie keeps the test's
+    // child pid; `unshare --net` without --fork execs in place.
+    let k = Kelpie::start_with(
+        &config(fixtures),
+        Options {
+            wrapper: Some(concat!(
+                "exec unshare --net sh -c '",
+                "ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req",
+                " && exec \"$0\" \"$@\"' \"$0\" run -c \"$1\"; :"
+            )),
+            ..Options::default()
+        },
+    );
+    Some(k)
+}
+
+/// Load from inside kelpie's network namespace.
+struct Poller {
+    child: std::process::Child,
+}
+
+impl Poller {
+    fn start(k: &Kelpie) -> Self {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net=/proc/{}/ns/net", k.pid()))
+            .args(["python3", &format!("{fixtures}/http_poller.py")])
+            .env("PORT", "8080")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the poller");
+        // "polling" comes after the first successful request; a poller
+        // that cannot reach the server fails the test at the deadline.
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let _ = tx.send((first, reader));
+        });
+        let (line, reader) = rx
+            .recv_timeout(secs(15.0))
+            .expect("the poller's first successful request");
+        assert_eq!(line.trim(), "polling");
+        // Nothing else is printed until the end: the buffer is empty.
+        child.stdout = Some(reader.into_inner());
+        Self { child }
+    }
+
+    /// Stops the load and returns its tally.
+    fn finish(mut self) -> serde_json::Value {
+        drop(self.child.stdin.take());
+        let (stdout, _, status) = common::collect_child(&mut self.child, secs(30.0), "the poller");
+        assert!(status.success(), "poller failed: {stdout}");
+        serde_json::from_str(stdout.trim()).unwrap()
+    }
+}
+
+#[test]
+fn rolling_restart_under_load_fails_no_request() {
+    let Some(mut k) = start() else { return };
+    k.wait_control();
+    for n in 1..=3 {
+        k.wait_nth(n, "every instance ready", secs(15.0), |e| {
+            common::is(e, "program_ready", "web")
+        });
+    }
+    let old: Vec<i64> = k.pids("web").into_iter().map(Option::unwrap).collect();
+    let poller = Poller::start(&k);
+
+    let out = k.ctl(&["restart", "--rolling", "web"]).expect(0);
+    let tally = poller.finish();
+
+    assert_eq!(
+        tally["failed"], 0,
+        "failed requests during the roll: {tally}\n{out:?}"
+    );
+    assert!(tally["ok"].as_u64().unwrap() > 50, "the load ran: {tally}");
+    let new: Vec<i64> = k.pids("web").into_iter().map(Option::unwrap).collect();
+    for pid in &old {
+        assert!(
+            !new.contains(pid),
+            "every instance was replaced: {old:?} -> {new:?}"
+        );
+        assert!(!alive(*pid as i32), "old process {pid} is gone");
+    }
+    let served: Vec<i64> = tally["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_i64().unwrap())
+        .collect();
+    assert!(
+        served.iter().any(|p| new.contains(p)),
+        "new instances served requests: {served:?} new {new:?}"
+    );
+    // One at a time: each old instance was stopped only after its
+    // replacement was ready.
+    let replaced = k.events("rolling_restart_replaced", "web");
+    assert_eq!(replaced.len(), 3);
+    k.wait_event("rolling_restart_complete", "web", secs(5.0));
+
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(15.0)).success());
+}
+
+#[test]
+fn a_replacement_that_never_becomes_ready_aborts_the_roll() {
+    let Some(mut k) = start() else { return };
+    k.wait_control();
+    for n in 1..=3 {
+        k.wait_nth(n, "every instance ready", secs(15.0), |e| {
+            common::is(e, "program_ready", "web")
+        });
+    }
+    let old: Vec<i64> = k.pids("web").into_iter().map(Option::unwrap).collect();
+    std::fs::File::create(k.path("broken"))
+        .unwrap()
+        .write_all(b"")
+        .unwrap();
+    let poller = Poller::start(&k);
+
+    let out = k.ctl(&["restart", "--rolling", "web"]).expect(1);
+    assert!(
+        out.stdout.contains("aborted") || out.stderr.contains("aborted"),
+        "the failure says the roll was aborted: {out:?}"
+    );
+    let tally = poller.finish();
+    assert_eq!(
+        tally["failed"], 0,
+        "the old instances kept serving: {tally}"
+    );
+    let after: Vec<i64> = k.pids("web").into_iter().map(Option::unwrap).collect();
+    assert_eq!(old, after, "old instances intact");
+    k.wait_event("rolling_restart_aborted", "web", secs(5.0));
+    // The broken replacement is gone, not left running beside them.
+    common::wait_until("the broken replacement to be stopped", secs(10.0), || {
+        (k.marked_processes().len() == 3).then_some(())
+    });
+
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(15.0)).success());
+}
