@@ -888,8 +888,13 @@ impl Instance {
             .window
             .allows(now, self.policy.max_restarts, self.policy.restart_window)
         {
+            let last = match (&spawn_error, self.last_exit) {
+                (Some(error), _) => format!("{error}; "),
+                (None, Some(exit)) => format!("exited with {exit}; "),
+                (None, None) => String::new(),
+            };
             return Outcome::Failed(format!(
-                "restarted {} times within {}; giving up",
+                "{last}restarted {} times within {}; giving up",
                 self.policy.max_restarts,
                 humantime::format_duration(self.policy.restart_window)
             ));
