@@ -356,6 +356,14 @@ impl ProgramOutput {
         !matches!(self.destination, Destination::Discard)
     }
 
+    /// Takes over the recent lines of the output this one replaces (a
+    /// program rebuilt by a reload), so `kelpie logs` still shows what led
+    /// up to the change.
+    pub fn adopt_tail(&self, previous: &ProgramOutput) {
+        let lines = std::mem::take(&mut *previous.tail());
+        *self.tail() = lines;
+    }
+
     pub fn tail(&self) -> MutexGuard<'_, Tail> {
         self.tail.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -390,3 +390,44 @@ fn diff_and_reload_refuse_an_invalid_config_with_78() {
     assert_eq!(k.state("web").as_deref(), Some("running"));
     stop(k);
 }
+
+/// `stop --all` stops dependents before what they depend on, like a
+/// shutdown; `start --all` starts them in dependency order.
+#[test]
+fn stop_all_follows_reverse_dependency_order() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.db]
+command = ["sh", "-c", "trap 'sleep 0.2; exit 0' TERM; echo armed; while :; do sleep 1 & wait; done"]
+start_seconds = "0s"
+
+[program.api]
+command = ["sh", "-c", "trap 'sleep 0.2; exit 0' TERM; echo armed; while :; do sleep 1 & wait; done"]
+start_seconds = "0s"
+depends_on = ["db"]
+"#,
+    );
+    k.wait_control();
+    k.wait_output("api", "armed", secs(10.0));
+    k.wait_output("db", "armed", secs(10.0));
+    k.ctl(&["stop", "--all"]).expect(0);
+    let api_stopped = k.wait_event("program_stopped", "api", secs(5.0));
+    let db_stopping = k.wait_event("program_stopping", "db", secs(5.0));
+    assert!(
+        common::timestamp(&api_stopped) <= common::timestamp(&db_stopping),
+        "db is asked to stop only once api is down"
+    );
+    k.ctl(&["start", "--all"]).expect(0);
+    let db_running = k.wait_nth(2, "db running again", secs(5.0), |e| {
+        common::is(e, "program_running", "db")
+    });
+    let api_started = k.wait_nth(2, "api started again", secs(5.0), |e| {
+        common::is(e, "program_started", "api")
+    });
+    assert!(common::timestamp(&db_running) <= common::timestamp(&api_started));
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+}

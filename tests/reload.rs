@@ -11,14 +11,14 @@ use common::{alive, secs, wait_until, Kelpie};
 
 const BASE: &str = r#"
 [supervisor]
-http_listen = "off"
+http_listen = "127.0.0.1:0"
 
 [program.steady]
 command = ["sleep", "1000"]
 start_seconds = "0s"
 
 [program.changing]
-command = ["sleep", "1000"]
+command = ["sh", "-c", "echo changing-v1; exec sleep 1000"]
 start_seconds = "0s"
 
 [program.leaving]
@@ -28,14 +28,14 @@ start_seconds = "0s"
 
 const NEXT: &str = r#"
 [supervisor]
-http_listen = "off"
+http_listen = "127.0.0.1:0"
 
 [program.steady]
 command = ["sleep", "1000"]
 start_seconds = "0s"
 
 [program.changing]
-command = ["sleep", "2000"]
+command = ["sh", "-c", "exec sleep 2000"]
 start_seconds = "0s"
 
 [program.arriving]
@@ -113,6 +113,12 @@ fn reload_applies_exactly_the_difference() {
         "a removed program's process is gone"
     );
     assert_eq!(k.state("leaving"), None, "a removed program leaves status");
+    let metrics = common::get(k.http_addr(), "/metrics").body;
+    assert!(
+        !metrics.contains("program=\"leaving\""),
+        "a removed program leaves /metrics"
+    );
+    assert!(metrics.contains("kelpie_program_state{program=\"arriving\",state=\"running\"} 1"));
     let cmdline = std::fs::read_to_string(format!("/proc/{restarted}/cmdline")).unwrap();
     assert!(
         cmdline.contains("2000"),

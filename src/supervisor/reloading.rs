@@ -221,6 +221,7 @@ impl SupervisorState {
             fresh.set_stopped_by_user(old.stopped_by_user());
             fresh.start_requested = old.start_requested;
             fresh.dependents = std::mem::take(&mut old.dependents);
+            fresh.output.adopt_tail(&old.output);
             tracing::info!(
                 event = "program_reconfigured",
                 program = %fresh.name(),
