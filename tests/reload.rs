@@ -237,3 +237,37 @@ depends_on = ["db"]
     k.signal("TERM");
     assert!(k.wait_exit(secs(10.0)).success());
 }
+
+/// A `stop` given while a reload is restarting the program returns once it
+/// is down, and the program stays down with its new config.
+#[test]
+fn a_stop_during_a_reload_restart_wins() {
+    let config = |version: &str| {
+        format!(
+            r#"
+[supervisor]
+http_listen = "off"
+
+[program.slow]
+command = ["sh", "-c", "trap 'sleep 0.5; exit 0' TERM; echo armed; while :; do sleep 1 & wait; done"]
+environment = {{ VERSION = "{version}" }}
+start_seconds = "0s"
+"#
+        )
+    };
+    let mut k = Kelpie::start(&config("1"));
+    k.wait_control();
+    k.wait_output("slow", "armed", secs(10.0));
+    k.rewrite_config(&config("2"));
+    k.ctl(&["reload"]).expect(0);
+    k.wait_event("program_stopping", "slow", secs(5.0));
+    // Still stopping (its TERM handler takes 0.5 s) when the stop arrives.
+    k.ctl(&["stop", "slow"]).expect(0);
+    k.wait_event("program_reconfigured", "slow", secs(5.0));
+    let status = k.ctl(&["status", "--json", "slow"]).expect(0).json();
+    assert_eq!(status["programs"][0]["state"], "stopped", "{status}");
+    assert_eq!(status["programs"][0]["stopped_by_user"], true);
+    assert_eq!(k.events("program_started", "slow").len(), 1);
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+}

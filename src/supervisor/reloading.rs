@@ -222,6 +222,7 @@ impl SupervisorState {
             fresh.start_requested = old.start_requested;
             fresh.dependents = std::mem::take(&mut old.dependents);
             fresh.output.adopt_tail(&old.output);
+            fresh.launch = old.launch.take();
             tracing::info!(
                 event = "program_reconfigured",
                 program = %fresh.name(),
@@ -229,6 +230,13 @@ impl SupervisorState {
                 fresh.name()
             );
             self.spawn_slots(myself, &mut fresh).await;
+            // The new actors stand for every command given so far (a stop
+            // waiting on the old ones sees its outcome here) unless a start
+            // is about to be acknowledged by the launch itself.
+            if fresh.launch.is_none() {
+                let seq = self.next_seq;
+                fresh.cast_all(|| crate::program::ProgramMsg::Ack(seq));
+            }
             self.entries[i] = fresh;
             rebuilt = true;
         }
