@@ -5,8 +5,8 @@
     python3 bench/run.py startup memory --runs 7
     python3 bench/run.py idle --idle-seconds 5 --runs 1   # quick check
 
-Scenarios: startup, floor, memory, restart, stop, idle (or `all`, the
-default).  Each runs `--runs` times (default 5) against a fresh kelpie; the
+Scenarios: startup, floor, memory, restart, stop, idle, status (or `all`,
+the default).  Each runs `--runs` times (default 5) against a fresh kelpie; the
 Markdown table printed at the end gives the median over the runs, the
 min-max range, the target and whether the median meets it.
 
@@ -36,6 +36,7 @@ import math
 import os
 import platform
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -793,6 +794,129 @@ def sc_idle(ctx, run: int, n: int = 100) -> dict:
         teardown(k, f"idle run {run}")
 
 
+# status: whole-process latency of control commands against 100 programs.
+# (metric key prefix, argv; "{kelpie}", "{true}" and "{sock}" are replaced)
+STATUS_CMDS = [
+    ("true", ["{true}"]),
+    ("version", ["{kelpie}", "--version"]),
+    ("health", ["{kelpie}", "health", "-s", "{sock}"]),
+    ("status", ["{kelpie}", "status", "-s", "{sock}"]),
+    ("status_json", ["{kelpie}", "status", "--json", "-s", "{sock}"]),
+]
+STATUS_WARMUP = 5
+
+
+def client_env() -> dict:
+    """Environment for the control commands the bench runs: marked (so the
+    clean-up finds strays), fixed PATH, no colour, no config lookup."""
+    env = dict(os.environ)
+    for key in ("KELPIE_LOG", "KELPIE_CONFIG", "KELPIE_SOCKET", "NO_COLOR"):
+        env.pop(key, None)
+    env[MARKER_KEY] = TOKEN
+    env["PATH"] = BENCH_PATH
+    return env
+
+
+def status_all_running(ctx, sock: Path, n: int, timeout: float) -> dict:
+    """Poll `kelpie status --json` until it lists n programs, every one of
+    them (and every instance) `running`.  Returns the last reply."""
+    deadline = time.monotonic() + timeout
+    last = "no reply"
+    while True:
+        r = subprocess.run([str(ctx.binary), "status", "--json", "-s", str(sock)], capture_output=True, env=client_env(), timeout=15)
+        if r.returncode == 0:
+            try:
+                reply = json.loads(r.stdout)
+                progs = reply.get("programs", [])
+                states = [p.get("state") for p in progs] + [i.get("state") for p in progs for i in p.get("instances", [])]
+                if len(progs) == n and all(st == "running" for st in states):
+                    return reply
+                last = f"{len(progs)} programs, states {sorted(set(map(str, states)))}"
+            except ValueError as e:
+                last = f"not JSON ({e})"
+        else:
+            last = f"exit {r.returncode}: {r.stderr.decode(errors='replace').strip()[:200]}"
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"`kelpie status --json` never showed {n} running programs within {timeout}s (last: {last})")
+        time.sleep(0.2)
+
+
+def time_hyperfine(argv: list[str], count: int, out_json: Path, cwd: Path) -> tuple[list[float], dict]:
+    """hyperfine -N (no shell): each sample is one fork+exec+...+exit of argv,
+    its stdout fed through a pipe that hyperfine reads and discards."""
+    cmd = [
+        "hyperfine", "-N", "--style", "none", "--output", "pipe",
+        "--warmup", str(STATUS_WARMUP), "--runs", str(count),
+        "--export-json", str(out_json), shlex.join(argv),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=client_env(), cwd=cwd, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError(f"hyperfine failed ({r.returncode}): {(r.stderr or r.stdout).strip()[:300]}")
+    res = json.loads(out_json.read_text())["results"][0]
+    samples = [t * 1000 for t in res["times"]]
+    codes = set(res.get("exit_codes") or [0])
+    if codes != {0}:
+        raise RuntimeError(f"{shlex.join(argv)} exited with {sorted(codes)}")
+    return samples, {"user_ms": res.get("user", 0) * 1000, "system_ms": res.get("system", 0) * 1000}
+
+
+def time_python(argv: list[str], count: int, cwd: Path) -> tuple[list[float], dict]:
+    """Fallback: time.monotonic_ns() around subprocess.run, stdout piped back
+    to the bench (and discarded).  Includes Python's own spawn overhead."""
+    env = client_env()
+    samples = []
+    ru0 = os.times()
+    for i in range(STATUS_WARMUP + count):
+        t0 = time.monotonic_ns()
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
+        t1 = time.monotonic_ns()
+        if r.returncode != 0:
+            raise RuntimeError(f"{shlex.join(argv)} exited with {r.returncode}")
+        if i >= STATUS_WARMUP:
+            samples.append((t1 - t0) / 1e6)
+    ru1 = os.times()
+    total = STATUS_WARMUP + count
+    return samples, {
+        "user_ms": (ru1.children_user - ru0.children_user) * 1000 / total,
+        "system_ms": (ru1.children_system - ru0.children_system) * 1000 / total,
+    }
+
+
+def sc_status(ctx, run: int, n: int = 100) -> dict:
+    k = Kelpie(ctx, f"status-{run}", sleeps_config(ctx.workdir, n, "tables"))
+    sock = ctx.workdir / "kelpie.sock"
+    try:
+        k.start()
+        wait_running(k, n, 60)
+        k.tracker.close()
+        reply = status_all_running(ctx, sock, n, 30)
+        if run == 1:
+            ctx.raw["status_json_bytes"] = len(json.dumps(reply, indent=2))
+        res = {}
+        for key, args in STATUS_CMDS:
+            subst = {"{kelpie}": str(ctx.binary), "{true}": shutil.which("true", path=BENCH_PATH) or "/bin/true", "{sock}": str(sock)}
+            argv = [subst.get(a, a) for a in args]
+            before = thread_counters(k.pid)["cpu_ns"]
+            if ctx.timer == "hyperfine":
+                samples, cpu = time_hyperfine(argv, ctx.status_invocations, k.dir / f"{key}.json", k.dir)
+            else:
+                samples, cpu = time_python(argv, ctx.status_invocations, k.dir)
+            server_ns = thread_counters(k.pid)["cpu_ns"] - before
+            res[f"{key}_p50_ms"] = pct(samples, 50)
+            res[f"{key}_p90_ms"] = pct(samples, 90)
+            res[f"{key}_cpu_ms"] = cpu["user_ms"] + cpu["system_ms"]
+            if key not in ("true", "version"):
+                res[f"{key}_server_cpu_ms"] = server_ns / 1e6 / (STATUS_WARMUP + ctx.status_invocations)
+            ctx.raw.setdefault(f"{key}_samples_ms", []).append(samples)
+        res["status_minus_version_p50_ms"] = res["status_p50_ms"] - res["version_p50_ms"]
+        res["status_minus_health_p50_ms"] = res["status_p50_ms"] - res["health_p50_ms"]
+        if len(children_of(k.pid)) != n:
+            anomaly(f"status run {run}: child count changed while measuring")
+        return res
+    finally:
+        teardown(k, f"status run {run}")
+
+
 # --------------------------------------------------------------------------
 # table
 
@@ -829,6 +953,26 @@ ROWS = [
     ("idle_cpu_ms", "idle, 100 sleeps: kelpie CPU over the window (schedstat)", "ms", ("<", 5)),
     ("idle_cpu_ticks_ms", "idle, 100 sleeps: kelpie CPU over the window (utime+stime)", "ms", ("<", 5)),
     ("idle_wakeups_per_s", "idle, 100 sleeps: kelpie wake-ups (context switches, all threads)", "/s", ("<=", 0)),
+    ("status_p50_ms", "status: `kelpie status` (text), 100 programs, whole process, p50", "ms", ("<=", 20)),
+    ("status_p90_ms", "status: `kelpie status` (text), p90", "ms", None),
+    ("status_json_p50_ms", "status: `kelpie status --json`, 100 programs, p50", "ms", None),
+    ("status_json_p90_ms", "status: `kelpie status --json`, p90", "ms", None),
+    ("health_p50_ms", "reference: `kelpie health` (minimal request), p50", "ms", None),
+    ("health_p90_ms", "reference: `kelpie health`, p90", "ms", None),
+    ("version_p50_ms", "reference: `kelpie --version` (process start only), p50", "ms", None),
+    ("version_p90_ms", "reference: `kelpie --version`, p90", "ms", None),
+    ("true_p50_ms", "reference: `true` (fork+exec+exit floor of the timer), p50", "ms", None),
+    ("true_p90_ms", "reference: `true`, p90", "ms", None),
+    ("status_minus_version_p50_ms", "status p50 − --version p50 (connect, request, render)", "ms", None),
+    ("status_minus_health_p50_ms", "status p50 − health p50 (100-program reply and table)", "ms", None),
+    ("status_cpu_ms", "status: client CPU (user+sys) per invocation, mean", "ms", None),
+    ("status_json_cpu_ms", "status --json: client CPU per invocation, mean", "ms", None),
+    ("health_cpu_ms", "health: client CPU per invocation, mean", "ms", None),
+    ("version_cpu_ms", "--version: CPU per invocation, mean", "ms", None),
+    ("true_cpu_ms", "`true`: CPU per invocation, mean", "ms", None),
+    ("status_server_cpu_ms", "status: kelpie (server) CPU per request", "ms", None),
+    ("status_json_server_cpu_ms", "status --json: kelpie (server) CPU per request", "ms", None),
+    ("health_server_cpu_ms", "health: kelpie (server) CPU per request", "ms", None),
 ]
 
 
@@ -926,7 +1070,7 @@ def ensure_binary(path: Path) -> Path:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("scenarios", nargs="*", default=["all"], help="startup memory restart stop idle | all (default all)")
+    ap.add_argument("scenarios", nargs="*", default=["all"], help="startup floor memory restart stop idle status | all (default all)")
     ap.add_argument("--runs", type=int, default=5, help="runs per scenario (default 5)")
     ap.add_argument("--release-binary", type=Path, default=REPO / "target/release/kelpie")
     ap.add_argument("--restart-samples", type=int, default=100, help="kills per restart run (default 100, min 50)")
@@ -934,6 +1078,8 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=1.5, help="min seconds to wait after all programs run before measuring memory/stop (default 1.5)")
     ap.add_argument("--method", choices=["netlink", "proc"], default="netlink", help="how process fork/exec/exit times are observed: kernel proc events over netlink (default; needs root) or polling /proc")
     ap.add_argument("--poll-sleep", type=float, default=0.0, help="with --method proc: sleep between /proc polls (default 0: tight poll)")
+    ap.add_argument("--status-invocations", type=int, default=100, help="status: timed invocations per command per run (default 100, min 50)")
+    ap.add_argument("--timer", choices=["auto", "hyperfine", "python"], default="auto", help="status: time the commands with hyperfine (auto: when installed) or time.monotonic_ns() around subprocess.run")
     ap.add_argument("--sizes", default="100,1000", help="N for startup/memory (default 100,1000)")
     ap.add_argument("--shapes", default="tables,instances", help="config shapes for startup/memory (default tables,instances)")
     ap.add_argument("--json", type=Path, help="also write raw per-run results here")
@@ -941,13 +1087,15 @@ def main() -> int:
     ap.add_argument("--quiet-timeout", type=float, default=120, help="give up waiting for a quiet machine after this many seconds (default 120)")
     args = ap.parse_args()
 
-    valid = {"startup", "floor", "memory", "restart", "stop", "idle", "all"}
+    valid = {"startup", "floor", "memory", "restart", "stop", "idle", "status", "all"}
     for s in args.scenarios:
         if s not in valid:
             ap.error(f"unknown scenario {s!r} (choose from {', '.join(sorted(valid))})")
-    scen = ["startup", "floor", "memory", "restart", "stop", "idle"] if "all" in args.scenarios else args.scenarios
+    scen = ["startup", "floor", "memory", "restart", "stop", "idle", "status"] if "all" in args.scenarios else args.scenarios
     if args.runs < 1:
         ap.error("--runs must be >= 1")
+    if args.status_invocations < 50:
+        ap.error("--status-invocations must be >= 50")
 
     ctx = Ctx()
     source_binary = ensure_binary(args.release_binary.resolve())
@@ -970,6 +1118,21 @@ def main() -> int:
             log(f"kernel process events unavailable ({e}); falling back to --method proc")
             ctx.method = "proc"
     ctx.raw = {}
+    ctx.status_invocations = args.status_invocations
+    ctx.timer = "python"
+    timer_fact = ""
+    if "status" in scen:
+        hf = shutil.which("hyperfine")
+        if args.timer == "hyperfine" and not hf:
+            sys.exit("bench: --timer hyperfine, but hyperfine is not installed (apt-get install -y hyperfine)")
+        if hf and args.timer != "python":
+            ctx.timer = "hyperfine"
+            ver = subprocess.run([hf, "--version"], capture_output=True, text=True).stdout.strip()
+            timer_fact = f"\n- status timer: {ver} (-N, no shell; stdout through a pipe; {STATUS_WARMUP} warm-ups)"
+        else:
+            if args.timer == "auto":
+                log("hyperfine not found; timing status with time.monotonic_ns() around subprocess.run (includes Python's spawn overhead)")
+            timer_fact = f"\n- status timer: Python time.monotonic_ns() around subprocess.run (hyperfine {'not installed' if not hf else 'not used'}; includes Python's own spawn cost)"
     sizes = [int(x) for x in args.sizes.split(",") if x]
     shapes = [x for x in args.shapes.split(",") if x]
 
@@ -986,7 +1149,7 @@ def main() -> int:
             ctx.floor_binary = out
         else:
             log(f"cannot build spawn_floor: {r.stderr.strip()[:300]}")
-    facts = machine_facts(source_binary, ctx.binary) + f"\n- observation method: {ctx.method}"
+    facts = machine_facts(source_binary, ctx.binary) + f"\n- observation method: {ctx.method}" + timer_fact
     log(facts)
     results: dict[str, list[float]] = {}
     failures = 0
@@ -1016,6 +1179,8 @@ def main() -> int:
             plan.append(("stop", lambda r: sc_stop(ctx, r)))
         elif s == "idle":
             plan.append(("idle", lambda r: sc_idle(ctx, r)))
+        elif s == "status":
+            plan.append(("status", lambda r: sc_status(ctx, r)))
 
     try:
         for name, fn in plan:
@@ -1051,6 +1216,17 @@ def main() -> int:
             f"\nrestart, all {len(pooled)} samples pooled: p50 {fmt(pct(pooled, 50))} ms, "
             f"p99 {fmt(pct(pooled, 99))} ms, max {fmt(max(pooled))} ms"
         )
+    if "status_samples_ms" in ctx.raw:
+        print()
+        for key, _ in STATUS_CMDS:
+            pooled = [x for run in ctx.raw.get(f"{key}_samples_ms", []) for x in run]
+            if pooled:
+                print(
+                    f"- {key}, all {len(pooled)} invocations pooled: p50 {fmt(pct(pooled, 50))} ms, "
+                    f"p90 {fmt(pct(pooled, 90))} ms, p99 {fmt(pct(pooled, 99))} ms, max {fmt(max(pooled))} ms"
+                )
+        if "status_json_bytes" in ctx.raw:
+            print(f"- `status --json` reply with 100 programs: {ctx.raw['status_json_bytes']} bytes (pretty-printed)")
     if WARNINGS:
         print("\n### kelpie warnings (expected ones are listed in docs/benchmarks.md)\n")
         for w, count in WARNINGS.items():
