@@ -1019,6 +1019,23 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "forward_signals",
 ];
 
+/// `supervisor.control_socket` of a file that may be invalid otherwise,
+/// resolved like `validate` resolves it.
+pub fn control_socket_of(path: &Path) -> Option<PathBuf> {
+    let source = std::fs::read_to_string(path).ok()?;
+    let table: toml::Table = toml::from_str(&source).ok()?;
+    let socket = table.get("supervisor")?.get("control_socket")?.as_str()?;
+    if socket.is_empty() {
+        return None;
+    }
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base_dir = std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
+    Some(base_dir.join(socket))
+}
+
 /// Where the control socket is when the config does not say.
 pub fn default_control_socket(host: &Host) -> PathBuf {
     if let Some(dir) = &host.runtime_dir {

@@ -39,6 +39,11 @@ fn start() -> Kelpie {
         common::is(e, "program_running", "web")
     });
     k.wait_event("program_completed", "job", secs(10.0));
+    // Events come before the status board catches up.
+    k.wait_running("web");
+    wait_until("status to show job completed", secs(10.0), || {
+        (k.state("job").as_deref() == Some("exited")).then_some(())
+    });
     k
 }
 
@@ -430,4 +435,74 @@ depends_on = ["db"]
     assert!(common::timestamp(&db_running) <= common::timestamp(&api_started));
     k.signal("TERM");
     assert!(k.wait_exit(secs(10.0)).success());
+}
+
+/// Commands find the socket through `-c`: a relative `control_socket`
+/// resolves against the config's directory (whatever the working
+/// directory), and an otherwise invalid file still names it, so a refused
+/// reload reports the errors (78) instead of missing the supervisor (69).
+#[test]
+fn the_socket_is_found_through_the_config_even_when_it_is_invalid() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+control_socket = "ctl.sock"
+
+[program.web]
+command = ["sleep", "1000"]
+"#,
+    );
+    k.wait_control();
+    let config = k.path("supervisor.toml");
+    let run = |args: &[&str]| {
+        let mut child = std::process::Command::new(common::BIN)
+            .args(args)
+            .arg("-c")
+            .arg(&config)
+            .current_dir("/")
+            .env_remove("KELPIE_SOCKET")
+            .env_remove("KELPIE_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stdout, stderr, status) = common::collect_child(&mut child, secs(30.0), "kelpie");
+        (status.code(), stdout, stderr)
+    };
+    let (code, stdout, _) = run(&["health"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    std::fs::write(
+        &config,
+        "[supervisor]\nhttp_listen = \"off\"\ncontrol_socket = \"ctl.sock\"\n\n[program.web]\ncommand = []\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["reload"]);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("program.web.command"), "{stderr}");
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+}
+
+/// `kelpie status | head -c 1`: a closed pipe ends the command quietly.
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    let k = start();
+    for args in [&["status", "--json"][..], &["status"], &["logs", "web"]] {
+        // A pipe whose reader is already gone: every write fails with EPIPE.
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        drop(reader);
+        let mut child = std::process::Command::new(common::BIN)
+            .args(args)
+            .arg("-s")
+            .arg(k.socket())
+            .stdout(std::process::Stdio::from(writer))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (_, stderr, status) = common::collect_child(&mut child, secs(30.0), "kelpie status");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+    }
+    stop(k);
 }

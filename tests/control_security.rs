@@ -595,7 +595,7 @@ fn bad_requests_get_json_errors_and_kelpie_keeps_serving() {
         &[("X-Padding", &padding)],
         b"",
     );
-    assert_error(&reply, 431, "bad_request", "big-head");
+    assert_error(&reply, 431, "headers_too_large", "big-head");
 
     // (g) Not HTTP at all: answered with a 400 or closed, never hung.
     for garbage in [

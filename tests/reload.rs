@@ -44,7 +44,7 @@ start_seconds = "0s"
 "#;
 
 fn pid(k: &Kelpie, program: &str) -> i64 {
-    k.pids(program)[0].unwrap_or_else(|| panic!("{program} has no pid"))
+    k.wait_running(program)[0]
 }
 
 #[test]

@@ -135,7 +135,7 @@ fn rolling_restart_under_load_fails_no_request() {
             common::is(e, "program_ready", "web")
         });
     }
-    let old: Vec<i64> = k.pids("web").into_iter().map(Option::unwrap).collect();
+    let old = k.wait_running("web");
     let poller = Poller::start(&k);
 
     let out = k.ctl(&["restart", "--rolling", "web"]).expect(0);
@@ -183,7 +183,7 @@ fn a_replacement_that_never_becomes_ready_aborts_the_roll() {
             common::is(e, "program_ready", "web")
         });
     }
-    let old: Vec<i64> = k.pids("web").into_iter().map(Option::unwrap).collect();
+    let old = k.wait_running("web");
     std::fs::File::create(k.path("broken"))
         .unwrap()
         .write_all(b"")

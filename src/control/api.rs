@@ -51,7 +51,11 @@ pub fn handler(api: Arc<ControlApi>) -> Handler {
 impl ControlApi {
     async fn route(&self, request: ControlRequest) -> ControlResponse {
         let id = request.request_id.clone();
-        let Some(rest) = request.path.strip_prefix(protocol::API_PREFIX) else {
+        let Some(rest) = request
+            .path
+            .strip_prefix(protocol::API_PREFIX)
+            .filter(|rest| rest.starts_with('/'))
+        else {
             return not_found(&request.path, &id);
         };
         let segments: Vec<String> = rest

@@ -30,6 +30,7 @@ pub mod code {
     pub const BAD_REQUEST: &str = "bad_request";
     pub const BAD_JSON: &str = "bad_json";
     pub const BODY_TOO_LARGE: &str = "body_too_large";
+    pub const HEADERS_TOO_LARGE: &str = "headers_too_large";
     pub const NOT_FOUND: &str = "not_found";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const FORBIDDEN: &str = "forbidden";
@@ -159,8 +160,9 @@ pub struct ActionOutcome {
     pub ok: bool,
     /// The program's state when the action finished (or was given up on).
     pub state: String,
-    /// `started`, `already running`, `stopped`, `signalled 3 processes`, or
-    /// on failure why: `web:0 exited with exit code 1`.
+    /// `running`, `completed`, `stopped`, `accepted` (`wait: false`),
+    /// `sent SIGHUP to 3 process groups`, or on failure why:
+    /// `web:0 exited with exit code 1; restarting in 100ms`.
     pub message: String,
 }
 

@@ -326,11 +326,6 @@ async fn accept_loop(
     let mut busy_gate = RateLimit::new(Duration::from_secs(10));
     let mut accept_gate = RateLimit::new(Duration::from_secs(10));
     let path = socket.path().display().to_string();
-    tracing::info!(
-        event = "control_listening",
-        path = %path,
-        "serving the control API on {path}"
-    );
 
     loop {
         let accepted = tokio::select! {
@@ -514,7 +509,7 @@ async fn answer(
     if head_size(&request) > limits.max_header_bytes {
         return ControlResponse::error(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            code::BAD_REQUEST,
+            code::HEADERS_TOO_LARGE,
             &format!(
                 "request line and headers exceed {} bytes",
                 limits.max_header_bytes

@@ -445,7 +445,7 @@ async fn headers_over_the_limit_get_a_json_431() {
     )
     .await;
     assert_eq!(reply.status, 431);
-    assert_eq!(reply.json()["code"], "bad_request");
+    assert_eq!(reply.json()["code"], "headers_too_large");
     assert!(reply.header("x-request-id").is_some());
     fixture.echo().await;
     fixture.stop().await;

@@ -198,6 +198,12 @@ pub fn socket_path(control: &ControlOpts) -> PathBuf {
         if let Some(config) = config::load(&path, Mode::Check, &host).config {
             return config.supervisor.control_socket;
         }
+        // An invalid file (say, mid-edit before a reload) still names its
+        // socket: `kelpie reload` must reach the supervisor to be refused
+        // with the errors, not miss it.
+        if let Some(socket) = config::control_socket_of(&path) {
+            return socket;
+        }
     }
     config::default_control_socket(&host)
 }
@@ -231,9 +237,19 @@ fn timed_out(limit: Duration, client: &Client) -> Failure {
     )
 }
 
+/// Prints to stdout; a closed pipe (`| head`) is not an error worth more
+/// than stopping to write.
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = out.write_all(b"\n");
+    }
+}
+
 fn print_json(value: &impl Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => say(&text),
         Err(err) => eprintln!("kelpie: cannot print JSON: {err}"),
     }
 }
@@ -263,7 +279,7 @@ async fn status(names: &[String], json: bool, control: &ControlOpts) -> Outcome 
     if json {
         print_json(&reply);
     } else if names.is_empty() || !reply.programs.is_empty() {
-        print!("{}", render::status_table(&reply, render::use_color(false)));
+        say(&render::status_table(&reply, render::use_color(false)));
     }
     match unknown.as_slice() {
         [] => Ok(0),
@@ -313,7 +329,7 @@ async fn action(
             .zip(&reply.results)
         {
             if result.ok {
-                println!("{line}");
+                say(line);
             } else {
                 eprintln!("{line}");
             }
@@ -352,7 +368,7 @@ fn print_plan(reply: ReloadReply, json: bool) -> Outcome {
         print_json(&reply);
     } else {
         for line in render::plan_lines(&reply) {
-            println!("{line}");
+            say(&line);
         }
     }
     Ok(0)
@@ -442,7 +458,7 @@ async fn ready(name: Option<&str>, json: bool, control: &ControlOpts) -> Outcome
     if json {
         print_json(&reply);
     } else {
-        println!("{}", render::ready_line(&reply, name));
+        say(&render::ready_line(&reply, name));
     }
     Ok(if reply.ready { 0 } else { 1 })
 }
@@ -452,7 +468,7 @@ async fn health(json: bool, control: &ControlOpts) -> Outcome {
     if json {
         print_json(&reply);
     } else {
-        println!("{}", render::health_line(&reply));
+        say(&render::health_line(&reply));
     }
     Ok(0)
 }

@@ -268,7 +268,7 @@ fn past_tense(verb: &str) -> String {
 /// - old  stop
 /// ~ web  restart (command, environment)
 ///   db   unchanged
-/// warning: http_listen changed; restart kelpie to apply it
+/// warning: supervisor.http_listen changed; the running value stays until kelpie restarts
 /// reload applied: 1 to start, 1 to stop, 1 to restart, 1 unchanged
 /// ```
 ///

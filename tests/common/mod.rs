@@ -180,6 +180,32 @@ impl Kelpie {
             .collect()
     }
 
+    /// Waits until `status` shows every instance of `program` running with
+    /// a pid (log events come before the status board is updated) and
+    /// returns the pids.
+    pub fn wait_running(&self, program: &str) -> Vec<i64> {
+        wait_until(
+            &format!("status to show {program} running"),
+            secs(10.0),
+            || {
+                let status = self.ctl(&["status", "--json"]).expect(0).json();
+                let entry = status["programs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["name"] == program)?
+                    .clone();
+                let instances = entry["instances"].as_array()?;
+                let pids: Vec<i64> = instances
+                    .iter()
+                    .filter(|i| i["state"] == "running")
+                    .filter_map(|i| i["pid"].as_i64())
+                    .collect();
+                (pids.len() == instances.len()).then_some(pids)
+            },
+        )
+    }
+
     /// The state of `program` from `status --json`, or None if it is not
     /// listed.
     pub fn state(&self, program: &str) -> Option<String> {
