@@ -250,10 +250,40 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    /// Reaps until `rx` yields, like SIGCHLD-driven passes would.
+    const ALONE_ENV: &str = "KELPIE_REAPER_TEST_ALONE";
+
+    /// `Reaper::reap` waits for any child of the process, so beside other
+    /// tests it would take their children's statuses (and another reaper
+    /// test would take its own). Each reaper test therefore runs its body
+    /// in a fresh copy of the test binary in which it is the only test.
+    #[allow(clippy::disallowed_methods)]
+    fn alone(test: &str, body: impl FnOnce()) {
+        if std::env::var_os(ALONE_ENV).is_some() {
+            body();
+            return;
+        }
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(ALONE_ENV, "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{test} failed in its own process:\n{out}");
+        assert!(out.contains("1 passed"), "{test} did not run:\n{out}");
+    }
+
+    /// Reaps until `rx` yields, like SIGCHLD-driven passes would, plus the
+    /// re-checks a Program schedules after a SIGKILL: a killed member
+    /// whose zombie belongs to init (it was orphaned) sends kelpie no
+    /// SIGCHLD, and init may be slow to reap it.
     fn reap_until<T>(reaper: &Reaper, rx: &mpsc::Receiver<T>, what: &str) -> T {
         for _ in 0..1000 {
             reaper.reap();
+            reaper.recheck();
             if let Ok(value) = rx.recv_timeout(Duration::from_millis(10)) {
                 return value;
             }
@@ -266,6 +296,13 @@ mod tests {
     /// signalable, or a SIGKILL sent in that window is lost.
     #[test]
     fn group_stays_signalable_between_leader_exit_and_watch() {
+        alone(
+            "reaper::tests::group_stays_signalable_between_leader_exit_and_watch",
+            group_stays_signalable,
+        );
+    }
+
+    fn group_stays_signalable() {
         let reaper = Reaper::new();
         let (exited_tx, exited_rx) = mpsc::channel();
         let mut command = Command::new("sh");
@@ -303,6 +340,13 @@ mod tests {
 
     #[test]
     fn statuses_are_routed_by_pid_and_orphans_counted() {
+        alone(
+            "reaper::tests::statuses_are_routed_by_pid_and_orphans_counted",
+            statuses_are_routed,
+        );
+    }
+
+    fn statuses_are_routed() {
         let reaper = Reaper::new();
         let (tx, rx) = mpsc::channel();
         let mut pids = Vec::new();
