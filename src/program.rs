@@ -70,6 +70,10 @@ pub enum ProgramMsg {
     /// Every command sent before this one has been processed: published so
     /// a waiting control request knows the state it sees is the outcome.
     Ack(u64),
+    /// The global restart budget allows the restart this instance asked for.
+    RestartGranted,
+    /// The global restart budget is spent; the restart waits its turn.
+    BudgetExhausted,
 }
 
 /// Re-checks after a SIGKILL: 50 ms, 100 ms, … up to ~6 s in total. Only a
@@ -259,6 +263,8 @@ impl Actor for ProgramActor {
                 }
                 return Ok(());
             }
+            ProgramMsg::RestartGranted => Event::RestartGranted,
+            ProgramMsg::BudgetExhausted => Event::BudgetExhausted,
             ProgramMsg::Cause(cause) => {
                 state.cause = cause;
                 return Ok(());
@@ -338,6 +344,12 @@ impl ProgramState {
                         let timer = myself
                             .send_after(after, move || ProgramMsg::Timer { kind, generation });
                         self.timers.push((generation, kind, timer));
+                    }
+                    Action::AskRestart => {
+                        let _ = self.args.supervisor.cast(SupervisorMsg::RestartWanted {
+                            program: self.args.config.name.clone(),
+                            incarnation: self.args.incarnation,
+                        });
                     }
                     Action::Emit(note) => {
                         match &note {

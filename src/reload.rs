@@ -126,6 +126,9 @@ pub fn supervisor_changes(
     if old.drain_delay != new.drain_delay {
         live.push("drain_delay");
     }
+    if old.restart_budget != new.restart_budget {
+        live.push("restart_budget");
+    }
     let mut keep = |key: &str, differs: bool| {
         if differs {
             later.push(format!(

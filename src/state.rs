@@ -118,6 +118,9 @@ pub struct Policy {
     /// probe (then ready means running for `start_seconds`).
     pub readiness: Option<Thresholds>,
     pub liveness: Option<Thresholds>,
+    /// A global restart budget is configured: every restart waits for the
+    /// Supervisor's grant (`Action::AskRestart`, `Event::RestartGranted`).
+    pub budgeted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +169,7 @@ impl From<&ProgramConfig> for Policy {
             stop_timeout: p.stop_timeout,
             readiness: p.readiness.as_ref().map(Thresholds::of),
             liveness: p.liveness.as_ref().map(Thresholds::of),
+            budgeted: false,
         }
     }
 }
@@ -230,6 +234,10 @@ pub enum Event {
         kind: TimerKind,
         generation: u64,
     },
+    /// The global restart budget allows the restart asked for.
+    RestartGranted,
+    /// The global restart budget is spent: the restart waits its turn.
+    BudgetExhausted,
 }
 
 /// Lifecycle facts worth one log event each (SPEC §7 `event` names).
@@ -313,6 +321,8 @@ pub enum Action {
         after: Duration,
         generation: u64,
     },
+    /// Ask the Supervisor for a restart under the global budget.
+    AskRestart,
     Emit(Note),
 }
 
@@ -353,6 +363,9 @@ pub struct Instance {
     unready_streak: u32,
     liveness_streak: u32,
     status_text: Option<String>,
+    /// Unplanned ends of a run that the policy answers with a restart, or
+    /// that failed: what supervision groups react to.
+    crashes: u64,
 }
 
 /// A read-only view for status, readiness and metrics.
@@ -371,6 +384,8 @@ pub struct Snapshot {
     pub run: u64,
     /// The program's own status line (sd_notify `STATUS=`).
     pub status_text: Option<String>,
+    /// Unplanned exits (crashes, failed liveness or start_timeout) so far.
+    pub crashes: u64,
 }
 
 impl Snapshot {
@@ -388,6 +403,7 @@ impl Snapshot {
             want_up: false,
             run: 0,
             status_text: None,
+            crashes: 0,
         }
     }
 }
@@ -417,6 +433,7 @@ impl Instance {
             unready_streak: 0,
             liveness_streak: 0,
             status_text: None,
+            crashes: 0,
         }
     }
 
@@ -459,6 +476,7 @@ impl Instance {
             want_up: self.want_up,
             run: self.run,
             status_text: self.status_text.clone(),
+            crashes: self.crashes,
         }
     }
 
@@ -537,6 +555,18 @@ impl Instance {
             Event::Timer { kind, generation } => {
                 if generation == self.generation {
                     self.on_timer(kind, now, &mut out);
+                }
+            }
+            Event::RestartGranted => {
+                // A grant that arrives after a stop or start is moot.
+                if self.phase == Phase::Backoff && self.want_up {
+                    self.restarts += 1;
+                    self.spawn(&mut out);
+                }
+            }
+            Event::BudgetExhausted => {
+                if self.phase == Phase::Backoff {
+                    self.reason = Some("restart budget exhausted".into());
                 }
             }
         }
@@ -770,6 +800,9 @@ impl Instance {
                 );
                 self.fail_run(reason, now, out);
             }
+            (TimerKind::Backoff, Phase::Backoff) if self.policy.budgeted => {
+                out.push(Action::AskRestart);
+            }
             (TimerKind::Backoff, Phase::Backoff) => {
                 self.restarts += 1;
                 self.spawn(out);
@@ -872,6 +905,9 @@ impl Instance {
             (ProgramKind::Oneshot, RestartPolicy::Always) => !success,
             (ProgramKind::Oneshot, RestartPolicy::Never) => false,
         };
+        if restart || !success {
+            self.crashes += 1;
+        }
         if !restart {
             let failed_oneshot = self.policy.kind == ProgramKind::Oneshot && !success;
             return match spawn_error {
@@ -917,7 +953,10 @@ impl Instance {
                     delay,
                     attempt: self.attempt,
                 }));
-                if delay.is_zero() {
+                if delay.is_zero() && self.policy.budgeted {
+                    self.enter(Phase::Backoff);
+                    out.push(Action::AskRestart);
+                } else if delay.is_zero() {
                     self.restarts += 1;
                     self.spawn(out);
                 } else {

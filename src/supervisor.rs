@@ -7,6 +7,7 @@
 //! bounded by `shutdown_timeout`.
 
 mod actions;
+mod budget;
 mod entry;
 mod reloading;
 mod rolling;
@@ -84,6 +85,13 @@ pub enum SupervisorMsg {
         program: String,
         incarnation: u64,
     },
+    /// An instance's backoff is over and a global restart budget applies.
+    RestartWanted {
+        program: String,
+        incarnation: u64,
+    },
+    /// The oldest restart left the budget's window.
+    BudgetRefill,
 }
 
 pub struct SupervisorArgs {
@@ -120,6 +128,9 @@ pub struct SupervisorState {
     exit: Option<oneshot::Sender<i32>>,
     next_incarnation: u64,
     next_seq: u64,
+    budget: Option<budget::Budget>,
+    /// When the pending budget refill timer fires, if one is set.
+    refill_armed: Option<Instant>,
 }
 
 pub struct SupervisorActor;
@@ -144,7 +155,14 @@ impl Actor for SupervisorActor {
         let entries: Vec<Entry> = config
             .programs
             .iter()
-            .map(|p| Entry::new(p.clone(), &args.relay, &args.metrics))
+            .map(|p| {
+                Entry::new(
+                    p.clone(),
+                    &args.relay,
+                    &args.metrics,
+                    config.supervisor.restart_budget.is_some(),
+                )
+            })
             .collect();
         let mut state = SupervisorState {
             config_path: config.path.clone(),
@@ -161,7 +179,10 @@ impl Actor for SupervisorActor {
             exit: Some(args.exit),
             next_incarnation: 0,
             next_seq: 0,
+            budget: None,
+            refill_armed: None,
         };
+        state.set_budget(&myself, config.supervisor.restart_budget);
         let mut entries = std::mem::take(&mut state.entries);
         for entry in &mut entries {
             state.spawn_slots(&myself, entry).await;
@@ -285,6 +306,11 @@ impl Actor for SupervisorActor {
                 program,
                 incarnation,
             } => state.on_roll_deadline(&program, incarnation),
+            SupervisorMsg::RestartWanted {
+                program,
+                incarnation,
+            } => state.on_restart_wanted(&myself, program, incarnation),
+            SupervisorMsg::BudgetRefill => state.on_budget_refill(&myself),
         }
         if state.shutdown.is_some() {
             state.advance_shutdown(&myself);

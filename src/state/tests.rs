@@ -21,6 +21,7 @@ fn policy(kind: ProgramKind, restart: RestartPolicy) -> Policy {
         stop_timeout: Duration::from_secs(5),
         readiness: None,
         liveness: None,
+        budgeted: false,
     }
 }
 
@@ -666,4 +667,65 @@ fn start_timeout_fails_a_never_ready_start() {
     probe(&mut rig, ProbeRole::Readiness, true);
     let actions = rig.fire(TimerKind::StartTimeout);
     assert!(actions.is_empty());
+}
+
+#[test]
+fn a_budgeted_restart_waits_for_its_grant() {
+    let mut rig = Rig::new(Policy {
+        budgeted: true,
+        ..service()
+    });
+    rig.feed(Event::Start);
+    rig.advance(Duration::from_millis(10));
+    rig.exit(ExitStatus::Code(1));
+    assert_eq!(rig.phase(), Phase::Backoff);
+    // The backoff is over: ask, and stay in backoff until granted.
+    let asked = rig.fire(TimerKind::Backoff);
+    assert_eq!(asked, vec![Action::AskRestart]);
+    assert_eq!(rig.phase(), Phase::Backoff);
+    rig.feed(Event::BudgetExhausted);
+    assert_eq!(
+        rig.inst.snapshot().reason.as_deref(),
+        Some("restart budget exhausted")
+    );
+    let granted = rig.feed(Event::RestartGranted);
+    assert!(granted.contains(&Action::Spawn));
+    assert_eq!(rig.phase(), Phase::Starting);
+    assert_eq!(rig.inst.snapshot().restarts, 1);
+    // A late second grant is moot.
+    let again = rig.feed(Event::RestartGranted);
+    assert!(again.is_empty());
+}
+
+#[test]
+fn a_grant_after_a_stop_starts_nothing() {
+    let mut rig = Rig::new(Policy {
+        budgeted: true,
+        ..service()
+    });
+    rig.feed(Event::Start);
+    rig.exit(ExitStatus::Code(1));
+    rig.fire(TimerKind::Backoff);
+    rig.feed(Event::Stop);
+    assert_eq!(rig.phase(), Phase::Stopped);
+    assert!(rig.feed(Event::RestartGranted).is_empty());
+    assert_eq!(rig.phase(), Phase::Stopped);
+}
+
+#[test]
+fn crashes_count_unplanned_exits_only() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    rig.exit(ExitStatus::Code(1));
+    assert_eq!(rig.inst.snapshot().crashes, 1);
+    rig.fire(TimerKind::Backoff);
+    // A requested stop is not a crash.
+    rig.feed(Event::Stop);
+    rig.exit(ExitStatus::Signal(15));
+    assert_eq!(rig.inst.snapshot().crashes, 1);
+    // A oneshot that completes is not a crash either.
+    let mut job = Rig::new(policy(ProgramKind::Oneshot, RestartPolicy::OnFailure));
+    job.feed(Event::Start);
+    job.exit(ExitStatus::Code(0));
+    assert_eq!(job.inst.snapshot().crashes, 0);
 }

@@ -71,9 +71,18 @@ pub(super) struct Entry {
 
 impl Entry {
     /// The shared parts of a program, without actors yet.
-    pub fn new(config: Arc<ProgramConfig>, relay: &Relay, metrics: &Metrics) -> Self {
+    /// `budgeted`: a global restart budget applies to its restarts.
+    pub fn new(
+        config: Arc<ProgramConfig>,
+        relay: &Relay,
+        metrics: &Metrics,
+        budgeted: bool,
+    ) -> Self {
         Self {
-            policy: Arc::new(Policy::from(config.as_ref())),
+            policy: Arc::new(Policy {
+                budgeted,
+                ..Policy::from(config.as_ref())
+            }),
             output: Arc::new(ProgramOutput::new(&config, relay, metrics)),
             identity: Identity::resolve(config.user.as_deref(), config.group.as_deref())
                 .map(|i| i.map(Arc::new)),

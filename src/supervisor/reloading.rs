@@ -132,6 +132,7 @@ impl SupervisorState {
         self.settings.shutdown_timeout = new.supervisor.shutdown_timeout;
         self.settings.drain_delay = new.supervisor.drain_delay;
         self.settings.restart_budget = new.supervisor.restart_budget;
+        self.set_budget(myself, new.supervisor.restart_budget);
         for warning in &warnings {
             tracing::warn!(event = "config_warning", request_id = cause, "{warning}");
         }
@@ -155,7 +156,12 @@ impl SupervisorState {
                 }
                 (_, Some(entry)) => entries.push(entry),
                 (_, None) => {
-                    let mut entry = Entry::new(program.clone(), &self.relay, &self.metrics);
+                    let mut entry = Entry::new(
+                        program.clone(),
+                        &self.relay,
+                        &self.metrics,
+                        self.budget.is_some(),
+                    );
                     self.spawn_slots(myself, &mut entry).await;
                     entries.push(entry);
                 }
@@ -215,7 +221,7 @@ impl SupervisorState {
             if dependency_pending {
                 continue;
             }
-            let mut fresh = Entry::new(config, &self.relay, &self.metrics);
+            let mut fresh = Entry::new(config, &self.relay, &self.metrics, self.budget.is_some());
             let old = &mut self.entries[i];
             old.stop_actors();
             fresh.set_stopped_by_user(old.stopped_by_user());

@@ -51,6 +51,17 @@ impl Roll {
         matches!(self.step, Step::AwaitReady { .. })
     }
 
+    pub fn replacement_of(&self, incarnation: u64) -> Option<&ActorRef<ProgramMsg>> {
+        match &self.step {
+            Step::AwaitReady {
+                actor,
+                incarnation: current,
+                ..
+            } if *current == incarnation => Some(actor),
+            _ => None,
+        }
+    }
+
     pub fn replacement_actor(&self) -> Option<&ActorRef<ProgramMsg>> {
         match &self.step {
             Step::AwaitReady { actor, .. } => Some(actor),
