@@ -9,6 +9,7 @@
 mod actions;
 mod budget;
 mod entry;
+mod groups;
 mod reloading;
 mod rolling;
 
@@ -129,6 +130,7 @@ pub struct SupervisorState {
     next_incarnation: u64,
     next_seq: u64,
     budget: Option<budget::Budget>,
+    groups: Vec<groups::Group>,
     /// When the pending budget refill timer fires, if one is set.
     refill_armed: Option<Instant>,
 }
@@ -181,6 +183,12 @@ impl Actor for SupervisorActor {
             next_seq: 0,
             budget: None,
             refill_armed: None,
+            groups: config
+                .groups
+                .iter()
+                .cloned()
+                .map(groups::Group::new)
+                .collect(),
         };
         state.set_budget(&myself, config.supervisor.restart_budget);
         let mut entries = std::mem::take(&mut state.entries);
@@ -317,6 +325,7 @@ impl Actor for SupervisorActor {
         } else {
             state.advance_requested_stops();
             state.settle_reload(&myself).await;
+            state.advance_group_restarts();
             state.launch_ready_programs();
             state.advance_rolls(&myself).await;
         }
@@ -513,11 +522,15 @@ impl SupervisorState {
         let slot = &mut Arc::make_mut(&mut entry.status).instances[index];
         let newly_failed =
             update.snapshot.phase == Phase::Failed && slot.snapshot.phase != Phase::Failed;
+        let crashed = update.snapshot.crashes > slot.snapshot.crashes;
         if update.snapshot.restarts > slot.snapshot.restarts {
             self.metrics
                 .program_restarted(&program, update.snapshot.restarts - slot.snapshot.restarts);
         }
         *slot = update;
+        if crashed {
+            self.on_member_crash(myself, &program);
+        }
         if newly_failed && on_failure == OnFailure::Shutdown && self.shutdown.is_none() {
             tracing::error!(
                 event = "shutdown_on_failure",
@@ -588,6 +601,7 @@ impl SupervisorState {
             if entry.launched
                 || entry.pending.is_some()
                 || entry.stopped_by_user()
+                || self.held_by_group(entry.name())
                 || !(entry.config.autostart || entry.start_requested)
             {
                 continue;

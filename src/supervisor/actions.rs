@@ -197,6 +197,8 @@ impl SupervisorState {
     }
 
     fn request_start(&mut self, i: usize, seq: u64, cause: &Cause) {
+        let name = self.entries[i].name().to_string();
+        self.revive_group_of(&name);
         let entry = &mut self.entries[i];
         entry.set_stopped_by_user(false);
         entry.start_requested = true;

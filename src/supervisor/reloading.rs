@@ -178,6 +178,7 @@ impl SupervisorState {
         }
         self.entries = entries;
         self.reindex();
+        self.set_groups(new.groups.clone());
 
         let count = |change: Change| plan.iter().filter(|i| i.change == change).count();
         tracing::info!(
