@@ -2050,6 +2050,11 @@ fn parse_group(
         None => None,
     };
     let restart_window = get_duration(t, p, "restart_window", Duration::from_secs(60), diags);
+    if restart_window.is_some_and(|w| w.is_zero()) {
+        let span = t.get("restart_window").map(|v| v.span()).unwrap_or(0..0);
+        diags.error(&span, &join(p, "restart_window"), "must be longer than 0s");
+    }
+    let restart_window = restart_window.filter(|w| !w.is_zero());
     let on_failure = parse_on_failure(t, p, diags);
     Some(GroupConfig {
         name: name.to_string(),

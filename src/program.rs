@@ -70,6 +70,8 @@ pub enum ProgramMsg {
     /// Every command sent before this one has been processed: published so
     /// a waiting control request knows the state it sees is the outcome.
     Ack(u64),
+    /// Start again as part of a group restart (keeps backoff and intensity).
+    Relaunch,
     /// The global restart budget allows the restart this instance asked for.
     RestartGranted,
     /// The global restart budget is spent; the restart waits its turn.
@@ -263,6 +265,7 @@ impl Actor for ProgramActor {
                 }
                 return Ok(());
             }
+            ProgramMsg::Relaunch => Event::Relaunch,
             ProgramMsg::RestartGranted => Event::RestartGranted,
             ProgramMsg::BudgetExhausted => Event::BudgetExhausted,
             ProgramMsg::Cause(cause) => {

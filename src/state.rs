@@ -234,6 +234,10 @@ pub enum Event {
         kind: TimerKind,
         generation: u64,
     },
+    /// Start again as part of a group restart: unlike `Start`, this keeps
+    /// the backoff and the restart-intensity window, never revives a
+    /// `failed` instance, and counts as a restart.
+    Relaunch,
     /// The global restart budget allows the restart asked for.
     RestartGranted,
     /// The global restart budget is spent: the restart waits its turn.
@@ -557,6 +561,14 @@ impl Instance {
                     self.on_timer(kind, now, &mut out);
                 }
             }
+            Event::Relaunch if self.phase != Phase::Failed => {
+                self.want_up = true;
+                if matches!(self.phase, Phase::Stopped | Phase::Exited | Phase::Backoff) {
+                    self.restarts += 1;
+                    self.spawn(&mut out);
+                }
+            }
+            Event::Relaunch => {}
             Event::RestartGranted => {
                 // A grant that arrives after a stop or start is moot.
                 if self.phase == Phase::Backoff && self.want_up {

@@ -166,3 +166,56 @@ fn a_failed_group_with_on_failure_shutdown_exits_1() {
     assert_eq!(status.code(), Some(1));
     assert!(k.marked_processes().is_empty());
 }
+
+/// A group restart keeps each member's backoff and intensity (it is not a
+/// `kelpie start`): a member that keeps crashing reaches `failed` by its
+/// own `max_restarts` and the storm ends, the others running. Group
+/// restarts count as restarts, and a member stopped by `kelpie stop` is
+/// left stopped without stalling the restart.
+#[test]
+fn group_restarts_keep_member_intensity_and_skip_stopped_members() {
+    let mut config = String::from("[supervisor]\nhttp_listen = \"off\"\n");
+    for (name, command) in [
+        ("a", "while :; do sleep 1 & wait; done"),
+        (
+            "b",
+            "test -e {dir}/crash && exit 1; while :; do sleep 1 & wait; done",
+        ),
+        ("c", "while :; do sleep 1 & wait; done"),
+    ] {
+        config.push_str(&format!(
+            "\n[program.{name}]\ncommand = [\"sh\", \"-c\", \"{command}\"]\n\
+             start_seconds = \"0s\"\nbackoff = {{ initial = \"20ms\", jitter = 0.0 }}\n\
+             max_restarts = 2\nrestart_window = \"1m\"\n"
+        ));
+    }
+    config.push_str("\n[group.g]\nprograms = [\"a\", \"b\", \"c\"]\nstrategy = \"one_for_all\"\n");
+    let (mut k, [_, b, _]) = start(&config);
+    k.ctl(&["stop", "c"]).expect(0);
+    std::fs::write(k.path("crash"), "").unwrap();
+    kill(b);
+    wait_until("b to fail by its own max_restarts", secs(15.0), || {
+        (k.state("b").as_deref() == Some("failed")).then_some(())
+    });
+    k.wait_nth(1, "the last group restart", secs(10.0), |e| {
+        e["event"] == "group_restart_complete"
+    });
+    let restarts = k.events("group_restart", "").len();
+    assert!(
+        restarts <= 4,
+        "{restarts} group restarts: the storm was not bounded"
+    );
+    k.wait_running("a");
+    let status = k.ctl(&["status", "--json", "a", "c"]).expect(0).json();
+    assert!(
+        status["programs"][0]["restarts"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    assert_eq!(
+        status["programs"][1]["state"], "stopped",
+        "c stays stopped: {status}"
+    );
+    assert_eq!(status["programs"][1]["stopped_by_user"], true);
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+}

@@ -662,7 +662,8 @@ fn group_errors() {
     let source = "[program.a]\ncommand = [\"sh\"]\n\
                   [group.empty]\n\
                   [group.none]\nprograms = []\n\
-                  [group.s]\nprograms = [\"a\"]\nstrategy = \"one_for_al\"\nmax_restarts = -1\n";
+                  [group.s]\nprograms = [\"a\"]\nstrategy = \"one_for_al\"\nmax_restarts = -1\n\
+                  [group.t]\nprograms = []\nrestart_window = \"0s\"\n";
     assert_eq!(
         diags(source),
         [
@@ -670,6 +671,8 @@ fn group_errors() {
             "supervisor.toml:5:12: group.none.programs: must list at least one program",
             "supervisor.toml:8:12: group.s.strategy: invalid value \"one_for_al\" (did you mean \"one_for_all\"?); expected one of: one_for_one, one_for_all, rest_for_one",
             "supervisor.toml:9:16: group.s.max_restarts: -1 is out of range; expected 0 to 4294967295",
+            "supervisor.toml:11:12: group.t.programs: must list at least one program",
+            "supervisor.toml:12:18: group.t.restart_window: must be longer than 0s",
         ]
     );
 }

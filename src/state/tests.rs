@@ -729,3 +729,29 @@ fn crashes_count_unplanned_exits_only() {
     job.exit(ExitStatus::Code(0));
     assert_eq!(job.inst.snapshot().crashes, 0);
 }
+
+#[test]
+fn relaunch_keeps_intensity_and_never_revives_failed() {
+    let mut rig = Rig::new(Policy {
+        max_restarts: 1,
+        ..service()
+    });
+    rig.feed(Event::Start);
+    rig.exit(ExitStatus::Code(1));
+    assert_eq!(rig.phase(), Phase::Backoff);
+    // A group restart stops it and starts it again: a restart, with the
+    // intensity window kept.
+    rig.feed(Event::Stop);
+    rig.feed(Event::Relaunch);
+    assert_eq!(rig.phase(), Phase::Starting);
+    assert_eq!(rig.inst.snapshot().restarts, 1);
+    rig.exit(ExitStatus::Code(1));
+    assert_eq!(
+        rig.phase(),
+        Phase::Failed,
+        "the second crash exceeds max_restarts = 1"
+    );
+    assert!(rig.feed(Event::Relaunch).is_empty());
+    assert_eq!(rig.phase(), Phase::Failed);
+    assert!(!rig.inst.snapshot().want_up);
+}

@@ -167,7 +167,14 @@ impl SupervisorState {
         config: Option<RestartBudget>,
     ) {
         match (self.budget.as_mut(), config) {
-            (Some(budget), Some(config)) => budget.resize(config),
+            (Some(budget), Some(config)) => {
+                budget.resize(config);
+                // A larger budget lets waiters go now, not at the next refill.
+                let granted = budget.refill(Instant::now());
+                for (program, incarnation) in granted {
+                    self.grant(&program, incarnation);
+                }
+            }
             (None, Some(config)) => self.budget = Some(Budget::new(config)),
             (Some(budget), None) => {
                 let waiting = budget.drain();

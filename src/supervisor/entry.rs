@@ -67,6 +67,8 @@ pub(super) struct Entry {
     pub pending: Option<Arc<ProgramConfig>>,
     pub roll: Option<Roll>,
     pub retiring: Vec<Retiring>,
+    /// The next launch is a group restart's: `Relaunch`, not `Start`.
+    pub relaunch: bool,
 }
 
 impl Entry {
@@ -103,6 +105,7 @@ impl Entry {
             pending: None,
             roll: None,
             retiring: Vec::new(),
+            relaunch: false,
             config,
         }
     }
@@ -137,12 +140,20 @@ impl Entry {
 
     /// Starts every instance and records that in the snapshots at once.
     pub fn start_all(&mut self, cause: &Cause, ack: Option<u64>) {
+        let relaunch = std::mem::take(&mut self.relaunch);
         let status = Arc::make_mut(&mut self.status);
         for instance in &mut status.instances {
-            instance.snapshot.want_up = true;
+            // A relaunch leaves a failed instance failed.
+            if !(relaunch && instance.snapshot.phase == crate::state::Phase::Failed) {
+                instance.snapshot.want_up = true;
+            }
         }
         status.reason = None;
-        self.command(cause, &[|| ProgramMsg::Start], ack);
+        if relaunch {
+            self.command(cause, &[|| ProgramMsg::Relaunch], ack);
+        } else {
+            self.command(cause, &[|| ProgramMsg::Start], ack);
+        }
     }
 
     pub fn set_reason(&mut self, reason: Option<String>) {

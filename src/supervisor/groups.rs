@@ -113,9 +113,19 @@ impl SupervisorState {
             }
             group.window.record(now);
         }
-        let affected = group.affected_by(program);
+        let mut affected = group.affected_by(program);
         if affected.is_empty() {
             return;
+        }
+        // A crash during a group restart widens it: members the first one
+        // had not yet brought back are not dropped.
+        if let Some(previous) = &group.restart {
+            let members = &group.config.programs;
+            affected = members
+                .iter()
+                .filter(|m| affected.contains(m) || previous.affected.contains(m))
+                .cloned()
+                .collect();
         }
         tracing::warn!(
             event = "group_restart",
@@ -223,8 +233,15 @@ impl SupervisorState {
                 let in_flight = restart.done.iter().any(|d| {
                     self.index.get(d.as_str()).is_some_and(|&i| {
                         let entry = &self.entries[i];
+                        // A member that would not start by itself (stopped
+                        // by `kelpie stop`, or autostart = false and never
+                        // started) is not waited for.
+                        let dormant = entry.stopped_by_user()
+                            || !(entry.config.autostart || entry.start_requested);
                         if restart.stopping {
                             !entry.is_down()
+                        } else if dormant {
+                            false
                         } else {
                             // Started (or settled: a oneshot that ran, a
                             // member that failed again) once launched.
@@ -282,9 +299,13 @@ impl SupervisorState {
                                 instance.snapshot.want_up = false;
                             }
                             entry.command(&None, &[|| ProgramMsg::Stop], None);
-                        } else if !entry.stopped_by_user() {
-                            // Through the gate, like a first start.
+                        } else if !entry.stopped_by_user()
+                            && (entry.config.autostart || entry.start_requested)
+                        {
+                            // Through the gate, like a first start, but
+                            // keeping each instance's backoff and intensity.
                             entry.launched = false;
+                            entry.relaunch = true;
                         }
                     }
                     None if stopping => {
