@@ -347,6 +347,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         pumps: pumps.clone(),
         status: status_tx,
         metrics: metrics.clone(),
+        systemd: crate::systemd::Systemd::from_env(),
     };
     let (supervisor, join) = match Actor::spawn(
         Some("kelpie-supervisor".into()),

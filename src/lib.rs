@@ -40,6 +40,7 @@ pub mod signals;
 pub mod state;
 pub mod status;
 pub mod supervisor;
+pub mod systemd;
 
 /// sysexits: the config is invalid.
 pub const EXIT_CONFIG: i32 = 78;

@@ -93,6 +93,8 @@ pub enum SupervisorMsg {
     },
     /// The oldest restart left the budget's window.
     BudgetRefill,
+    /// Time to tell systemd kelpie is alive (`WATCHDOG=1`).
+    Watchdog,
 }
 
 pub struct SupervisorArgs {
@@ -103,6 +105,8 @@ pub struct SupervisorArgs {
     pub pumps: PumpTracker,
     pub status: StatusSender,
     pub metrics: Arc<Metrics>,
+    /// The service manager to notify, when kelpie runs under one.
+    pub systemd: Option<crate::systemd::Systemd>,
 }
 
 struct Shutdown {
@@ -131,6 +135,7 @@ pub struct SupervisorState {
     next_seq: u64,
     budget: Option<budget::Budget>,
     groups: Vec<groups::Group>,
+    systemd: Option<crate::systemd::Systemd>,
     /// When the pending budget refill timer fires, if one is set.
     refill_armed: Option<Instant>,
 }
@@ -189,7 +194,11 @@ impl Actor for SupervisorActor {
                 .cloned()
                 .map(groups::Group::new)
                 .collect(),
+            systemd: args.systemd,
         };
+        if let Some(interval) = state.systemd.as_ref().and_then(|s| s.watchdog_interval()) {
+            myself.send_after(interval, || SupervisorMsg::Watchdog);
+        }
         state.set_budget(&myself, config.supervisor.restart_budget);
         let mut entries = std::mem::take(&mut state.entries);
         for entry in &mut entries {
@@ -319,6 +328,17 @@ impl Actor for SupervisorActor {
                 incarnation,
             } => state.on_restart_wanted(&myself, program, incarnation),
             SupervisorMsg::BudgetRefill => state.on_budget_refill(&myself),
+            SupervisorMsg::Watchdog => {
+                // Sent from this actor, so a wedged supervisor stops
+                // petting the watchdog and systemd restarts it.
+                if let Some(systemd) = &state.systemd {
+                    systemd.watchdog();
+                    if let Some(interval) = systemd.watchdog_interval() {
+                        myself.send_after(interval, || SupervisorMsg::Watchdog);
+                    }
+                }
+                return Ok(());
+            }
         }
         if state.shutdown.is_some() {
             state.advance_shutdown(&myself);
@@ -667,6 +687,9 @@ impl SupervisorState {
         if self.shutdown.is_some() {
             return;
         }
+        if let Some(systemd) = &self.systemd {
+            systemd.stopping();
+        }
         tracing::info!(
             event = "shutdown_started",
             drain_delay_ms = self.settings.drain_delay.as_millis() as u64,
@@ -788,8 +811,9 @@ impl SupervisorState {
         escaped.len()
     }
 
-    /// Publishes the current state for the HTTP and control endpoints.
-    fn publish(&self) {
+    /// Publishes the current state for the HTTP and control endpoints (and
+    /// systemd).
+    fn publish(&mut self) {
         let board = Board {
             shutting_down: self.shutdown.is_some(),
             programs: self
@@ -811,6 +835,14 @@ impl SupervisorState {
         // programs are the same `Arc`, which `Eq` compares by pointer.
         if **self.status.borrow() == board {
             return;
+        }
+        if let Some(systemd) = self.systemd.as_mut() {
+            let autostart: Vec<bool> = self
+                .entries
+                .iter()
+                .map(|e| e.config.autostart || e.start_requested)
+                .collect();
+            systemd.board_changed(&board, &autostart);
         }
         self.status.send_replace(Arc::new(board));
     }

@@ -51,7 +51,15 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         command: ReloadCommand,
     ) {
+        let notify = command.apply && self.shutdown.is_none();
+        if let (true, Some(systemd)) = (notify, &self.systemd) {
+            systemd.reloading();
+        }
         let result = self.reload(myself, &command).await;
+        // Refused or applied, kelpie runs on: systemd hears READY=1 again.
+        if let (true, Some(systemd)) = (notify, &self.systemd) {
+            systemd.reloaded();
+        }
         if let Some(reply) = command.reply {
             let _ = reply.send(result);
         }
