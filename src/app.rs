@@ -185,6 +185,20 @@ fn run(explicit: Option<&Path>) -> i32 {
         }
     }
 
+    // Started while kelpie is still one thread, and kept until it exits:
+    // if kelpie dies, even by SIGKILL, the guardian kills what it started.
+    #[cfg(target_os = "linux")]
+    let _guardian = match crate::guardian::start() {
+        Ok(pipe) => Some(pipe),
+        Err(message) => {
+            tracing::warn!(
+                event = "guardian_unavailable",
+                "{message}; programs would outlive a SIGKILL of kelpie"
+            );
+            None
+        }
+    };
+
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

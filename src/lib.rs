@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ctl;
+pub mod guardian;
 pub mod http;
 pub mod logging;
 pub mod metrics;

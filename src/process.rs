@@ -84,6 +84,17 @@ impl Identity {
     }
 }
 
+/// Set in every process kelpie starts: `<kelpie pid>.<actor incarnation>`.
+/// Descendants inherit it even when they leave the process group, so a
+/// stopped instance's escaped daemons (and, if kelpie dies, everything it
+/// started) can be found in /proc.
+pub const RUN_ID_VARIABLE: &str = "KELPIE_RUN_ID";
+
+/// The `KELPIE_RUN_ID` of an instance actor's processes.
+pub fn run_id(incarnation: u64) -> String {
+    format!("{}.{incarnation}", std::process::id())
+}
+
 /// Everything needed to exec one instance.
 pub struct Launch<'a> {
     pub program: &'a ProgramConfig,
@@ -93,6 +104,8 @@ pub struct Launch<'a> {
     /// `$NOTIFY_SOCKET` for programs using the notify readiness probe.
     pub notify_socket: Option<&'a Path>,
     pub identity: Option<&'a Identity>,
+    /// `KELPIE_RUN_ID` (see `run_id`).
+    pub run_id: &'a str,
     pub stdout: Stdio,
     pub stderr: Stdio,
 }
@@ -130,6 +143,7 @@ pub fn command(launch: Launch<'_>) -> Command {
     cmd.envs(&program.environment);
     cmd.env("KELPIE_PROGRAM", &program.name);
     cmd.env("KELPIE_INSTANCE", launch.index.to_string());
+    cmd.env(RUN_ID_VARIABLE, launch.run_id);
     if let Some(socket) = launch.notify_socket {
         cmd.env("NOTIFY_SOCKET", socket);
     }

@@ -72,6 +72,10 @@ pub enum ProgramMsg {
     Ack(u64),
     /// Start again as part of a group restart (keeps backoff and intensity).
     Relaunch,
+    /// Escaped daemons of an ended run had their grace after SIGTERM.
+    SweepKill {
+        pids: Vec<i32>,
+    },
     /// The global restart budget allows the restart this instance asked for.
     RestartGranted,
     /// The global restart budget is spent; the restart waits its turn.
@@ -119,6 +123,10 @@ pub struct ProgramState {
     /// The control request id to log with events, until the instance
     /// settles.
     cause: Option<Arc<str>>,
+    /// `KELPIE_RUN_ID` of every process this actor starts.
+    run_id: String,
+    /// The last run whose escaped daemons were swept.
+    swept_run: u64,
 }
 
 impl Drop for ProgramState {
@@ -179,6 +187,7 @@ impl Actor for ProgramActor {
             None
         };
         let instance = Instance::new(args.policy.clone(), seed);
+        let run_id = process::run_id(args.incarnation);
         Ok(ProgramState {
             args,
             instance,
@@ -190,6 +199,8 @@ impl Actor for ProgramActor {
             notify,
             ack: 0,
             cause: None,
+            run_id,
+            swept_run: 0,
         })
     }
 
@@ -266,6 +277,17 @@ impl Actor for ProgramActor {
                 return Ok(());
             }
             ProgramMsg::Relaunch => Event::Relaunch,
+            ProgramMsg::SweepKill { pids } => {
+                let variable = format!("{}={}", process::RUN_ID_VARIABLE, state.run_id);
+                for pid in pids {
+                    // Still ours: kelpie's child with this run's id (a pid
+                    // reused meanwhile would fail either check).
+                    if state.args.reaper.escaped_with(&variable).contains(&pid) {
+                        kill_with_group(pid, Signal::SIGKILL);
+                    }
+                }
+                return Ok(());
+            }
             ProgramMsg::RestartGranted => Event::RestartGranted,
             ProgramMsg::BudgetExhausted => Event::BudgetExhausted,
             ProgramMsg::Cause(cause) => {
@@ -296,6 +318,15 @@ impl Actor for ProgramActor {
         state.apply(&myself, event);
         Ok(())
     }
+}
+
+/// Signals an escaped process, and its whole group when it leads one.
+fn kill_with_group(pid: i32, signal: Signal) {
+    let target = nix::unistd::Pid::from_raw(pid);
+    if nix::unistd::getpgid(Some(target)).ok() == Some(target) {
+        let _ = nix::sys::signal::killpg(target, signal);
+    }
+    let _ = nix::sys::signal::kill(target, signal);
 }
 
 fn schedule_recheck(myself: &ActorRef<ProgramMsg>, pgid: i32, attempt: u32) {
@@ -382,6 +413,7 @@ impl ProgramState {
                 }
             }
         }
+        self.sweep_escaped(myself);
         // Probes watch a live, not-stopping process only.
         if self.instance.pid().is_none() || self.instance.phase() == Phase::Stopping {
             self.probes = Probes::default();
@@ -399,6 +431,43 @@ impl ProgramState {
             keep
         });
         self.publish();
+    }
+
+    /// Once a run has ended (no leader, group empty), daemons it left
+    /// behind by leaving the process group (double fork, setsid) were
+    /// reparented to kelpie: they get the stop signal, and SIGKILL after
+    /// `stop_timeout`.
+    fn sweep_escaped(&mut self, myself: &ActorRef<ProgramMsg>) {
+        let run = self.instance.snapshot().run;
+        if run == 0 || run == self.swept_run || self.instance.pid().is_some() || self.pgid.is_some()
+        {
+            return;
+        }
+        self.swept_run = run;
+        let variable = format!("{}={}", process::RUN_ID_VARIABLE, self.run_id);
+        let pids = self.args.reaper.escaped_with(&variable);
+        if pids.is_empty() {
+            return;
+        }
+        let signal = self.args.policy.stop_signal;
+        tracing::warn!(
+            event = "escaped_processes",
+            program = %self.args.config.name,
+            instance = self.args.index,
+            count = pids.len(),
+            pids = ?pids,
+            "{} left {} process(es) outside its process group; sending SIG{}",
+            self.name(),
+            pids.len(),
+            crate::signals::short_name(signal)
+        );
+        for &pid in &pids {
+            kill_with_group(pid, signal);
+            kill_with_group(pid, Signal::SIGCONT);
+        }
+        myself.send_after(self.args.policy.stop_timeout, move || {
+            ProgramMsg::SweepKill { pids }
+        });
     }
 
     fn publish(&mut self) {
@@ -425,6 +494,7 @@ impl ProgramState {
             let config = config.clone();
             let index = self.args.index;
             let identity = self.args.identity.clone();
+            let run_id = self.run_id.clone();
             Arc::new(Box::new(move |argv: &[String]| {
                 process::command(Launch {
                     program: &config,
@@ -432,6 +502,7 @@ impl ProgramState {
                     index,
                     notify_socket: None,
                     identity: identity.as_deref(),
+                    run_id: &run_id,
                     stdout: Stdio::null(),
                     stderr: Stdio::null(),
                 })
@@ -475,6 +546,7 @@ impl ProgramState {
             index: self.args.index,
             notify_socket: self.notify.as_ref().map(|n| n.path()),
             identity: self.args.identity.as_deref(),
+            run_id: &self.run_id,
             stdout: stdio(),
             stderr: stdio(),
         });

@@ -190,7 +190,7 @@ impl Reaper {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
                 continue;
             };
-            if table.leaders.contains_key(&pid) {
+            if table.leaders.contains_key(&pid) || Some(pid) == crate::guardian::pid() {
                 continue;
             }
             if let Some((state, ppid, _pgid)) = proc_stat(pid) {
@@ -201,6 +201,24 @@ impl Reaper {
         }
         found
     }
+}
+
+impl Reaper {
+    /// Escaped children (see `escaped_children`) whose environment holds
+    /// `variable` exactly (`NAME=value`): the daemons one instance left.
+    pub fn escaped_with(&self, variable: &str) -> Vec<i32> {
+        self.escaped_children()
+            .into_iter()
+            .filter(|&pid| environ_has(pid, variable))
+            .collect()
+    }
+}
+
+/// Whether `/proc/PID/environ` holds `variable` (`NAME=value`) exactly.
+pub fn environ_has(pid: i32, variable: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|env| env.split(|b| *b == 0).any(|v| v == variable.as_bytes()))
+        .unwrap_or(false)
 }
 
 /// State, parent pid and process group of a process, from /proc/PID/stat.
