@@ -1188,6 +1188,26 @@ fn parse_supervisor(
     if let Some(list) = get::<Vec<Spanned<String>>>(t, p, "forward_signals", diags) {
         for item in list.into_inner() {
             match signals::parse(item.get_ref()) {
+                Some(
+                    sync @ (Signal::SIGSEGV
+                    | Signal::SIGBUS
+                    | Signal::SIGFPE
+                    | Signal::SIGILL
+                    | Signal::SIGTRAP
+                    | Signal::SIGSYS
+                    | Signal::SIGABRT),
+                ) => {
+                    // A fault of kelpie's own thread, never a request.
+                    diags.error(
+                        &item.span(),
+                        "supervisor.forward_signals",
+                        format!(
+                            "{} is a synchronous fault signal and is never forwarded",
+                            signals::short_name(sync)
+                        ),
+                    );
+                    forward_signals = None;
+                }
                 Some(Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGCHLD) | None => {
                     diags.error(
                         &item.span(),

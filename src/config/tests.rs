@@ -358,7 +358,7 @@ fn signal_spellings_are_accepted() {
 #[test]
 fn bad_forward_signals() {
     let source = format!(
-        "[supervisor]\nforward_signals = [\"USR1\", \"KILL\", \"CHLD\", \"BOGUS\"]\n{}",
+        "[supervisor]\nforward_signals = [\"USR1\", \"KILL\", \"CHLD\", \"BOGUS\", \"SEGV\"]\n{}",
         program_a("")
     );
     assert_eq!(
@@ -367,6 +367,7 @@ fn bad_forward_signals() {
             "supervisor.toml:2:28: supervisor.forward_signals: \"KILL\" cannot be forwarded; use signal names like \"USR1\"",
             "supervisor.toml:2:36: supervisor.forward_signals: \"CHLD\" cannot be forwarded; use signal names like \"USR1\"",
             "supervisor.toml:2:44: supervisor.forward_signals: \"BOGUS\" cannot be forwarded; use signal names like \"USR1\"",
+            "supervisor.toml:2:53: supervisor.forward_signals: SEGV is a synchronous fault signal and is never forwarded",
         ]
     );
 }
