@@ -42,6 +42,11 @@ pub fn dispatch(cli: Cli) -> i32 {
         Command::Check { config } => check(config.as_deref()),
         Command::Run { config } => run(config.as_deref()),
         Command::Completions { shell } => crate::cli::print_completions(shell),
+        Command::Exec {
+            restart,
+            stop_timeout,
+            command,
+        } => crate::exec::run(restart, stop_timeout, command),
         Command::Config { .. } => {
             eprintln!("kelpie: `kelpie config` is not available in this version; `kelpie check` validates a config");
             1

@@ -3,6 +3,7 @@
 //! (signal names, durations, `NAME…` versus `--all`) is checked here, so a
 //! mistake is a usage error (exit 2) before any connection is attempted.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -290,6 +291,31 @@ pub enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Run one command as a tini-style init: forward signals, reap zombies,
+    /// exit with its status. No config file.
+    ///
+    /// CMD runs in its own process group with kelpie's stdin, stdout and
+    /// stderr. Every catchable signal is forwarded to that group; SIGTERM and
+    /// SIGINT also stop it (SIGKILL after --stop-timeout). Exit status: the
+    /// command's code, 128+N if it died of signal N, 127 if CMD is not found,
+    /// 126 if it is not executable.
+    #[command(after_long_help = "Examples:\n  \
+        kelpie exec -- python3 -m http.server\n  \
+        kelpie exec --restart on-failure --stop-timeout 30s -- ./worker --queue jobs\n  \
+        ENTRYPOINT [\"kelpie\", \"exec\", \"--\"]   (Dockerfile)")]
+    Exec {
+        /// When to start the command again after it exits.
+        #[arg(long, value_enum, value_name = "POLICY", default_value = "never")]
+        restart: crate::exec::RestartPolicy,
+        /// After forwarding SIGTERM/SIGINT (or when the command exits and left
+        /// processes behind), SIGKILL what is still alive after this long.
+        #[arg(long = "stop-timeout", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        stop_timeout: Duration,
+        /// The command and its arguments (use `--` before it when it starts
+        /// with `-`).
+        #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
+        command: Vec<OsString>,
+    },
     /// Print a shell completion script to stdout.
     #[command(after_long_help = "Examples:\n  \
         kelpie completions bash > ~/.local/share/bash-completion/completions/kelpie\n  \
@@ -320,6 +346,7 @@ impl Command {
             Command::Health { .. } => "health",
             Command::Config { .. } => "config",
             Command::Completions { .. } => "completions",
+            Command::Exec { .. } => "exec",
         }
     }
 }
@@ -566,12 +593,13 @@ mod tests {
                 "signal" => args.extend(["TERM", "--all"]),
                 "logs" => args.push("web"),
                 "completions" => args.push("bash"),
+                "exec" => args.extend(["--", "true"]),
                 _ => {}
             }
             let cli = parse(&args).unwrap_or_else(|err| panic!("{name}: {err}"));
             assert_eq!(cli.command.verb(), *name);
         }
-        assert_eq!(names.len(), 15);
+        assert_eq!(names.len(), 16);
     }
 
     #[test]

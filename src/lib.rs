@@ -18,6 +18,7 @@
 //! - `status`, `http`, `metrics`: the read model, the `/health` `/ready`
 //!   `/metrics` endpoints and the Prometheus exposition
 //! - `ctl`: the control commands' client side (`status`, `start`, …)
+//! - `exec`: `kelpie exec`, the config-less tini-style init for one command
 //! - `logging`, `signals`, `cli`, `app`: plumbing
 
 pub mod app;
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ctl;
+pub mod exec;
 pub mod guardian;
 pub mod http;
 pub mod logging;

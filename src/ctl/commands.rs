@@ -178,6 +178,7 @@ async fn execute(command: Command) -> Outcome {
         Command::Run { .. }
         | Command::Check { .. }
         | Command::Config { .. }
+        | Command::Exec { .. }
         | Command::Completions { .. } => Err(Failure::new(2, "kelpie: not a control command")),
     }
 }
