@@ -830,26 +830,8 @@ fn prepare_child(parent: libc::pid_t, foreground: bool) -> io::Result<()> {
     #[cfg(not(target_os = "linux"))]
     let _ = parent;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-    reset_signal_dispositions();
+    crate::process::reset_signal_dispositions();
     Ok(())
-}
-
-/// Handled signals revert to their default on exec, but ignored ones stay
-/// ignored: SIGTTIN/SIGTTOU (ignored by kelpie), SIGPIPE (ignored by the
-/// Rust runtime) and whatever kelpie's parent ignored must not be ignored
-/// by the program. glibc reserves the first two real-time signals.
-fn reset_signal_dispositions() {
-    for signal in 1..=libc::SIGRTMAX() {
-        let reserved = signal == libc::SIGRTMIN() - 2 || signal == libc::SIGRTMIN() - 1;
-        if signal == libc::SIGKILL || signal == libc::SIGSTOP || reserved {
-            continue;
-        }
-        // SAFETY: signal(2) with SIG_DFL is async-signal-safe and changes
-        // only this (child) process's disposition table.
-        unsafe {
-            libc::signal(signal, libc::SIG_DFL);
-        }
-    }
 }
 
 #[cfg(test)]

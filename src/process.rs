@@ -203,7 +203,7 @@ pub fn command(launch: Launch<'_>) -> Command {
 ///
 /// glibc reserves the first two real-time signals for itself and refuses to
 /// change them; every other signal, real-time ones included, is reset.
-fn reset_signal_dispositions() {
+pub fn reset_signal_dispositions() {
     for signal in 1..=libc::SIGRTMAX() {
         let reserved = signal == libc::SIGRTMIN() - 2 || signal == libc::SIGRTMIN() - 1;
         if signal == libc::SIGKILL || signal == libc::SIGSTOP || reserved {
