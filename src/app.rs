@@ -47,10 +47,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             stop_timeout,
             command,
         } => crate::exec::run(restart, stop_timeout, command),
-        Command::Config { .. } => {
-            eprintln!("kelpie: `kelpie config` is not available in this version; `kelpie check` validates a config");
-            1
-        }
+        Command::Config { config } => print_config(config.as_deref()),
         command => crate::ctl::run(command),
     }
 }
@@ -130,6 +127,31 @@ fn check(explicit: Option<&Path>) -> i32 {
         _ => {
             if !unreadable(&validation) {
                 eprintln!("{}: invalid ({})", path.display(), plural(errors, "error"));
+            }
+            EXIT_CONFIG
+        }
+    }
+}
+
+/// `kelpie config`: the effective config as TOML, or the errors (78).
+fn print_config(explicit: Option<&Path>) -> i32 {
+    let path = find_config(explicit);
+    let validation = config::load(&path, Mode::Check, &Host::current());
+    match &validation.config {
+        Some(config) if validation.errors().next().is_none() => {
+            for warning in validation.warnings() {
+                eprintln!("{warning}");
+            }
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) just ends the output.
+            let _ = out.write_all(config::print::to_toml(config).as_bytes());
+            0
+        }
+        _ => {
+            print_diagnostics(&validation);
+            if !unreadable(&validation) {
+                eprintln!("{}: invalid config", path.display());
             }
             EXIT_CONFIG
         }

@@ -2397,5 +2397,7 @@ pub fn find_executable(
     Err(format!("command \"{program}\" not found in PATH"))
 }
 
+pub mod print;
+
 #[cfg(test)]
 mod tests;
