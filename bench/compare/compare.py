@@ -264,6 +264,14 @@ class Peer:
     def start(self, d: Path, progs: list[Prog]) -> float:
         self.dir = d
         argv = self.argv(d, progs)
+        # Configs look as they do on a real host: written long before the
+        # supervisor starts.  (runsvdir, for one, rescans a directory whose
+        # mtime is the current second only a second later.)
+        past = time.time() - 10
+        for root, dirs, files in os.walk(d):
+            for f in dirs + files:
+                os.utime(os.path.join(root, f), (past, past), follow_symlinks=False)
+        os.utime(d, (past, past))
         env = dict(os.environ)
         for k in ("KELPIE_LOG", "KELPIE_CONFIG", "KELPIE_SOCKET", "PM2_HOME", "NOTIFY_SOCKET"):
             env.pop(k, None)
@@ -470,7 +478,7 @@ class Horust(Peer):
         sv = d / "services"
         sv.mkdir()
         (d / "uds").mkdir()
-        (d / "horust.toml").write_text("")
+        (d / "horust.toml").write_text("unsuccessful_exit_finished_failed = false\n")
         for p in progs:
             lines = [f"command = {toml_str(shlex.join(abs_argv(p.argv)))}\n"]
             if p.log_dir:
@@ -530,7 +538,8 @@ class Circus(Peer):
     def argv(self, d, progs):
         parts = [
             "[circus]\n",
-            f"endpoint = ipc://{d}/endpoint.sock\npubsub_endpoint = ipc://{d}/pubsub.sock\nstats_endpoint = ipc://{d}/stats.sock\n",
+            # (a stats_endpoint would switch circusd-stats on)
+            f"endpoint = ipc://{d}/endpoint.sock\npubsub_endpoint = ipc://{d}/pubsub.sock\n",
             "statsd = false\nhttpd = false\n",
         ]
         for p in progs:
