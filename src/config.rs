@@ -1105,7 +1105,7 @@ fn parse_supervisor(
                     diags.warn(
                         &text.span(),
                         "supervisor.socket_mode",
-                        format!("mode {:04o} is wider than 0660; every user it admits can control kelpie", mode),
+                        format!("mode {:04o} is wider than 0660; only kelpie's uid and root are ever served, so the extra bits only let others probe the socket", mode),
                     );
                 }
                 Some(mode)

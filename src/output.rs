@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -186,9 +187,13 @@ impl RotatingFile {
                     std::fs::create_dir_all(dir)?;
                 }
             }
+            // A program may own the directory of its log file: a symlink it
+            // planted there must not make kelpie (often root) write into
+            // another file.
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&self.path)?;
             self.size = file.metadata()?.len();
             self.file = Some(file);
@@ -717,5 +722,27 @@ mod tests {
         let n1: u32 = last_of_one[12..].parse().unwrap();
         let n2: u32 = first_of_current[12..].parse().unwrap();
         assert_eq!(n1 + 1, n2);
+    }
+}
+
+#[cfg(test)]
+mod log_file_tests {
+    use super::*;
+
+    /// A program that owns its log directory plants a symlink at the log
+    /// path: kelpie must not write through it into another file.
+    #[test]
+    fn a_symlink_at_the_log_path_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me\n").unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("app.log");
+        std::os::unix::fs::symlink(&target, &log).unwrap_or_else(|e| panic!("{e}"));
+        let mut file = RotatingFile::new(log, 1 << 20, 2);
+        assert!(file.write_line("injected").is_err());
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap_or_default(),
+            "keep me\n"
+        );
     }
 }

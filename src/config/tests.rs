@@ -833,7 +833,7 @@ fn supervisor_warnings_do_not_block() {
         printed(&validation),
         [
             "supervisor.toml:2:15: warning: supervisor.http_listen: 0.0.0.0:9100 is not a loopback address; /health, /ready and /metrics will be reachable from the network",
-            "supervisor.toml:3:15: warning: supervisor.socket_mode: mode 0666 is wider than 0660; every user it admits can control kelpie",
+            "supervisor.toml:3:15: warning: supervisor.socket_mode: mode 0666 is wider than 0660; only kelpie's uid and root are ever served, so the extra bits only let others probe the socket",
         ]
     );
     assert_eq!(validation.errors().count(), 0);
