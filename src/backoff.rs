@@ -32,6 +32,11 @@ impl BackoffConfig {
     /// The un-jittered delay before restart number `attempt` (0-based):
     /// `initial * multiplier^attempt`, capped at `max`.
     pub fn base_delay(&self, attempt: u32) -> Duration {
+        // 0 × multiplier^k stays 0; the float path would reach 0 × ∞ = NaN
+        // after ~1024 attempts and jump to `max`.
+        if self.initial.is_zero() {
+            return Duration::ZERO;
+        }
         let initial = self.initial.as_secs_f64();
         let cap = self.max.as_secs_f64();
         let exponent = i32::try_from(attempt).unwrap_or(i32::MAX);
@@ -134,6 +139,20 @@ impl Jitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_initial_delay_stays_zero_forever() {
+        let config = BackoffConfig {
+            initial: Duration::ZERO,
+            max: Duration::from_secs(30),
+            multiplier: 2.0,
+            jitter: 0.2,
+        };
+        for attempt in [0, 1, 1023, 1024, 5000, u32::MAX] {
+            assert_eq!(config.base_delay(attempt), Duration::ZERO, "attempt {attempt}");
+            assert_eq!(config.delay(attempt, 1.0), Duration::ZERO, "attempt {attempt}");
+        }
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
