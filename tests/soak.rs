@@ -595,3 +595,113 @@ fn chaos_signals_leave_status_true_to_proc() {
         "processes left after a graceful stop: {left:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// 4. Output edge cases
+
+/// Hostile output next to a bystander: a program that closes its stdout at
+/// once and keeps running, one that floods stderr with 5 MB and no
+/// newline, one that writes invalid UTF-8. kelpie relays or handles each
+/// without blocking anyone, its memory stays bounded, and the bystander's
+/// lines keep flowing.
+#[test]
+fn hostile_output_blocks_nothing() {
+    const FLOOD: usize = 5_000_000;
+    let mut k = Kelpie::start(&format!(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.closer]
+command = ["sh", "-c", "exec 1>&-; i=0; while :; do i=$((i+1)); echo \"closer $i\" >&2; sleep 0.05; done"]
+
+[program.flood]
+# Waits for the test's signal (the file `go`), so kelpie's memory can be
+# sampled before; then 5 MB without a newline on stderr.
+command = ["sh", "-c", "while [ ! -e go ]; do sleep 0.01; done; head -c {FLOOD} /dev/zero | tr '\\0' x >&2; echo >&2; echo flood finished; exec sleep 1000"]
+directory = "{{dir}}"
+
+[program.badutf8]
+command = ["sh", "-c", "printf 'bad \\377\\376 bytes\\n'; printf '\\300\\200 overlong on stderr\\n' >&2; printf 'cut \\342\\202'; exec sleep 1000"]
+
+[program.bystander]
+command = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo \"tick $i\"; sleep 0.02; done"]
+"#
+    ));
+    k.wait_control();
+    for name in ["closer", "flood", "badutf8", "bystander"] {
+        k.wait_running(name);
+    }
+    let pid = k.pid();
+
+    // Closed stdout: still running, its stderr still relayed.
+    let closer_pid = k.started_pid("closer", 1);
+    k.wait_output("closer", "closer 20", secs(10.0));
+    assert_eq!(k.state("closer").as_deref(), Some("running"));
+    assert_eq!(k.pids("closer"), vec![Some(i64::from(closer_pid))]);
+
+    // Invalid UTF-8: relayed lossily, kelpie keeps serving.
+    k.wait_output("badutf8", "bad \u{fffd}\u{fffd} bytes", secs(10.0));
+    let stderr = k.wait_nth(1, "badutf8's stderr", secs(10.0), |e| {
+        common::is(e, "program_output", "badutf8") && e["stream"] == "stderr"
+    });
+    assert!(
+        stderr["line"]
+            .as_str()
+            .unwrap()
+            .ends_with(" overlong on stderr"),
+        "{stderr}"
+    );
+    let logs = k.ctl(&["logs", "badutf8"]).expect(0);
+    assert!(
+        logs.stdout.contains("bad \u{fffd}\u{fffd} bytes"),
+        "kelpie logs: {logs:?}"
+    );
+
+    // The flood, with kelpie's RSS sampled until the program gets past it.
+    let before = rss_kib(pid);
+    std::fs::write(k.path("go"), "").unwrap();
+    let mut peak = before;
+    wait_until("the flood to get through", secs(60.0), || {
+        peak = peak.max(rss_kib(pid));
+        let done = k
+            .events("program_output", "flood")
+            .iter()
+            .any(|e| e["line"] == "flood finished");
+        done.then_some(())
+    });
+    let flood: Vec<usize> = k
+        .events("program_output", "flood")
+        .iter()
+        .filter(|e| e["stream"] == "stderr")
+        .map(|e| e["line"].as_str().unwrap().len())
+        .collect();
+    println!(
+        "flood: {} lines, {} bytes; kelpie RSS {before} KiB, peak {peak} KiB",
+        flood.len(),
+        flood.iter().sum::<usize>()
+    );
+    assert_eq!(flood.iter().sum::<usize>(), FLOOD, "every byte relayed");
+    assert!(
+        flood[..flood.len() - 1].iter().all(|&n| n == 16 * 1024),
+        "lines split at 16 KiB: {:?}",
+        &flood[..flood.len().min(5)]
+    );
+    assert!(
+        peak <= before + 16 * 1024,
+        "kelpie's RSS grew from {before} KiB to {peak} KiB during the flood"
+    );
+
+    // Nobody was blocked: the bystander still prints, the others still run.
+    let ticks = k.events("program_output", "bystander").len();
+    k.wait_nth(ticks + 10, "ten more ticks", secs(10.0), |e| {
+        common::is(e, "program_output", "bystander")
+    });
+    let status = status(&k);
+    for name in ["closer", "flood", "badutf8", "bystander"] {
+        assert_eq!(program(&status, name)["state"], "running", "{status}");
+    }
+    assert!(k.events("program_exited", "").is_empty(), "nothing exited");
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(30.0)).success());
+}
