@@ -149,8 +149,16 @@ mod tests {
             jitter: 0.2,
         };
         for attempt in [0, 1, 1023, 1024, 5000, u32::MAX] {
-            assert_eq!(config.base_delay(attempt), Duration::ZERO, "attempt {attempt}");
-            assert_eq!(config.delay(attempt, 1.0), Duration::ZERO, "attempt {attempt}");
+            assert_eq!(
+                config.base_delay(attempt),
+                Duration::ZERO,
+                "attempt {attempt}"
+            );
+            assert_eq!(
+                config.delay(attempt, 1.0),
+                Duration::ZERO,
+                "attempt {attempt}"
+            );
         }
     }
 

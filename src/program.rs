@@ -433,13 +433,21 @@ impl ProgramState {
         self.publish();
     }
 
-    /// Once a run has ended (no leader, group empty), daemons it left
-    /// behind by leaving the process group (double fork, setsid) were
-    /// reparented to kelpie: they get the stop signal, and SIGKILL after
-    /// `stop_timeout`.
+    /// Once the instance is down (no leader, group empty, not restarting),
+    /// daemons its runs left behind by leaving the process group (double
+    /// fork, setsid) were reparented to kelpie: they get the stop signal,
+    /// and SIGKILL after `stop_timeout`.
     fn sweep_escaped(&mut self, myself: &ActorRef<ProgramMsg>) {
         let run = self.instance.snapshot().run;
-        if run == 0 || run == self.swept_run || self.instance.pid().is_some() || self.pgid.is_some()
+        // Only when the instance is down for good (stopped, exited,
+        // failed): a crash loop must not pay a /proc scan per exit. The
+        // run id is the actor's, so this sweep also catches what earlier
+        // runs left; shutdown sweeps whatever remains.
+        if run == 0
+            || run == self.swept_run
+            || self.instance.pid().is_some()
+            || self.pgid.is_some()
+            || !self.instance.phase().is_down()
         {
             return;
         }
