@@ -232,20 +232,39 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_one_line(f, &self.file.display().to_string())?;
         if self.line == 0 {
-            write!(f, "{}: ", self.file.display())?;
+            write!(f, ": ")?;
         } else {
-            write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+            write!(f, ":{}:{}: ", self.line, self.column)?;
         }
         if self.severity == Severity::Warning {
             write!(f, "warning: ")?;
         }
-        if self.key.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.key, self.message)
+        if !self.key.is_empty() {
+            write_one_line(f, &self.key)?;
+            write!(f, ": ")?;
+        }
+        write_one_line(f, &self.message)
+    }
+}
+
+/// Diagnostics quote what the user wrote, and a TOML string may hold a
+/// newline or a terminal escape: one diagnostic must stay one line (scripts
+/// and log collectors split on newlines) and must not drive the terminal.
+fn write_one_line(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        match c {
+            '\n' => f.write_str("\\n")?,
+            '\r' => f.write_str("\\r")?,
+            '\t' => f.write_str("\\t")?,
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                write!(f, "\\u{{{:x}}}", u32::from(c))?
+            }
+            c => fmt::Write::write_char(f, c)?,
         }
     }
+    Ok(())
 }
 
 /// When the config is validated: `check` only warns about things that are

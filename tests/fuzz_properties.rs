@@ -6,8 +6,8 @@
 //!
 //! Inputs come from a seeded PRNG; the seed is printed and
 //! `KELPIE_PROPTEST_SEED` replays it. `KELPIE_PROPTEST_CASES` (config
-//! inputs, default 3000) and `KELPIE_PROPTEST_REQUESTS` (control requests,
-//! default 400) make a run longer (docs/testing.md).
+//! inputs, default 20000) and `KELPIE_PROPTEST_REQUESTS` (control requests,
+//! default 600) make a run longer (docs/testing.md).
 
 // Test code: a panic is the failure report; std's Instant bounds the runs.
 #![allow(
@@ -24,7 +24,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{secs, Kelpie};
+use common::{alive, secs, Kelpie};
 use kelpie::config::{validate, Host, Mode};
 use serde_json::Value;
 
@@ -287,10 +287,9 @@ fn config_validation_never_panics_and_locates_every_diagnostic() {
 }
 
 /// The same inputs, and every diagnostic is a single line.
+/// (Found by this property: diagnostics used to quote string values
+/// unescaped, so `restart = "on\n-failure"` printed over two lines.)
 #[test]
-#[ignore = "bug: diagnostics quote string values unescaped (get_choice, parse_duration, \
-            parse_size, addresses, user/group, dependency names…): `restart = \"o\\n-failure\"` \
-            prints a diagnostic over two lines"]
 fn config_diagnostics_are_one_line() {
     config_property(
         true,
@@ -330,7 +329,7 @@ fn config_property(one_line: bool, fixed_first: &[&str]) {
                 1 => {
                     let mut soup = Vec::new();
                     for _ in 0..rng.below(60) {
-                        let token: &[u8] = *rng.pick(TOML_TOKENS);
+                        let token: &[u8] = rng.pick::<&[u8]>(TOML_TOKENS);
                         soup.extend_from_slice(token);
                         if rng.chance(30) {
                             soup.push(b' ');
@@ -380,4 +379,248 @@ fn config_property(one_line: bool, fixed_first: &[&str]) {
         slowest.0,
         slowest.1
     );
+}
+
+// ---------------------------------------------------------------------------
+// The control protocol
+
+/// Programs the control requests act on; `KELPIE_PROPTEST_REQUESTS` random
+/// actions may stop, restart or signal them, never shut kelpie down.
+const CONTROL_CONFIG: &str = r#"
+[supervisor]
+http_listen = "off"
+
+[program.web]
+command = ["sleep", "1000"]
+start_seconds = "0s"
+
+[program.worker]
+command = ["sleep", "1000"]
+instances = 2
+start_seconds = "0s"
+stop_timeout = "1s"
+"#;
+
+/// Well-formed requests the mutations start from (no `shutdown`: that one
+/// is allowed to end kelpie; no `follow`: that one streams forever).
+const CONTROL_SEEDS: &[&[u8]] = &[
+    b"GET /v1/programs HTTP/1.1\r\nHost: kelpie\r\n\r\n",
+    b"GET /v1/programs/web HTTP/1.1\r\nHost: kelpie\r\nX-Request-Id: abc\r\n\r\n",
+    b"GET /v1/programs/worker/logs?lines=5 HTTP/1.1\r\nHost: kelpie\r\n\r\n",
+    b"GET /v1/health HTTP/1.1\r\nHost: kelpie\r\n\r\n",
+    b"GET /v1/ready HTTP/1.1\r\nHost: kelpie\r\n\r\n",
+    b"POST /v1/programs/web/signal HTTP/1.1\r\nHost: kelpie\r\nContent-Type: application/json\r\nContent-Length: 19\r\n\r\n{\"signal\":\"SIGUSR2\"}",
+    b"POST /v1/programs/worker/restart HTTP/1.1\r\nHost: kelpie\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{\"wait\":false}\r\n",
+    b"POST /v1/programs/web/start HTTP/1.1\r\nHost: kelpie\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /v1/actions/start HTTP/1.1\r\nHost: kelpie\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /v1/diff HTTP/1.1\r\nHost: kelpie\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /v1/programs/web/stop HTTP/1.1\r\nHost: kelpie\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+];
+
+const HTTP_TOKENS: &[&[u8]] = &[
+    b"\r\n",
+    b"\r\n\r\n",
+    b"\n",
+    b" ",
+    b":",
+    b"/",
+    b"%",
+    b"%00",
+    b"%2F",
+    b"%ff",
+    b"..",
+    b"?",
+    b"&",
+    b"=",
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"DELETE ",
+    b"HTTP/1.0",
+    b"HTTP/2.0",
+    b"/v1/",
+    b"/v1/programs/",
+    b"/v1/programs/web/",
+    b"/v1/actions/",
+    b"restart",
+    b"stop",
+    b"start",
+    b"signal",
+    b"logs",
+    b"lines=",
+    b"99999999999999999999",
+    b"-1",
+    b"Content-Length: ",
+    b"Content-Length: 0\r\n",
+    b"Content-Length: 18446744073709551616\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Expect: 100-continue\r\n",
+    b"Connection: close\r\n",
+    b"X-Request-Id: ",
+    b"Content-Type: application/json\r\n",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"",
+    b"\\u0000",
+    b"\"signal\":",
+    b"\"timeout\":",
+    b"\"wait\":",
+    b"\"all\":true",
+    b"1e999",
+    b"null",
+    b"\xff\xfe",
+    b"\xc3\xa9",
+    b"\0",
+];
+
+/// Sends `raw` on a new connection, half-closes, and reads the answer
+/// until the server closes the connection.
+fn control_exchange(socket: &Path, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(secs(20.0)))?;
+    stream.set_write_timeout(Some(secs(20.0)))?;
+    let mut writer = stream.try_clone()?;
+    let raw = raw.to_vec();
+    let sent = std::thread::spawn(move || {
+        let result = writer.write_all(&raw);
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+        result
+    });
+    let mut reply = Vec::new();
+    let read = stream.read_to_end(&mut reply);
+    // Writing fails harmlessly once the server has answered and closed.
+    let _ = sent.join();
+    match read {
+        Ok(_) => Ok(reply),
+        Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => Ok(reply),
+        Err(err) => Err(err),
+    }
+}
+
+/// What one exchange must look like: nothing at all (hyper hung up on an
+/// incomplete request) or HTTP/1.1 responses; never a 5xx other than 503
+/// `busy`/`shutting_down`; every JSON body with a length parses, and an
+/// error body carries a `code`.
+fn check_control_reply(reply: &[u8]) -> Result<u16, String> {
+    if reply.is_empty() {
+        return Ok(0);
+    }
+    if !reply.starts_with(b"HTTP/1.") {
+        return Err("reply is not HTTP".into());
+    }
+    let text = String::from_utf8_lossy(reply);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or("reply without a header end")?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or("no status code")?;
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    if status >= 500 && status != 503 {
+        return Err(format!("server error {status}"));
+    }
+    let json = header("content-type").is_some_and(|t| t.starts_with("application/json"));
+    if let (true, Some(length)) = (json, header("content-length")) {
+        let length: usize = length.parse().map_err(|_| "bad content-length")?;
+        // A keep-alive server may have answered a second, pipelined request.
+        let first = body.get(..length).ok_or("body shorter than its length")?;
+        let value: Value =
+            serde_json::from_str(first).map_err(|e| format!("JSON body does not parse: {e}"))?;
+        if status >= 400 && value.get("code").and_then(Value::as_str).is_none() {
+            return Err(format!("{status} without an error code: {first}"));
+        }
+    }
+    Ok(status)
+}
+
+/// Random bytes, token soup and mutations of well-formed requests, one
+/// connection each: the control socket answers every one with a JSON error,
+/// a valid reply or (for a truncated request) a closed connection, never a
+/// 5xx, and keeps supervising: afterwards `status` still answers, with
+/// every program present.
+#[test]
+fn control_socket_answers_any_request_and_keeps_supervising() {
+    let requests = env_u64("KELPIE_PROPTEST_REQUESTS", 600);
+    let mut rng = Rng::new(seed());
+    let mut kelpie = Kelpie::start(CONTROL_CONFIG);
+    kelpie.wait_running("web");
+    kelpie.wait_running("worker");
+    kelpie.wait_control();
+    let socket = kelpie.socket();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let started = Instant::now();
+    for case in 0..requests {
+        let (kind, raw) = match rng.below(10) {
+            0 => ("random bytes", rng.bytes(400)),
+            1 => {
+                let mut soup = Vec::new();
+                for _ in 0..rng.below(40) {
+                    let token: &[u8] = rng.pick::<&[u8]>(HTTP_TOKENS);
+                    soup.extend_from_slice(token);
+                }
+                ("token soup", soup)
+            }
+            2 => ("seed", rng.pick(CONTROL_SEEDS).to_vec()),
+            _ => {
+                let seed = rng_pick_seed(&mut rng);
+                ("mutated", mutate(&mut rng, seed, HTTP_TOKENS))
+            }
+        };
+        // A mutation may build a shutdown request; that is a valid answer,
+        // but it would end the test's kelpie.
+        if String::from_utf8_lossy(&raw).contains("shutdown") {
+            continue;
+        }
+        let reply = control_exchange(&socket, &raw)
+            .unwrap_or_else(|e| panic!("case {case} ({kind}): connection failed: {e}\n{raw:?}"));
+        match check_control_reply(&reply) {
+            Ok(status) => *statuses.entry(status).or_default() += 1,
+            Err(violation) => panic!(
+                "case {case} ({kind}): {violation}\n--- request ---\n{:?}\n--- reply ---\n{:?}",
+                String::from_utf8_lossy(&raw),
+                String::from_utf8_lossy(&reply)
+            ),
+        }
+        assert!(alive(kelpie.pid()), "kelpie died at case {case} ({kind})");
+    }
+    println!(
+        "{requests} requests in {:.1?}; statuses {statuses:?}",
+        started.elapsed()
+    );
+    assert!(
+        statuses.get(&200).copied().unwrap_or(0) > 0 && statuses.keys().any(|s| *s >= 400),
+        "the inputs reached neither a success nor an error: {statuses:?}"
+    );
+
+    // Still supervising: status answers with every program, and a start
+    // brings whatever the random actions stopped back to running.
+    kelpie.ctl(&["start", "--all"]).expect(0);
+    let status = kelpie.ctl(&["status", "--json"]).expect(0).json();
+    let names: Vec<&str> = status["programs"]
+        .as_array()
+        .expect("programs")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["web", "worker"], "{status}");
+    kelpie.wait_running("web");
+    kelpie.wait_running("worker");
+    kelpie.signal("TERM");
+    let exit = kelpie.wait_exit(secs(20.0));
+    assert_eq!(exit.code(), Some(0), "kelpie's exit after the fuzzing");
+}
+
+fn rng_pick_seed(rng: &mut Rng) -> &'static [u8] {
+    CONTROL_SEEDS[rng.below(CONTROL_SEEDS.len())]
 }

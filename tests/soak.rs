@@ -3,13 +3,13 @@
 //! and hostile program output. Every test measures kelpie from /proc and
 //! fails when its criterion fails.
 //!
-//! CI runs short versions; the environment variables below make them
-//! longer (docs/testing.md):
+//! CI runs them at the sizes issue 8 asks for (about 2 minutes in all);
+//! the environment variables below make them longer (docs/testing.md):
 //!
 //! | variable | default | long run |
 //! |---|---|---|
-//! | `KELPIE_SOAK_CYCLES` | 2000 | 10000 |
-//! | `KELPIE_CHAOS_SECONDS` | 20 | 60 |
+//! | `KELPIE_SOAK_CYCLES` | 10000 | 100000 |
+//! | `KELPIE_CHAOS_SECONDS` | 60 | 600 |
 //! | `KELPIE_CRASHLOOP_SECONDS` | 10 | 60 |
 //! | `KELPIE_CHAOS_SEED` | time-based, printed | the printed seed, to replay |
 
@@ -237,7 +237,7 @@ fn pgid(pid: i32) -> Option<i32> {
 /// zombie is left.
 #[test]
 fn crash_restart_cycles_leak_nothing() {
-    let cycles = env_u64("KELPIE_SOAK_CYCLES", 2000);
+    let cycles = env_u64("KELPIE_SOAK_CYCLES", 10_000);
     let warmup = (cycles / 4).clamp(1, 500);
     let k = start_info(
         r#"
@@ -455,7 +455,7 @@ fn crash_loop_without_backoff_is_bounded_by_the_budget() {
 /// graceful stop leaves no process.
 #[test]
 fn chaos_signals_leave_status_true_to_proc() {
-    let seconds = env_u64("KELPIE_CHAOS_SECONDS", 20);
+    let seconds = env_u64("KELPIE_CHAOS_SECONDS", 60);
     let mut rng = Rng::new(seed("KELPIE_CHAOS_SEED"));
     let names: Vec<String> = (0..50).map(|i| format!("p{i:02}")).collect();
     let mut config = String::from("[supervisor]\nhttp_listen = \"127.0.0.1:0\"\n");
