@@ -17,8 +17,14 @@ fuzz_target!(|data: &[u8]| {
     let lines = source.split('\n').count();
     for diagnostic in &validation.diagnostics {
         let text = diagnostic.to_string();
-        assert!(!text.contains(['\n', '\r']), "multi-line diagnostic: {text:?}");
-        assert!(text.starts_with("/fuzz/supervisor.toml:"), "unlocated: {text:?}");
+        assert!(
+            !text.contains(['\n', '\r']),
+            "multi-line diagnostic: {text:?}"
+        );
+        assert!(
+            text.starts_with("/fuzz/supervisor.toml:"),
+            "unlocated: {text:?}"
+        );
         assert!(diagnostic.line <= lines, "line beyond the input: {text:?}");
     }
     assert_eq!(

@@ -47,14 +47,20 @@ fn fixture() -> &'static Fixture {
                 }),
             )
         });
-        Fixture { runtime, path, _server: server }
+        Fixture {
+            runtime,
+            path,
+            _server: server,
+        }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let fixture = fixture();
     let reply = fixture.runtime.block_on(async {
-        let mut stream = tokio::net::UnixStream::connect(&fixture.path).await.expect("connect");
+        let mut stream = tokio::net::UnixStream::connect(&fixture.path)
+            .await
+            .expect("connect");
         let _ = stream.write_all(data).await;
         let _ = stream.shutdown().await;
         let mut reply = Vec::new();
@@ -72,7 +78,11 @@ mod hyper_status {
         if reply.is_empty() {
             return;
         }
-        assert!(reply.starts_with(b"HTTP/1."), "not HTTP: {:?}", String::from_utf8_lossy(reply));
+        assert!(
+            reply.starts_with(b"HTTP/1."),
+            "not HTTP: {:?}",
+            String::from_utf8_lossy(reply)
+        );
         let status: u16 = std::str::from_utf8(&reply[9..12.min(reply.len())])
             .ok()
             .and_then(|s| s.parse().ok())
