@@ -205,7 +205,11 @@ pub struct LogLineCounter {
 
 impl LogLineCounter {
     pub fn inc(&self) {
-        self.counters.log_lines[self.stream].fetch_add(1, Ordering::Relaxed);
+        self.inc_by(1);
+    }
+
+    pub fn inc_by(&self, lines: u64) {
+        self.counters.log_lines[self.stream].fetch_add(lines, Ordering::Relaxed);
     }
 }
 

@@ -378,7 +378,7 @@ class Supervisord(Peer):
 class S6(Peer):
     name = "s6"
     min_uptime = 1.0  # s6-supervise spawns ./run at most once per second
-    notes = "s6-svscan + s6-supervise per service (+ s6-log for the relay); run scripts are `#!/bin/sh exec ...`"
+    notes = "`s6-svscan -c`, s6-supervise per service (+ s6-log for the relay); run scripts are `#!/bin/sh exec ...`"
 
     def binary(self):
         return shutil.which("s6-svscan", path=BENCH_PATH)
@@ -399,7 +399,8 @@ class S6(Peer):
                 (sd / "log").mkdir()
                 # s6-log: no timestamps (as everywhere here), 256 MiB files, keep all
                 write_exec(sd / "log" / "run", ["s6-log", "n1000", "s268435455", str(p.log_dir)])
-        return [self.binary(), str(scan)]
+        # -c: s6-svscan supervises at most 500 services by default.
+        return [self.binary(), "-c", str(max(1000, 2 * len(progs) + 10)), str(scan)]
 
 
 class Runit(Peer):
@@ -500,6 +501,7 @@ class Horust(Peer):
 
 class Pm2(Peer):
     name = "pm2"
+    min_uptime = 0.15  # pm2 restarts at once only a child that ran min_uptime (>= 100 ms)
     notes = "`pm2-runtime` (pm2's foreground mode for containers: one node process); fork mode, `interpreter: none`"
 
     def binary(self):
@@ -523,7 +525,7 @@ class Pm2(Peer):
             if p.stop_timeout is not None:
                 app["kill_timeout"] = int(p.stop_timeout * 1000)
             if p.fast_restart:
-                app.update({"restart_delay": 0, "min_uptime": 1, "max_restarts": 1000000})
+                app.update({"restart_delay": 0, "min_uptime": 100, "max_restarts": 1000000})  # 100 ms: pm2's minimum
             if p.log_dir:
                 app.update({"out_file": str(p.log_dir / "out.log"), "error_file": str(p.log_dir / "err.log")})
             apps.append(app)
@@ -889,7 +891,11 @@ def dir_bytes(d: Path) -> int:
 def sc_relay(ctx, peer: Peer, run: int) -> dict:
     lines = ctx.log_bytes // 100
     payload = lines * 100
-    prog = Prog("writer", [PY, "-S", "-c", WRITER, str(lines), SLEEP_ABS], log_dir=Path("."))
+    # A script file, not `-c`: ini-based configs (supervisord, circus)
+    # cannot hold a multi-line argument.
+    script = ctx.workdir / "flood_writer.py"
+    script.write_text(WRITER)
+    prog = Prog("writer", [PY, "-S", str(script), str(lines), SLEEP_ABS], log_dir=Path("."))
     inst = Instance(ctx, peer, f"relay-r{run}", [prog])
     try:
         inst.start()
@@ -1107,6 +1113,9 @@ def main() -> int:
     ap.add_argument("--method", choices=["netlink", "proc"], default="netlink")
     ap.add_argument("--release-binary", type=Path, default=REPO / "target/release/kelpie")
     ap.add_argument("--json", type=Path, help="also write the raw per-run values here")
+    ap.add_argument("--cap-runs", default="",
+                    help="peer:scenario=N,... run that pair only in the first N runs (for pairs that take minutes "
+                         "per run, e.g. supervisord:stopkill=2); the spread table shows each cell's run count")
     ap.add_argument("--quiet-threshold", type=float, default=0.15)
     ap.add_argument("--quiet-timeout", type=float, default=60)
     args = ap.parse_args()
@@ -1199,27 +1208,36 @@ def main() -> int:
         if "start" not in scen:
             sizes = [100]
         for n in sizes:
-            plan.append((f"start N={n}", lambda pe, r, n=n: sc_start(ctx, pe, n, r), n == 1))
+            plan.append(("start", f"start N={n}", lambda pe, r, n=n: sc_start(ctx, pe, n, r), n == 1))
     if "stopkill" in scen:
-        plan.append(("stop, TERM ignored", lambda pe, r: sc_stopkill(ctx, pe, r), False))
+        plan.append(("stopkill", "stop, TERM ignored", lambda pe, r: sc_stopkill(ctx, pe, r), False))
     if "restart" in scen:
-        plan.append(("restart", lambda pe, r: sc_restart(ctx, pe, r), False))
+        plan.append(("restart", "restart", lambda pe, r: sc_restart(ctx, pe, r), False))
     if "relay" in scen:
-        plan.append(("log relay", lambda pe, r: sc_relay(ctx, pe, r), False))
+        plan.append(("relay", "log relay", lambda pe, r: sc_relay(ctx, pe, r), False))
     if "hygiene" in scen:
-        plan.append(("hygiene bg", lambda pe, r: sc_hygiene(ctx, pe, r, "bg"), True))
-        plan.append(("hygiene escape", lambda pe, r: sc_hygiene(ctx, pe, r, "escape"), True))
+        plan.append(("hygiene", "hygiene bg", lambda pe, r: sc_hygiene(ctx, pe, r, "bg"), True))
+        plan.append(("hygiene", "hygiene escape", lambda pe, r: sc_hygiene(ctx, pe, r, "escape"), True))
+
+    caps: dict[tuple[str, str], int] = {}
+    for item in filter(None, (x.strip() for x in args.cap_runs.split(","))):
+        m = re.fullmatch(r"([\w-]+):(\w+)=(\d+)", item)
+        if not m or m.group(1) not in names or m.group(2) not in valid:
+            ap.error(f"--cap-runs: {item!r} is not peer:scenario=N")
+        caps[(m.group(1), m.group(2))] = int(m.group(3))
 
     results: dict[str, dict[str, list]] = {}
     busy_seen = []
     everyone = [kelpie] + peers
     try:
         for r in range(1, args.runs + 1):
-            for label, fn, single_ok in plan:
+            for scenario, label, fn, single_ok in plan:
                 k = (r - 1) % len(everyone)
                 order = everyone[k:] + everyone[:k]  # alternate: rotate the order every run
                 for pe in order:
                     if not pe.multi and not single_ok:
+                        continue
+                    if r > caps.get((pe.name, scenario), args.runs):
                         continue
                     busy = kb.wait_quiet(ctx)
                     busy_seen.append(busy)
