@@ -78,8 +78,10 @@ fn dependency_start_order_and_reverse_stop_order() {
 [supervisor]
 http_listen = "off"
 
+# web takes 300 ms to stop, so "sidecar stops meanwhile" does not hinge
+# on how fast a bare `sleep` dies.
 [program.web]
-command = ["sleep", "1000"]
+command = ["sh", "-c", "trap 'sleep 0.3; exit 0' TERM; sleep 1000 & wait"]
 start_seconds = "200ms"
 depends_on = ["api"]
 
