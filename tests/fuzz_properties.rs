@@ -554,9 +554,9 @@ fn control_socket_answers_any_request_and_keeps_supervising() {
     let requests = env_u64("KELPIE_PROPTEST_REQUESTS", 600);
     let mut rng = Rng::new(seed());
     let mut kelpie = Kelpie::start(CONTROL_CONFIG);
+    kelpie.wait_control();
     kelpie.wait_running("web");
     kelpie.wait_running("worker");
-    kelpie.wait_control();
     let socket = kelpie.socket();
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     let started = Instant::now();
