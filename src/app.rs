@@ -214,10 +214,13 @@ fn run(explicit: Option<&Path>) -> i32 {
 
     // Started while kelpie is still one thread, and kept until it exits:
     // if kelpie dies, even by SIGKILL, the guardian kills what it started.
+    // As PID 1 there is nothing to guard: when PID 1 dies the kernel kills
+    // every process in its PID namespace.
     #[cfg(target_os = "linux")]
-    let _guardian = match crate::guardian::start() {
-        Ok(pipe) => Some(pipe),
-        Err(message) => {
+    let _guardian = match (std::process::id() != 1).then(crate::guardian::start) {
+        None => None,
+        Some(Ok(pipe)) => Some(pipe),
+        Some(Err(message)) => {
             tracing::warn!(
                 event = "guardian_unavailable",
                 "{message}; programs would outlive a SIGKILL of kelpie"

@@ -192,6 +192,18 @@ start_seconds = "0s"
         return;
     };
     k.wait_output("listener", "armed", secs(10.0));
+    // No guardian as PID 1: the kernel empties the namespace when it dies.
+    let guardians: Vec<i32> = children_of(kelpie)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"__guardian"))
+        })
+        .collect();
+    assert!(
+        guardians.is_empty(),
+        "guardian processes under PID 1: {guardians:?}"
+    );
     signal(kelpie, nix::sys::signal::Signal::SIGUSR1);
     k.wait_output("listener", "got-usr1", secs(5.0));
     // SIGINT, like Ctrl-C: PID 1 has no default action, kelpie handles it.
