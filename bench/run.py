@@ -729,7 +729,7 @@ def sc_restart(ctx, run: int) -> dict:
 
 
 def sc_stop(ctx, run: int, n: int = 100) -> dict:
-    k = Kelpie(ctx, f"stop-{run}", sleeps_config(ctx.workdir, n, "tables"))
+    k = Kelpie(ctx, f"stop{n}-{run}", sleeps_config(ctx.workdir, n, "tables"))
     try:
         k.start()
         wait_running(k, n, 60)
@@ -754,9 +754,9 @@ def sc_stop(ctx, run: int, n: int = 100) -> dict:
         if alive:
             anomaly(f"stop run {run}: {len(alive)} sleeps still alive after kelpie exited")
         return {
-            "stop_100_ms": (max(last_child, tr.kelpie_exit) - t0) * 1000,
-            "stop_100_children_ms": (last_child - t0) * 1000,
-            "stop_100_exit_ms": (t_wait - t0) * 1000,
+            f"stop_{n}_ms": (max(last_child, tr.kelpie_exit) - t0) * 1000,
+            f"stop_{n}_children_ms": (last_child - t0) * 1000,
+            f"stop_{n}_exit_ms": (t_wait - t0) * 1000,
         }
     finally:
         teardown(k, f"stop run {run}")
@@ -950,6 +950,10 @@ ROWS = [
     ("stop_100_ms", "stop: SIGTERM -> kelpie exited and no sleep left (100 programs)", "ms", ("<=", 100)),
     ("stop_100_children_ms", "stop: SIGTERM -> last of the 100 sleeps exited", "ms", None),
     ("stop_100_exit_ms", "stop: SIGTERM -> waitpid(kelpie) returned in the bench", "ms", None),
+    # 1000 programs: each instance going down used to scan all of /proc for
+    # escaped daemons, which made a shutdown quadratic (12.5 s here).
+    ("stop_1000_ms", "stop: SIGTERM -> kelpie exited and no sleep left (1000 programs)", "ms", ("<=", 1000)),
+    ("stop_1000_children_ms", "stop: SIGTERM -> last of the 1000 sleeps exited", "ms", None),
     ("idle_cpu_ms", "idle, 100 sleeps: kelpie CPU over the window (schedstat)", "ms", ("<", 5)),
     ("idle_cpu_ticks_ms", "idle, 100 sleeps: kelpie CPU over the window (utime+stime)", "ms", ("<", 5)),
     ("idle_wakeups_per_s", "idle, 100 sleeps: kelpie wake-ups (context switches, all threads)", "/s", ("<=", 0)),
@@ -1177,6 +1181,7 @@ def main() -> int:
             plan.append(("restart", lambda r: sc_restart(ctx, r)))
         elif s == "stop":
             plan.append(("stop", lambda r: sc_stop(ctx, r)))
+            plan.append(("stop N=1000", lambda r: sc_stop(ctx, r, 1000)))
         elif s == "idle":
             plan.append(("idle", lambda r: sc_idle(ctx, r)))
         elif s == "status":
