@@ -161,6 +161,13 @@ fn print_config(explicit: Option<&Path>) -> i32 {
 fn run(explicit: Option<&Path>) -> i32 {
     one_malloc_arena();
     crate::process::seal_inherited_fds();
+    // Forked first thing, while kelpie is one thread and its heap is still
+    // small (the guardian keeps a copy-on-write view of it), and kept until
+    // kelpie exits: if kelpie dies, even by SIGKILL, the guardian kills what
+    // it started. As PID 1 there is nothing to guard: when PID 1 dies the
+    // kernel kills every process in its PID namespace.
+    #[cfg(target_os = "linux")]
+    let guardian = (std::process::id() != 1).then(crate::guardian::start);
     let path = find_config(explicit);
     let validation = config::load(&path, Mode::Run, &Host::current());
     let Some(config) = validation.config.clone() else {
@@ -212,14 +219,10 @@ fn run(explicit: Option<&Path>) -> i32 {
         }
     }
 
-    // Started while kelpie is still one thread, and kept until it exits:
-    // if kelpie dies, even by SIGKILL, the guardian kills what it started.
-    // As PID 1 there is nothing to guard: when PID 1 dies the kernel kills
-    // every process in its PID namespace.
     #[cfg(target_os = "linux")]
-    let _guardian = match (std::process::id() != 1).then(crate::guardian::start) {
+    let _guardian = match guardian {
         None => None,
-        Some(Ok(pipe)) => Some(pipe),
+        Some(Ok(guardian)) => Some(guardian),
         Some(Err(message)) => {
             tracing::warn!(
                 event = "guardian_unavailable",

@@ -83,6 +83,7 @@ fn sigkill_of_kelpie_leaves_no_process_it_started() {
     });
     let before = k.marked_processes();
     assert!(before.len() >= 4, "{before:?}");
+    let guardian = k.guardian().expect("a guardian process");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(k.pid()),
         nix::sys::signal::Signal::SIGKILL,
@@ -91,4 +92,26 @@ fn sigkill_of_kelpie_leaves_no_process_it_started() {
     wait_until("every process kelpie started to be gone", secs(1.0), || {
         k.marked_processes().is_empty().then_some(())
     });
+    wait_until("the guardian to exit after its sweep", secs(1.0), || {
+        (!alive(guardian)).then_some(())
+    });
+}
+
+#[test]
+fn a_clean_exit_waits_for_the_guardian() {
+    // This test process adopts orphans: a guardian that outlived kelpie
+    // would stay visible here (running, or as our unreaped zombie) instead
+    // of vanishing into init, so the check below does not depend on timing.
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    let mut k = Kelpie::start(CONFIG);
+    k.wait_control();
+    k.wait_running("bystander");
+    let guardian = k.guardian().expect("a guardian process");
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{guardian}")).exists(),
+        "the guardian {guardian} outlived kelpie's clean exit (kelpie must reap it first)"
+    );
+    assert!(k.marked_processes().is_empty());
 }

@@ -11,7 +11,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{secs, wait_until, Kelpie, Options};
+use common::{is_guardian, secs, wait_until, Kelpie, Options};
 
 fn pid_namespace() -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
@@ -195,10 +195,7 @@ start_seconds = "0s"
     // No guardian as PID 1: the kernel empties the namespace when it dies.
     let guardians: Vec<i32> = children_of(kelpie)
         .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"__guardian"))
-        })
+        .filter(|&pid| is_guardian(pid))
         .collect();
     assert!(
         guardians.is_empty(),

@@ -19,9 +19,9 @@ Process births are observed through the kernel's process events connector
 (netlink, as bench/run.py does; needs root) with /proc polling as fallback: a
 program *runs* when a process carrying this bench's marker in its
 environment has exec'd `sleep`.  Everything the bench starts carries the
-marker (KELPIE_BENCH_MARKER=<token>); on exit, errors, Ctrl-C or SIGTERM the
-supervisors' process groups are killed and /proc is swept for the marker
-(and for kelpie's guardian, which runs with an empty environment).
+marker (KELPIE_BENCH_MARKER=<token>), kelpie's guardian (a fork of kelpie)
+too; on exit, errors, Ctrl-C or SIGTERM the supervisors' process groups
+are killed and /proc is swept for the marker.
 
 Python 3 standard library only; reuses bench/run.py's helpers.
 """
@@ -76,7 +76,7 @@ WRITER = (
 
 ANOMALIES: list[str] = []
 LAUNCHED: list[subprocess.Popen] = []
-ROOT_PIDS: set[int] = set()  # supervisor roots (kelpie guardians are found by these)
+ROOT_PIDS: set[int] = set()  # supervisor roots
 
 
 def log(msg: str) -> None:
@@ -121,15 +121,9 @@ def alive(pid: int) -> bool:
     return st is not None and st[1] not in "ZX"
 
 
-def guardian_of(pid: int) -> bool:
-    """kelpie's guardian (`kelpie __guardian <kelpie pid>`) for one of ours."""
-    argv = cmdline(pid)
-    return len(argv) >= 3 and argv[1] == b"__guardian" and argv[2].isdigit() and int(argv[2]) in ROOT_PIDS
-
-
 def scan_marked() -> tuple[list[int], list[int]]:
     """(own, programs): live processes of this bench, split by comm.  `own`
-    are the supervisors' processes (and kelpie's unmarked guardian)."""
+    are the supervisors' processes (kelpie's guardian among them)."""
     me = os.getpid()
     own, progs = [], []
     for pid in kb.proc_pids():
@@ -141,8 +135,6 @@ def scan_marked() -> tuple[list[int], list[int]]:
         comm = st[0]
         if marked(pid):
             (progs if comm in PROGRAM_COMMS else own).append(pid)
-        elif comm == "kelpie" and guardian_of(pid):
-            own.append(pid)
     return own, progs
 
 
@@ -749,7 +741,7 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def sweep() -> int:
-    """SIGKILL every marked process (and its group) and our kelpie guardians."""
+    """SIGKILL every marked process (and its group)."""
     total = 0
     for _ in range(100):
         own, progs = scan_marked()
@@ -763,7 +755,7 @@ def sweep() -> int:
                 pg = os.getpgid(pid)
                 if marked(pid) and pg != mypg and pg > 1:
                     os.killpg(pg, signal.SIGKILL)
-                os.kill(pid, signal.SIGKILL)  # (kelpie's guardian: alone, in its own session)
+                os.kill(pid, signal.SIGKILL)  # (kelpie's guardian leads a session of its own)
             except (ProcessLookupError, PermissionError, OSError):
                 pass
         time.sleep(0.05)

@@ -373,6 +373,13 @@ impl Kelpie {
     }
 
     /// Pids of live processes carrying this test's marker.
+    /// The guardian of this kelpie, if it has one running.
+    pub fn guardian(&self) -> Option<i32> {
+        marked_including_guardian(&self.marker)
+            .into_iter()
+            .find(|&pid| is_guardian(pid))
+    }
+
     pub fn marked_processes(&self) -> Vec<i32> {
         let me = self.pid();
         marked_processes(&self.marker)
@@ -388,7 +395,7 @@ impl Drop for Kelpie {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        for pid in marked_processes(&self.marker) {
+        for pid in marked_including_guardian(&self.marker) {
             let _ = Command::new("kill")
                 .arg("-KILL")
                 .arg(pid.to_string())
@@ -413,7 +420,22 @@ pub fn between(a: &Value, b: &Value) -> Duration {
         .expect("events in order")
 }
 
+/// Processes kelpie started for this test (kelpie's guardian, a fork of
+/// kelpie that carries the marker too, is not one of them).
 pub fn marked_processes(marker: &str) -> Vec<i32> {
+    marked_including_guardian(marker)
+        .into_iter()
+        .filter(|&pid| !is_guardian(pid))
+        .collect()
+}
+
+/// kelpie's guardian (see src/guardian.rs) names itself so.
+pub fn is_guardian(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim_end() == "kelpie-guardian")
+}
+
+pub fn marked_including_guardian(marker: &str) -> Vec<i32> {
     let needle = format!("KELPIE_TEST_MARKER={marker}");
     let mut pids = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
