@@ -689,11 +689,12 @@ fn remove_program_removes_every_series_of_that_program_and_only_those() {
 #[test]
 fn cpu_of_a_process_group_is_counted_and_survives_its_exit() {
     let mut groups = Groups(Vec::new());
-    // About a second of CPU in a child of the group leader.
+    // Half a second of CPU time in a child of the group leader: a fixed
+    // amount of CPU, not of work, so a fast machine does not finish early.
     let pgid = groups.spawn(&[
         "sh",
         "-c",
-        "sh -c 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done'; sleep 0.3",
+        "python3 -c 'import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass'; sleep 0.3",
     ]);
     let board = |alive: bool| Board {
         shutting_down: false,
@@ -730,7 +731,7 @@ fn cpu_of_a_process_group_is_counted_and_survives_its_exit() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(last > 0.2, "the busy loop's CPU was seen: {last}");
+    assert!(last >= 0.4, "the busy loop's 0.5 s of CPU was seen: {last}");
     let after = cpu(&m.render(&board(false)));
     assert!(after >= last, "after exit {after} < {last}");
 }
