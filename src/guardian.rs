@@ -182,9 +182,9 @@ fn watch(mut link: UnixStream, kelpie_pid: u32) -> i32 {
 }
 
 /// The fork copied kelpie's descriptors. Holding them would keep kelpie's
-/// stdin, its stdout (a pipe someone reads to EOF) and anything kelpie
-/// inherited open after kelpie is gone; only stderr stays, for the
-/// guardian's own trouble.
+/// stdin, its stdout and stderr (pipes someone reads to EOF: `kelpie run |
+/// tee`, a container runtime) and anything kelpie inherited open after
+/// kelpie is gone. The guardian has nothing to say.
 fn release_inherited_descriptors(keep: i32) {
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
@@ -193,6 +193,7 @@ fn release_inherited_descriptors(keep: i32) {
     {
         let _ = nix::unistd::dup2_stdin(&null);
         let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
     }
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
         return;

@@ -372,7 +372,6 @@ impl Kelpie {
         event["pid"].as_i64().expect("pid") as i32
     }
 
-    /// Pids of live processes carrying this test's marker.
     /// The guardian of this kelpie, if it has one running.
     pub fn guardian(&self) -> Option<i32> {
         marked_including_guardian(&self.marker)
@@ -380,6 +379,7 @@ impl Kelpie {
             .find(|&pid| is_guardian(pid))
     }
 
+    /// Pids of live processes carrying this test's marker.
     pub fn marked_processes(&self) -> Vec<i32> {
         let me = self.pid();
         marked_processes(&self.marker)
