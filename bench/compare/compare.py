@@ -76,7 +76,6 @@ WRITER = (
 
 ANOMALIES: list[str] = []
 LAUNCHED: list[subprocess.Popen] = []
-ROOT_PIDS: set[int] = set()  # supervisor roots
 
 
 def log(msg: str) -> None:
@@ -106,14 +105,6 @@ def marked(pid: int) -> bool:
             return MARKER in f.read()
     except OSError:
         return False
-
-
-def cmdline(pid: int) -> list[bytes]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().split(b"\0")
-    except OSError:
-        return []
 
 
 def alive(pid: int) -> bool:
@@ -286,7 +277,6 @@ class Peer:
             out.close()
             err.close()
         LAUNCHED.append(self.proc)
-        ROOT_PIDS.add(self.proc.pid)
         return t0
 
     def stop(self, progs: list[Prog]) -> None:
@@ -729,7 +719,6 @@ class Instance:
         n = sweep()
         if n:
             log(f"    teardown {self.label}: removed {n} leftover process(es)")
-        ROOT_PIDS.discard(p.pid if p else -1)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
