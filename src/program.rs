@@ -20,7 +20,7 @@ use crate::notify::{Notice, NotifySocket};
 use crate::output::{ProgramOutput, PumpTracker, Stream};
 use crate::probe::{ExecBuilder, Probes};
 use crate::process::{self, Identity, Launch};
-use crate::reaper::Reaper;
+use crate::reaper::{kill_with_group, Reaper};
 use crate::state::{
     Action, Event, ExitStatus, Instance, Note, Phase, Policy, ProbeRole, Snapshot, TimerKind,
 };
@@ -318,15 +318,6 @@ impl Actor for ProgramActor {
         state.apply(&myself, event);
         Ok(())
     }
-}
-
-/// Signals an escaped process, and its whole group when it leads one.
-fn kill_with_group(pid: i32, signal: Signal) {
-    let target = nix::unistd::Pid::from_raw(pid);
-    if nix::unistd::getpgid(Some(target)).ok() == Some(target) {
-        let _ = nix::sys::signal::killpg(target, signal);
-    }
-    let _ = nix::sys::signal::kill(target, signal);
 }
 
 fn schedule_recheck(myself: &ActorRef<ProgramMsg>, pgid: i32, attempt: u32) {

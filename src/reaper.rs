@@ -292,6 +292,18 @@ fn group_alive(pgid: i32) -> bool {
     false
 }
 
+/// Signals a process that left its program's process group, and its own
+/// group when it leads one (a daemon that called `setsid`). Only for pids
+/// just read as kelpie's children: a child cannot be recycled before
+/// kelpie reaps it.
+pub fn kill_with_group(pid: i32, signal: Signal) {
+    let target = Pid::from_raw(pid);
+    if nix::unistd::getpgid(Some(target)).ok() == Some(target) {
+        let _ = killpg(target, signal);
+    }
+    let _ = nix::sys::signal::kill(target, signal);
+}
+
 #[cfg(test)]
 // The reaper under test does the waiting, which clippy cannot see.
 #[allow(clippy::zombie_processes)]

@@ -8,10 +8,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::sync::oneshot;
 
+use super::core::{Answer, Command, Fleet};
 use super::rolling::Roll;
-use super::{Cause, SupervisorState};
+use super::Cause;
 use crate::config::ProgramConfig;
-use crate::program::ProgramMsg;
 
 /// Beyond a program's own timeouts, how long a waiting caller allows for
 /// the rest (a SIGKILL to take effect, a dependency to come up).
@@ -46,6 +46,7 @@ impl Verb {
     }
 }
 
+/// A control action as the control API sends it to the Supervisor actor.
 pub struct ActionCommand {
     pub verb: Verb,
     pub programs: Vec<String>,
@@ -54,6 +55,36 @@ pub struct ActionCommand {
     pub signal: Option<Signal>,
     pub cause: Cause,
     pub reply: oneshot::Sender<Result<Accepted, ActionError>>,
+}
+
+/// A control action as the fleet core takes it: the reply goes out as
+/// `Answer::Action` with the same `request`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRequest {
+    pub request: u64,
+    pub verb: Verb,
+    pub programs: Vec<String>,
+    pub all: bool,
+    pub rolling: bool,
+    pub signal: Option<Signal>,
+    pub cause: Cause,
+}
+
+/// What the core accepted: per program, the default wait and what is
+/// known at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatched {
+    pub seq: u64,
+    pub programs: Vec<DispatchedProgram>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchedProgram {
+    pub name: String,
+    pub timeout: Duration,
+    pub outcome: Option<Result<String, String>>,
+    /// A rolling restart started: its end comes as `FleetAction::RollEnded`.
+    pub rolling: bool,
 }
 
 /// The action was dispatched; the caller waits for its outcome.
@@ -109,13 +140,17 @@ pub fn default_timeout(verb: Verb, rolling: bool, config: &ProgramConfig) -> Dur
     }
 }
 
-impl SupervisorState {
-    pub(super) fn on_action(&mut self, command: ActionCommand) {
+impl Fleet {
+    pub(super) fn on_action(&mut self, command: ActionRequest) {
         let result = self.dispatch_action(&command);
-        let _ = command.reply.send(result);
+        self.out
+            .push(super::core::FleetAction::Answer(Answer::Action {
+                request: command.request,
+                result,
+            }));
     }
 
-    fn dispatch_action(&mut self, command: &ActionCommand) -> Result<Accepted, ActionError> {
+    fn dispatch_action(&mut self, command: &ActionRequest) -> Result<Dispatched, ActionError> {
         if self.shutdown.is_some() {
             return Err(ActionError::ShuttingDown);
         }
@@ -157,11 +192,11 @@ impl SupervisorState {
         );
         let mut programs = Vec::new();
         for i in targets {
-            let mut accepted = AcceptedProgram {
+            let mut accepted = DispatchedProgram {
                 name: self.entries[i].name().to_string(),
                 timeout: default_timeout(command.verb, command.rolling, &self.entries[i].config),
                 outcome: None,
-                roll: None,
+                rolling: false,
             };
             match command.verb {
                 Verb::Start => self.request_start(i, seq, cause),
@@ -176,10 +211,9 @@ impl SupervisorState {
                             entry.name()
                         )));
                     } else if all_up {
-                        let (tx, rx) = oneshot::channel();
                         entry.set_stopped_by_user(false);
-                        entry.roll = Some(Roll::new(cause.clone(), tx));
-                        accepted.roll = Some(rx);
+                        entry.roll = Some(Roll::new(entry.name(), cause.clone(), command.request));
+                        accepted.rolling = true;
                     } else {
                         // Nothing running to keep serving: a plain restart.
                         self.request_restart(i, seq, cause);
@@ -193,7 +227,7 @@ impl SupervisorState {
             }
             programs.push(accepted);
         }
-        Ok(Accepted { seq, programs })
+        Ok(Dispatched { seq, programs })
     }
 
     fn request_start(&mut self, i: usize, seq: u64, cause: &Cause) {
@@ -209,13 +243,13 @@ impl SupervisorState {
             entry.launched = false;
             entry.launch = Some((seq, cause.clone()));
         } else {
-            entry.start_all(cause, Some(seq));
+            entry.start_all(&mut self.out, cause, Some(seq));
         }
     }
 
     fn request_restart(&mut self, i: usize, seq: u64, cause: &Cause) {
         let entry = &mut self.entries[i];
-        entry.abort_roll("a plain restart was requested");
+        entry.abort_roll(&mut self.out, "a plain restart was requested");
         if entry.pending.is_some() || entry.is_down() {
             self.request_start(i, seq, cause);
             return;
@@ -223,20 +257,18 @@ impl SupervisorState {
         entry.set_stopped_by_user(false);
         entry.start_requested = true;
         entry.stop_queued = None;
-        let status = std::sync::Arc::make_mut(&mut entry.status);
-        for instance in &mut status.instances {
-            instance.snapshot.want_up = true;
-        }
+        entry.expect_up(true);
         entry.command(
+            &mut self.out,
             cause,
-            &[|| ProgramMsg::Stop, || ProgramMsg::Start],
+            &[Command::Stop, Command::Start],
             Some(seq),
         );
     }
 
     pub(super) fn request_stop(&mut self, i: usize, seq: u64, cause: &Cause) {
         let entry = &mut self.entries[i];
-        entry.abort_roll("the program is being stopped");
+        entry.abort_roll(&mut self.out, "the program is being stopped");
         entry.set_stopped_by_user(true);
         entry.start_requested = false;
         entry.launch = None;
@@ -268,7 +300,7 @@ impl SupervisorState {
             "sending SIG{name} to {}",
             entry.name()
         );
-        entry.cast_everywhere(|| ProgramMsg::Signal(signal));
+        entry.cast_everywhere(&mut self.out, &Command::Signal(signal));
         Ok(format!(
             "sent SIG{name} to {running} process group{}",
             if running == 1 { "" } else { "s" }
@@ -304,11 +336,8 @@ impl SupervisorState {
             };
             if let Some((seq, cause)) = entry.stop_queued.take() {
                 entry.stopping = true;
-                let status = std::sync::Arc::make_mut(&mut entry.status);
-                for instance in &mut status.instances {
-                    instance.snapshot.want_up = false;
-                }
-                entry.command(&cause, &[|| ProgramMsg::Stop], Some(seq));
+                entry.expect_up(false);
+                entry.command(&mut self.out, &cause, &[Command::Stop], Some(seq));
             }
         }
         for entry in self.entries.iter_mut().chain(self.retired.iter_mut()) {
@@ -316,20 +345,5 @@ impl SupervisorState {
                 entry.stopping = false;
             }
         }
-    }
-
-    pub(super) fn next_incarnation(&mut self) -> u64 {
-        self.next_incarnation += 1;
-        self.next_incarnation
-    }
-
-    /// The program's output, for `kelpie logs`.
-    pub(super) fn output_of(
-        &self,
-        program: &str,
-    ) -> Option<std::sync::Arc<crate::output::ProgramOutput>> {
-        self.index
-            .get(program)
-            .map(|&i| self.entries[i].output.clone())
     }
 }

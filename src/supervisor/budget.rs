@@ -6,22 +6,21 @@
 //! window. A crash storm therefore costs `max` restarts per `per`, and
 //! every program is restarted once the storm is over.
 //!
-//! `Budget` is pure bookkeeping over monotonic instants; the Supervisor
-//! owns it, answers `RestartWanted`, and sets a timer for the next refill
-//! only while a grant is in the window (an idle supervisor sets none).
+//! `Budget` is pure bookkeeping over monotonic instants; the fleet core
+//! owns it, answers `RestartWanted`, and asks for a timer for the next
+//! refill only while a grant is in the window (an idle supervisor sets
+//! none).
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use ractor::ActorRef;
 use tokio::time::Instant;
 
-use super::{SupervisorMsg, SupervisorState};
+use super::core::{Command, Fleet, FleetAction, FleetTimer, Incarnation, MetricUpdate};
 use crate::config::RestartBudget;
-use crate::program::ProgramMsg;
 
 /// Who asked: the program and the asking actor's incarnation.
-pub(super) type Asker = (String, u64);
+pub(super) type Asker = (String, Incarnation);
 
 #[derive(Debug)]
 pub(super) struct Budget {
@@ -110,14 +109,9 @@ impl Budget {
     }
 }
 
-impl SupervisorState {
-    pub(super) fn on_restart_wanted(
-        &mut self,
-        myself: &ActorRef<SupervisorMsg>,
-        program: String,
-        incarnation: u64,
-    ) {
-        let now = Instant::now();
+impl Fleet {
+    pub(super) fn on_restart_wanted(&mut self, program: String, incarnation: Incarnation) {
+        let now = self.now;
         let Some(budget) = self.budget.as_mut() else {
             // No budget (a reload removed it): restart at once.
             self.grant(&program, incarnation);
@@ -129,9 +123,15 @@ impl SupervisorState {
                 self.grant(&program, incarnation);
             }
             Decision::Wait { first } => {
-                self.metrics.restart_delayed(&program);
-                if let Some(actor) = self.actor_of(&program, incarnation) {
-                    let _ = actor.cast(ProgramMsg::BudgetExhausted);
+                self.out
+                    .push(FleetAction::Metric(MetricUpdate::RestartDelayed {
+                        program: program.clone(),
+                    }));
+                if self.holds(&program, incarnation) {
+                    self.out.push(FleetAction::Send {
+                        to: incarnation,
+                        command: Command::BudgetExhausted,
+                    });
                 }
                 if first {
                     tracing::warn!(
@@ -145,32 +145,30 @@ impl SupervisorState {
                 }
             }
         }
-        self.arm_refill(myself);
+        self.arm_refill();
     }
 
-    pub(super) fn on_budget_refill(&mut self, myself: &ActorRef<SupervisorMsg>) {
+    pub(super) fn on_budget_refill(&mut self) {
         self.refill_armed = None;
+        let now = self.now;
         let granted = match self.budget.as_mut() {
-            Some(budget) => budget.refill(Instant::now()),
+            Some(budget) => budget.refill(now),
             None => return,
         };
         for (program, incarnation) in granted {
             self.grant(&program, incarnation);
         }
-        self.arm_refill(myself);
+        self.arm_refill();
     }
 
     /// Applies a (re)loaded `restart_budget`.
-    pub(super) fn set_budget(
-        &mut self,
-        myself: &ActorRef<SupervisorMsg>,
-        config: Option<RestartBudget>,
-    ) {
+    pub(super) fn set_budget(&mut self, config: Option<RestartBudget>) {
+        let now = self.now;
         match (self.budget.as_mut(), config) {
             (Some(budget), Some(config)) => {
                 budget.resize(config);
                 // A larger budget lets waiters go now, not at the next refill.
-                let granted = budget.refill(Instant::now());
+                let granted = budget.refill(now);
                 for (program, incarnation) in granted {
                     self.grant(&program, incarnation);
                 }
@@ -185,19 +183,23 @@ impl SupervisorState {
             }
             (None, None) => {}
         }
-        self.arm_refill(myself);
+        self.arm_refill();
     }
 
     /// Updates the gauge and makes sure a timer fires when the oldest
     /// grant leaves the window (only while there is one).
-    fn arm_refill(&mut self, myself: &ActorRef<SupervisorMsg>) {
-        let now = Instant::now();
+    fn arm_refill(&mut self) {
+        let now = self.now;
         let Some(budget) = self.budget.as_mut() else {
-            self.metrics.set_restart_budget_available(None);
+            self.out
+                .push(FleetAction::Metric(MetricUpdate::BudgetAvailable(None)));
             return;
         };
-        self.metrics
-            .set_restart_budget_available(Some(budget.available(now)));
+        let available = budget.available(now);
+        self.out
+            .push(FleetAction::Metric(MetricUpdate::BudgetAvailable(Some(
+                available,
+            ))));
         let Some(at) = budget.next_refill() else {
             return;
         };
@@ -205,41 +207,29 @@ impl SupervisorState {
             return;
         }
         self.refill_armed = Some(at);
-        myself.send_after(at.saturating_duration_since(now), || {
-            SupervisorMsg::BudgetRefill
+        self.out.push(FleetAction::After {
+            delay: at.saturating_duration_since(now),
+            timer: FleetTimer::BudgetRefill,
         });
     }
 
-    fn grant(&self, program: &str, incarnation: u64) {
-        if let Some(actor) = self.actor_of(program, incarnation) {
-            let _ = actor.cast(ProgramMsg::RestartGranted);
+    fn grant(&mut self, program: &str, incarnation: Incarnation) {
+        if self.holds(program, incarnation) {
+            self.out.push(FleetAction::Send {
+                to: incarnation,
+                command: Command::RestartGranted,
+            });
         }
     }
 
-    /// The live actor with this incarnation, wherever it sits.
-    fn actor_of(&self, program: &str, incarnation: u64) -> Option<ActorRef<ProgramMsg>> {
+    /// Whether the live actor `incarnation` belongs to `program`, wherever
+    /// it sits (slot, retiring, roll replacement).
+    fn holds(&self, program: &str, incarnation: Incarnation) -> bool {
         self.entries
             .iter()
             .chain(&self.retired)
             .filter(|e| e.name() == program)
-            .find_map(|e| {
-                e.slots
-                    .iter()
-                    .find(|s| s.incarnation == incarnation)
-                    .and_then(|s| s.actor.clone())
-                    .or_else(|| {
-                        e.retiring
-                            .iter()
-                            .find(|r| r.incarnation == incarnation)
-                            .map(|r| r.actor.clone())
-                    })
-                    .or_else(|| {
-                        e.roll
-                            .as_ref()
-                            .and_then(|r| r.replacement_of(incarnation))
-                            .cloned()
-                    })
-            })
+            .any(|e| e.holds(incarnation))
     }
 }
 

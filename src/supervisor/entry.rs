@@ -1,35 +1,49 @@
-//! One configured program as the Supervisor sees it: its shared parts
-//! (config, policy, output), one actor slot per instance, what it shows to
-//! the outside world, and what has been asked of it.
+//! One configured program as the fleet core sees it: its blueprint (config,
+//! policy, resolved identity), one slot per instance, what it shows to the
+//! outside world, and what has been asked of it. Actors are named only by
+//! their incarnation; every message to one is a `FleetAction::Send`.
 
 use std::sync::Arc;
 
-use ractor::ActorRef;
-
+use super::core::{Command, EntryId, FleetAction, Incarnation};
 use super::rolling::Roll;
 use super::Cause;
 use crate::config::ProgramConfig;
-use crate::metrics::Metrics;
-use crate::output::{ProgramOutput, Relay};
 use crate::process::Identity;
-use crate::program::ProgramMsg;
-use crate::state::{Policy, Snapshot};
+use crate::state::{Phase, Policy, Snapshot};
 use crate::status::ProgramStatus;
 
+/// What a program is built from: its config and the identity its processes
+/// run as, resolved (an OS lookup) before the core ever sees it.
+#[derive(Clone)]
+pub struct Blueprint {
+    pub config: Arc<ProgramConfig>,
+    /// `Err` when `user`/`group` cannot be resolved: the program is
+    /// blocked with that reason instead of started.
+    pub identity: Result<Option<Arc<Identity>>, String>,
+}
+
+impl Blueprint {
+    /// A blueprint whose processes run as kelpie's own user.
+    pub fn unprivileged(config: Arc<ProgramConfig>) -> Self {
+        Self {
+            config,
+            identity: Ok(None),
+        }
+    }
+}
+
 pub(super) struct Slot {
-    pub actor: Option<ActorRef<ProgramMsg>>,
-    /// Unique per actor ever spawned; status updates carry it, so one from
-    /// an actor that no longer holds the slot is never mistaken for the
-    /// slot's.
-    pub incarnation: u64,
+    pub incarnation: Incarnation,
+    /// False when its actor could not be created (or was never asked for).
+    pub live: bool,
 }
 
 /// An instance actor on its way out (replaced by a rolling restart, or an
 /// aborted replacement): told to stop, and ended once its process group is
 /// gone.
 pub(super) struct Retiring {
-    pub actor: ActorRef<ProgramMsg>,
-    pub incarnation: u64,
+    pub incarnation: Incarnation,
     pub snapshot: Snapshot,
 }
 
@@ -40,9 +54,11 @@ impl Retiring {
 }
 
 pub(super) struct Entry {
+    /// Names this entry's resources (output, log files) in the shell; a
+    /// program rebuilt by a reload is a new entry.
+    pub id: EntryId,
     pub config: Arc<ProgramConfig>,
     pub policy: Arc<Policy>,
-    pub output: Arc<ProgramOutput>,
     pub identity: Result<Option<Arc<Identity>>, String>,
     pub slots: Vec<Slot>,
     /// What the outside world sees; shared with published boards.
@@ -62,9 +78,9 @@ pub(super) struct Entry {
     pub stop_queued: Option<(u64, Cause)>,
     /// A requested stop went out and the program is not down yet.
     pub stopping: bool,
-    /// A reload changed this program: it is rebuilt from this config once
-    /// it is down.
-    pub pending: Option<Arc<ProgramConfig>>,
+    /// A reload changed this program: it is rebuilt from this blueprint
+    /// once it is down.
+    pub pending: Option<Blueprint>,
     pub roll: Option<Roll>,
     pub retiring: Vec<Retiring>,
     /// The next launch is a group restart's: `Relaunch`, not `Start`.
@@ -72,22 +88,17 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    /// The shared parts of a program, without actors yet.
+    /// The program's bookkeeping, without actors yet.
     /// `budgeted`: a global restart budget applies to its restarts.
-    pub fn new(
-        config: Arc<ProgramConfig>,
-        relay: &Relay,
-        metrics: &Metrics,
-        budgeted: bool,
-    ) -> Self {
+    pub fn new(id: EntryId, blueprint: Blueprint, budgeted: bool) -> Self {
+        let config = blueprint.config;
         Self {
+            id,
             policy: Arc::new(Policy {
                 budgeted,
                 ..Policy::from(config.as_ref())
             }),
-            output: Arc::new(ProgramOutput::new(&config, relay, metrics)),
-            identity: Identity::resolve(config.user.as_deref(), config.group.as_deref())
-                .map(|i| i.map(Arc::new)),
+            identity: blueprint.identity,
             slots: Vec::new(),
             status: Arc::new(ProgramStatus::new(
                 &config.name,
@@ -138,22 +149,44 @@ impl Entry {
         }
     }
 
+    /// Whether `incarnation` is one of this program's actors.
+    pub fn holds(&self, incarnation: Incarnation) -> bool {
+        self.slots
+            .iter()
+            .any(|s| s.live && s.incarnation == incarnation)
+            || self.retiring.iter().any(|r| r.incarnation == incarnation)
+            || self
+                .roll
+                .as_ref()
+                .is_some_and(|r| r.replacement() == Some(incarnation))
+    }
+
+    /// Records that every instance was told to come up (or down), until
+    /// their own reports say otherwise.
+    pub fn expect_up(&mut self, up: bool) {
+        let status = Arc::make_mut(&mut self.status);
+        for instance in &mut status.instances {
+            instance.snapshot.want_up = up;
+        }
+    }
+
     /// Starts every instance and records that in the snapshots at once.
-    pub fn start_all(&mut self, cause: &Cause, ack: Option<u64>) {
+    pub fn start_all(&mut self, out: &mut Vec<FleetAction>, cause: &Cause, ack: Option<u64>) {
         let relaunch = std::mem::take(&mut self.relaunch);
         let status = Arc::make_mut(&mut self.status);
         for instance in &mut status.instances {
             // A relaunch leaves a failed instance failed.
-            if !(relaunch && instance.snapshot.phase == crate::state::Phase::Failed) {
+            if !(relaunch && instance.snapshot.phase == Phase::Failed) {
                 instance.snapshot.want_up = true;
             }
         }
         status.reason = None;
-        if relaunch {
-            self.command(cause, &[|| ProgramMsg::Relaunch], ack);
+        let command = if relaunch {
+            Command::Relaunch
         } else {
-            self.command(cause, &[|| ProgramMsg::Start], ack);
-        }
+            Command::Start
+        };
+        self.command(out, cause, &[command], ack);
     }
 
     pub fn set_reason(&mut self, reason: Option<String>) {
@@ -162,51 +195,81 @@ impl Entry {
         }
     }
 
-    /// Messages to every slot actor.
-    pub fn cast_all(&self, make: impl Fn() -> ProgramMsg) {
-        for actor in self.slots.iter().filter_map(|s| s.actor.as_ref()) {
-            let _ = actor.cast(make());
+    fn live_slots(&self) -> impl Iterator<Item = Incarnation> + '_ {
+        self.slots.iter().filter(|s| s.live).map(|s| s.incarnation)
+    }
+
+    /// A command to every slot actor.
+    pub fn cast_all(&self, out: &mut Vec<FleetAction>, command: &Command) {
+        for to in self.live_slots() {
+            out.push(FleetAction::Send {
+                to,
+                command: command.clone(),
+            });
         }
     }
 
-    /// Messages to every actor of the program, including a rolling
+    /// A command to every actor of the program, including a rolling
     /// restart's replacement and retiring instances (shutdown, signals).
-    pub fn cast_everywhere(&self, make: impl Fn() -> ProgramMsg) {
-        self.cast_all(&make);
-        if let Some(actor) = self.roll.as_ref().and_then(Roll::replacement_actor) {
-            let _ = actor.cast(make());
-        }
-        for retiring in &self.retiring {
-            let _ = retiring.actor.cast(make());
+    pub fn cast_everywhere(&self, out: &mut Vec<FleetAction>, command: &Command) {
+        self.cast_all(out, command);
+        let replacement = self.roll.as_ref().and_then(Roll::replacement);
+        for to in replacement
+            .into_iter()
+            .chain(self.retiring.iter().map(|r| r.incarnation))
+        {
+            out.push(FleetAction::Send {
+                to,
+                command: command.clone(),
+            });
         }
     }
 
     /// A control command to every slot: the cause first (so the events it
     /// causes carry its request id), then the commands, then the ack that
     /// tells a waiting request its outcome is visible.
-    pub fn command(&self, cause: &Cause, messages: &[fn() -> ProgramMsg], ack: Option<u64>) {
-        for actor in self.slots.iter().filter_map(|s| s.actor.as_ref()) {
+    pub fn command(
+        &self,
+        out: &mut Vec<FleetAction>,
+        cause: &Cause,
+        commands: &[Command],
+        ack: Option<u64>,
+    ) {
+        for to in self.live_slots() {
             if cause.is_some() {
-                let _ = actor.cast(ProgramMsg::Cause(cause.clone()));
+                out.push(FleetAction::Send {
+                    to,
+                    command: Command::Cause(cause.clone()),
+                });
             }
-            for make in messages {
-                let _ = actor.cast(make());
+            for command in commands {
+                out.push(FleetAction::Send {
+                    to,
+                    command: command.clone(),
+                });
             }
             if let Some(seq) = ack {
-                let _ = actor.cast(ProgramMsg::Ack(seq));
+                out.push(FleetAction::Send {
+                    to,
+                    command: Command::Ack(seq),
+                });
             }
         }
     }
 
     /// Ends every actor of the program (its processes are gone).
-    pub fn stop_actors(&mut self) {
+    pub fn stop_actors(&mut self, out: &mut Vec<FleetAction>) {
         for slot in &mut self.slots {
-            if let Some(actor) = slot.actor.take() {
-                actor.stop(None);
+            if std::mem::take(&mut slot.live) {
+                out.push(FleetAction::StopActor {
+                    incarnation: slot.incarnation,
+                });
             }
         }
         for retiring in self.retiring.drain(..) {
-            retiring.actor.stop(None);
+            out.push(FleetAction::StopActor {
+                incarnation: retiring.incarnation,
+            });
         }
     }
 }

@@ -16,15 +16,9 @@
 //! restarts; exceeding it fails the group: every member is stopped, and
 //! `on_failure = "shutdown"` shuts kelpie down with exit 1.
 
-use std::sync::Arc;
-
-use ractor::ActorRef;
-use tokio::time::Instant;
-
-use super::{SupervisorMsg, SupervisorState};
+use super::core::{Command, Fleet};
 use crate::backoff::RestartWindow;
 use crate::config::{GroupConfig, GroupStrategy, OnFailure};
-use crate::program::ProgramMsg;
 use crate::state::Phase;
 
 pub(super) struct Group {
@@ -83,9 +77,9 @@ impl Group {
     }
 }
 
-impl SupervisorState {
+impl Fleet {
     /// A member crashed: apply its group's strategy and intensity.
-    pub(super) fn on_member_crash(&mut self, myself: &ActorRef<SupervisorMsg>, program: &str) {
+    pub(super) fn on_member_crash(&mut self, program: &str) {
         if self.shutdown.is_some() {
             return;
         }
@@ -96,7 +90,7 @@ impl SupervisorState {
         else {
             return;
         };
-        let now = Instant::now();
+        let now = self.now;
         let group = &mut self.groups[g];
         if group.failed {
             return;
@@ -108,7 +102,7 @@ impl SupervisorState {
                     group.config.name,
                     humantime::format_duration(group.config.restart_window)
                 );
-                self.fail_group(myself, g, &reason);
+                self.fail_group(g, &reason);
                 return;
             }
             group.window.record(now);
@@ -146,11 +140,8 @@ impl SupervisorState {
         });
         if let Some(&i) = self.index.get(program) {
             let entry = &mut self.entries[i];
-            let status = Arc::make_mut(&mut entry.status);
-            for instance in &mut status.instances {
-                instance.snapshot.want_up = false;
-            }
-            entry.command(&None, &[|| ProgramMsg::Stop], None);
+            entry.expect_up(false);
+            entry.command(&mut self.out, &None, &[Command::Stop], None);
         }
         self.advance_group_restarts();
     }
@@ -187,7 +178,7 @@ impl SupervisorState {
     }
 
     /// The group's intensity is exceeded: every member is stopped.
-    fn fail_group(&mut self, myself: &ActorRef<SupervisorMsg>, g: usize, reason: &str) {
+    fn fail_group(&mut self, g: usize, reason: &str) {
         let group = &mut self.groups[g];
         group.failed = true;
         group.restart = None;
@@ -209,7 +200,7 @@ impl SupervisorState {
                 group = %name,
                 "group {name} failed and has on_failure = \"shutdown\"; shutting down"
             );
-            self.begin_shutdown(myself, 1);
+            self.begin_shutdown(1);
         }
     }
 
@@ -294,11 +285,8 @@ impl SupervisorState {
                         };
                         let entry = &mut self.entries[i];
                         if stopping {
-                            let status = Arc::make_mut(&mut entry.status);
-                            for instance in &mut status.instances {
-                                instance.snapshot.want_up = false;
-                            }
-                            entry.command(&None, &[|| ProgramMsg::Stop], None);
+                            entry.expect_up(false);
+                            entry.command(&mut self.out, &None, &[Command::Stop], None);
                         } else if !entry.stopped_by_user()
                             && (entry.config.autostart || entry.start_requested)
                         {

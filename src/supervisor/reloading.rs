@@ -12,14 +12,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ractor::ActorRef;
 use tokio::sync::oneshot;
 
-use super::entry::Entry;
-use super::{Cause, SupervisorMsg, SupervisorState};
-use crate::config::{self, Host, Mode, ProgramConfig};
+use super::core::{Answer, Command, Fleet, FleetAction, MetricUpdate};
+use super::entry::{Blueprint, Entry};
+use super::Cause;
+use crate::config::{Config, ProgramConfig};
 use crate::reload::{self, Change, PlanItem};
 
+/// `reload` or `diff` as the control API sends it to the Supervisor actor.
 pub struct ReloadCommand {
     /// False for `diff`: report the plan, change nothing.
     pub apply: bool,
@@ -27,6 +28,25 @@ pub struct ReloadCommand {
     pub path: Option<PathBuf>,
     pub cause: Cause,
     pub reply: Option<oneshot::Sender<Result<ReloadOutcome, ReloadRefused>>>,
+}
+
+/// A reload as the fleet core takes it: the file was already read and
+/// validated by the shell (the core does no I/O).
+pub struct ReloadRequest {
+    /// Where `Answer::Reload` goes; `None` for SIGHUP.
+    pub request: Option<u64>,
+    pub apply: bool,
+    pub path: PathBuf,
+    pub cause: Cause,
+    pub loaded: Result<Loaded, Vec<String>>,
+}
+
+/// A valid config with its programs' blueprints (in config order) and the
+/// validator's warnings.
+pub struct Loaded {
+    pub config: Config,
+    pub blueprints: Vec<Blueprint>,
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -45,50 +65,38 @@ pub struct ReloadRefused {
     pub invalid: bool,
 }
 
-impl SupervisorState {
-    pub(super) async fn on_reload(
-        &mut self,
-        myself: &ActorRef<SupervisorMsg>,
-        command: ReloadCommand,
-    ) {
-        let notify = command.apply && self.shutdown.is_none();
-        if let (true, Some(systemd)) = (notify, &self.systemd) {
-            systemd.reloading();
-        }
-        let result = self.reload(myself, &command).await;
-        // Refused or applied, kelpie runs on: systemd hears READY=1 again.
-        if let (true, Some(systemd)) = (notify, &self.systemd) {
-            systemd.reloaded();
-        }
-        if let Some(reply) = command.reply {
-            let _ = reply.send(result);
-        }
+impl Fleet {
+    pub(super) fn on_reload(&mut self, command: ReloadRequest) {
+        let result = self.reload(command.apply, command.path, &command.cause, command.loaded);
+        self.out.push(FleetAction::Answer(Answer::Reload {
+            request: command.request,
+            result,
+        }));
     }
 
-    async fn reload(
+    fn reload(
         &mut self,
-        myself: &ActorRef<SupervisorMsg>,
-        command: &ReloadCommand,
+        apply: bool,
+        path: PathBuf,
+        cause_id: &Cause,
+        loaded: Result<Loaded, Vec<String>>,
     ) -> Result<ReloadOutcome, ReloadRefused> {
-        let path = command
-            .path
-            .clone()
-            .unwrap_or_else(|| self.config_path.clone());
-        let cause = command.cause.as_deref();
-        if command.apply && self.shutdown.is_some() {
+        let cause = cause_id.as_deref();
+        if apply && self.shutdown.is_some() {
             return Err(ReloadRefused {
                 path,
                 errors: vec!["kelpie is shutting down; nothing to reload".into()],
                 invalid: false,
             });
         }
-        let validation = config::load(&path, Mode::Run, &Host::current());
-        let errors: Vec<String> = validation.errors().map(|d| d.to_string()).collect();
-        let mut warnings: Vec<String> = validation.warnings().map(|d| d.to_string()).collect();
-        let new = match validation.config {
-            Some(config) if errors.is_empty() => config,
-            _ => {
-                if command.apply {
+        let Loaded {
+            config: new,
+            blueprints,
+            mut warnings,
+        } = match loaded {
+            Ok(loaded) => loaded,
+            Err(errors) => {
+                if apply {
                     for error in &errors {
                         tracing::error!(
                             event = "config_reload_failed",
@@ -116,12 +124,17 @@ impl SupervisorState {
         let current: Vec<Arc<ProgramConfig>> = self
             .entries
             .iter()
-            .map(|e| e.pending.clone().unwrap_or_else(|| e.config.clone()))
+            .map(|e| {
+                e.pending
+                    .as_ref()
+                    .map(|p| p.config.clone())
+                    .unwrap_or_else(|| e.config.clone())
+            })
             .collect();
         let plan = reload::plan(&current, &new.programs);
         let (live, later) = reload::supervisor_changes(&self.settings, &new.supervisor);
         warnings.extend(later);
-        if !command.apply {
+        if !apply {
             return Ok(ReloadOutcome {
                 path,
                 plan,
@@ -140,7 +153,7 @@ impl SupervisorState {
         self.settings.shutdown_timeout = new.supervisor.shutdown_timeout;
         self.settings.drain_delay = new.supervisor.drain_delay;
         self.settings.restart_budget = new.supervisor.restart_budget;
-        self.set_budget(myself, new.supervisor.restart_budget);
+        self.set_budget(new.supervisor.restart_budget);
         for warning in &warnings {
             tracing::warn!(event = "config_warning", request_id = cause, "{warning}");
         }
@@ -151,37 +164,32 @@ impl SupervisorState {
             .map(|e| (e.name().to_string(), e))
             .collect();
         let mut entries = Vec::with_capacity(new.programs.len());
-        for (program, item) in new.programs.iter().zip(&plan) {
-            match (item.change, old.remove(&program.name)) {
+        for (blueprint, item) in blueprints.into_iter().zip(&plan) {
+            match (item.change, old.remove(&blueprint.config.name)) {
                 (Change::Restart, Some(mut entry)) => {
-                    entry.abort_roll("the program changed in a reload");
-                    entry.pending = Some(program.clone());
+                    entry.abort_roll(&mut self.out, "the program changed in a reload");
+                    entry.pending = Some(blueprint);
                     entry.launch = None;
                     if !entry.is_down() {
-                        entry.stop_queued = Some((0, command.cause.clone()));
+                        entry.stop_queued = Some((0, cause_id.clone()));
                     }
                     entries.push(entry);
                 }
                 (_, Some(entry)) => entries.push(entry),
                 (_, None) => {
-                    let mut entry = Entry::new(
-                        program.clone(),
-                        &self.relay,
-                        &self.metrics,
-                        self.budget.is_some(),
-                    );
-                    self.spawn_slots(myself, &mut entry).await;
+                    let mut entry = self.build_entry(blueprint, None);
+                    self.spawn_slots(&mut entry);
                     entries.push(entry);
                 }
             }
         }
         for (_, mut entry) in old {
-            entry.abort_roll("the program was removed in a reload");
+            entry.abort_roll(&mut self.out, "the program was removed in a reload");
             entry.pending = None;
             entry.launch = None;
             entry.set_stopped_by_user(false);
             Arc::make_mut(&mut entry.status).required = false;
-            entry.stop_queued = Some((0, command.cause.clone()));
+            entry.stop_queued = Some((0, cause_id.clone()));
             self.retired.push(entry);
         }
         self.entries = entries;
@@ -212,17 +220,17 @@ impl SupervisorState {
 
     /// Rebuilds changed programs that are down now, a changed dependency
     /// before its changed dependents; drops removed programs that are down.
-    pub(super) async fn settle_reload(&mut self, myself: &ActorRef<SupervisorMsg>) {
+    pub(super) fn settle_reload(&mut self) {
         let mut rebuilt = false;
         for i in 0..self.entries.len() {
             let entry = &self.entries[i];
-            let Some(config) = entry.pending.clone() else {
+            let Some(blueprint) = entry.pending.clone() else {
                 continue;
             };
             if !entry.is_down() || entry.stop_queued.is_some() {
                 continue;
             }
-            let dependency_pending = config.depends_on.iter().any(|(dep, _)| {
+            let dependency_pending = blueprint.config.depends_on.iter().any(|(dep, _)| {
                 self.index
                     .get(dep)
                     .is_some_and(|&d| d != i && self.entries[d].pending.is_some())
@@ -230,27 +238,28 @@ impl SupervisorState {
             if dependency_pending {
                 continue;
             }
-            let mut fresh = Entry::new(config, &self.relay, &self.metrics, self.budget.is_some());
+            let old_id = self.entries[i].id;
+            let mut fresh = self.build_entry(blueprint, Some(old_id));
             let old = &mut self.entries[i];
-            old.stop_actors();
+            old.stop_actors(&mut self.out);
             fresh.set_stopped_by_user(old.stopped_by_user());
             fresh.start_requested = old.start_requested;
             fresh.dependents = std::mem::take(&mut old.dependents);
-            fresh.output.adopt_tail(&old.output);
             fresh.launch = old.launch.take();
+            self.out.push(FleetAction::Discard { entry: old_id });
             tracing::info!(
                 event = "program_reconfigured",
                 program = %fresh.name(),
                 "{} restarts with its new config",
                 fresh.name()
             );
-            self.spawn_slots(myself, &mut fresh).await;
+            self.spawn_slots(&mut fresh);
             // The new actors stand for every command given so far (a stop
             // waiting on the old ones sees its outcome here) unless a start
             // is about to be acknowledged by the launch itself.
             if fresh.launch.is_none() {
                 let seq = self.next_seq;
-                fresh.cast_all(|| crate::program::ProgramMsg::Ack(seq));
+                fresh.cast_all(&mut self.out, &Command::Ack(seq));
             }
             self.entries[i] = fresh;
             rebuilt = true;
@@ -260,41 +269,20 @@ impl SupervisorState {
             self.reindex();
         }
         let names: Vec<String> = self.entries.iter().map(|e| e.name().to_string()).collect();
-        let metrics = self.metrics.clone();
+        let out = &mut self.out;
         self.retired.retain_mut(|entry| {
             if entry.stop_queued.is_some() || !entry.is_down() {
                 return true;
             }
-            entry.stop_actors();
+            entry.stop_actors(out);
+            out.push(FleetAction::Discard { entry: entry.id });
             if !names.iter().any(|n| n == entry.name()) {
-                metrics.remove_program(entry.name());
+                out.push(FleetAction::Metric(MetricUpdate::ProgramRemoved {
+                    program: entry.name().to_string(),
+                }));
             }
             tracing::info!(event = "program_removed", program = %entry.name(), "{} removed", entry.name());
             false
         });
-    }
-
-    /// Name → position and dependents, after the entries changed.
-    pub(super) fn reindex(&mut self) {
-        self.index = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.name().to_string(), i))
-            .collect();
-        for entry in &mut self.entries {
-            entry.dependents.clear();
-        }
-        for i in 0..self.entries.len() {
-            let deps: Vec<usize> = self.entries[i]
-                .config
-                .depends_on
-                .iter()
-                .filter_map(|(dep, _)| self.index.get(dep).copied())
-                .collect();
-            for d in deps {
-                self.entries[d].dependents.push(i);
-            }
-        }
     }
 }

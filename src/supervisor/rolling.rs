@@ -9,12 +9,9 @@
 
 use std::time::Duration;
 
-use ractor::ActorRef;
-use tokio::sync::oneshot;
-
+use super::core::{Command, Fleet, FleetAction, FleetTimer, Incarnation};
 use super::entry::{Entry, Retiring};
-use super::{Cause, SupervisorMsg, SupervisorState};
-use crate::program::ProgramMsg;
+use super::Cause;
 use crate::state::Phase;
 use crate::status::InstanceStatus;
 
@@ -22,28 +19,30 @@ pub(super) enum Step {
     /// A replacement for instance `index` is to be spawned.
     Spawn,
     AwaitReady {
-        actor: ActorRef<ProgramMsg>,
-        incarnation: u64,
+        incarnation: Incarnation,
         status: InstanceStatus,
     },
     /// The replaced actor is stopping.
-    AwaitOldDown { incarnation: u64 },
+    AwaitOldDown { incarnation: Incarnation },
 }
 
 pub(super) struct Roll {
     pub index: u32,
     pub step: Step,
     pub cause: Cause,
-    pub reply: Option<oneshot::Sender<Result<String, String>>>,
+    /// The control request that asked for it: its end is reported there.
+    pub request: u64,
+    pub program: String,
 }
 
 impl Roll {
-    pub fn new(cause: Cause, reply: oneshot::Sender<Result<String, String>>) -> Self {
+    pub fn new(program: &str, cause: Cause, request: u64) -> Self {
         Self {
             index: 0,
             step: Step::Spawn,
             cause,
-            reply: Some(reply),
+            request,
+            program: program.to_string(),
         }
     }
 
@@ -51,28 +50,19 @@ impl Roll {
         matches!(self.step, Step::AwaitReady { .. })
     }
 
-    pub fn replacement_of(&self, incarnation: u64) -> Option<&ActorRef<ProgramMsg>> {
+    pub fn replacement(&self) -> Option<Incarnation> {
         match &self.step {
-            Step::AwaitReady {
-                actor,
-                incarnation: current,
-                ..
-            } if *current == incarnation => Some(actor),
+            Step::AwaitReady { incarnation, .. } => Some(*incarnation),
             _ => None,
         }
     }
 
-    pub fn replacement_actor(&self) -> Option<&ActorRef<ProgramMsg>> {
-        match &self.step {
-            Step::AwaitReady { actor, .. } => Some(actor),
-            _ => None,
-        }
-    }
-
-    fn finish(&mut self, result: Result<String, String>) {
-        if let Some(reply) = self.reply.take() {
-            let _ = reply.send(result);
-        }
+    fn finish(&self, out: &mut Vec<FleetAction>, result: Result<String, String>) {
+        out.push(FleetAction::RollEnded {
+            request: self.request,
+            program: self.program.clone(),
+            result,
+        });
     }
 }
 
@@ -85,20 +75,21 @@ pub(super) fn ready_deadline(entry: &Entry) -> Duration {
 impl Entry {
     /// Ends a roll in progress: a replacement not yet ready is stopped and
     /// the instances not yet replaced are left as they are.
-    pub(super) fn abort_roll(&mut self, reason: &str) {
+    pub(super) fn abort_roll(&mut self, out: &mut Vec<FleetAction>, reason: &str) {
         let Some(mut roll) = self.roll.take() else {
             return;
         };
         let name = self.config.instance_name(roll.index);
         if let Step::AwaitReady {
-            actor,
             incarnation,
             status,
         } = std::mem::replace(&mut roll.step, Step::Spawn)
         {
-            let _ = actor.cast(ProgramMsg::Stop);
+            out.push(FleetAction::Send {
+                to: incarnation,
+                command: Command::Stop,
+            });
             self.retiring.push(Retiring {
-                actor,
                 incarnation,
                 snapshot: status.snapshot,
             });
@@ -112,7 +103,7 @@ impl Entry {
             "rolling restart of {} aborted at {name}: {reason}; instances not yet replaced keep running",
             self.config.name
         );
-        roll.finish(Err(format!(
+        roll.finish(out, Err(format!(
             "rolling restart aborted at {name}: {reason}; {} of {} instances replaced, the others keep running",
             roll.index, self.config.instances
         )));
@@ -122,7 +113,8 @@ impl Entry {
     /// `incarnation` was the replacement.
     pub(super) fn replacement_changed(
         &mut self,
-        incarnation: u64,
+        out: &mut Vec<FleetAction>,
+        incarnation: Incarnation,
         update: &InstanceStatus,
     ) -> bool {
         let Some(roll) = self.roll.as_mut() else {
@@ -131,7 +123,6 @@ impl Entry {
         let Step::AwaitReady {
             incarnation: current,
             status,
-            ..
         } = &mut roll.step
         else {
             return false;
@@ -142,7 +133,7 @@ impl Entry {
         *status = update.clone();
         let snapshot = &update.snapshot;
         if snapshot.ready && snapshot.pid.is_some() {
-            self.promote_replacement();
+            self.promote_replacement(out);
         } else if snapshot.run >= 1 && !matches!(snapshot.phase, Phase::Starting | Phase::Running) {
             let reason = match (&snapshot.reason, snapshot.last_exit) {
                 (Some(reason), _) => {
@@ -151,19 +142,18 @@ impl Entry {
                 (None, Some(exit)) => format!("the replacement exited with {exit}"),
                 (None, None) => format!("the replacement is {}", snapshot.phase.as_str()),
             };
-            self.abort_roll(&reason);
+            self.abort_roll(out, &reason);
         }
         true
     }
 
     /// The replacement is ready: it takes the slot, and the instance it
     /// replaces is stopped.
-    fn promote_replacement(&mut self) {
+    fn promote_replacement(&mut self, out: &mut Vec<FleetAction>) {
         let Some(roll) = self.roll.as_mut() else {
             return;
         };
         let Step::AwaitReady {
-            actor,
             incarnation,
             status,
         } = std::mem::replace(&mut roll.step, Step::Spawn)
@@ -176,7 +166,7 @@ impl Entry {
             return;
         };
         let old_incarnation = slot.incarnation;
-        let old_actor = slot.actor.replace(actor);
+        let old_live = std::mem::replace(&mut slot.live, true);
         slot.incarnation = incarnation;
         let old_snapshot = std::mem::replace(
             &mut std::sync::Arc::make_mut(&mut self.status).instances[index],
@@ -191,28 +181,37 @@ impl Entry {
             "{} is ready in its replacement; stopping the old process",
             self.config.instance_name(index as u32)
         );
-        match old_actor {
-            Some(old) => {
-                let _ = old.cast(ProgramMsg::Cause(cause));
-                let _ = old.cast(ProgramMsg::Stop);
-                self.retiring.push(Retiring {
-                    actor: old,
+        if old_live {
+            out.push(FleetAction::Send {
+                to: old_incarnation,
+                command: Command::Cause(cause),
+            });
+            out.push(FleetAction::Send {
+                to: old_incarnation,
+                command: Command::Stop,
+            });
+            self.retiring.push(Retiring {
+                incarnation: old_incarnation,
+                snapshot: old_snapshot,
+            });
+            if let Some(roll) = self.roll.as_mut() {
+                roll.step = Step::AwaitOldDown {
                     incarnation: old_incarnation,
-                    snapshot: old_snapshot,
-                });
-                if let Some(roll) = self.roll.as_mut() {
-                    roll.step = Step::AwaitOldDown {
-                        incarnation: old_incarnation,
-                    };
-                }
+                };
             }
-            None => self.roll_next(),
+        } else {
+            self.roll_next(out);
         }
     }
 
     /// A status update from a retiring actor; ends it once it is down.
     /// Returns whether `incarnation` was retiring.
-    pub(super) fn retiring_changed(&mut self, incarnation: u64, update: &InstanceStatus) -> bool {
+    pub(super) fn retiring_changed(
+        &mut self,
+        out: &mut Vec<FleetAction>,
+        incarnation: Incarnation,
+        update: &InstanceStatus,
+    ) -> bool {
         let Some(position) = self
             .retiring
             .iter()
@@ -222,21 +221,21 @@ impl Entry {
         };
         self.retiring[position].snapshot = update.snapshot.clone();
         if self.retiring[position].is_down() {
-            let retired = self.retiring.remove(position);
-            retired.actor.stop(None);
+            self.retiring.remove(position);
+            out.push(FleetAction::StopActor { incarnation });
             let awaited = matches!(
                 self.roll.as_ref().map(|r| &r.step),
                 Some(Step::AwaitOldDown { incarnation: i }) if *i == incarnation
             );
             if awaited {
-                self.roll_next();
+                self.roll_next(out);
             }
         }
         true
     }
 
     /// On to the next instance, or done.
-    fn roll_next(&mut self) {
+    fn roll_next(&mut self, out: &mut Vec<FleetAction>) {
         let instances = self.config.instances;
         let Some(roll) = self.roll.as_mut() else {
             return;
@@ -252,18 +251,21 @@ impl Entry {
                 "rolling restart of {} complete",
                 self.config.name
             );
-            roll.finish(Ok(format!(
-                "replaced {instances} instance{} one at a time",
-                if instances == 1 { "" } else { "s" }
-            )));
+            roll.finish(
+                out,
+                Ok(format!(
+                    "replaced {instances} instance{} one at a time",
+                    if instances == 1 { "" } else { "s" }
+                )),
+            );
             self.roll = None;
         }
     }
 }
 
-impl SupervisorState {
+impl Fleet {
     /// Spawns the replacement of every roll that is waiting for one.
-    pub(super) async fn advance_rolls(&mut self, myself: &ActorRef<SupervisorMsg>) {
+    pub(super) fn advance_rolls(&mut self) {
         for i in 0..self.entries.len() {
             let wants_spawn = matches!(
                 self.entries[i].roll.as_ref().map(|r| &r.step),
@@ -276,26 +278,24 @@ impl SupervisorState {
             let Some(index) = self.entries[i].roll.as_ref().map(|r| r.index) else {
                 continue;
             };
-            let actor = self
-                .spawn_instance(myself, &self.entries[i], index, incarnation)
-                .await;
+            self.spawn_instance(i, index, incarnation);
             let entry = &mut self.entries[i];
-            let Some(actor) = actor else {
-                entry.abort_roll("cannot create the replacement's actor");
-                continue;
-            };
             let Some(roll) = entry.roll.as_mut() else {
-                actor.stop(None);
                 continue;
             };
             if roll.cause.is_some() {
-                let _ = actor.cast(ProgramMsg::Cause(roll.cause.clone()));
+                self.out.push(FleetAction::Send {
+                    to: incarnation,
+                    command: Command::Cause(roll.cause.clone()),
+                });
             }
-            let _ = actor.cast(ProgramMsg::Start);
+            self.out.push(FleetAction::Send {
+                to: incarnation,
+                command: Command::Start,
+            });
             let mut status = InstanceStatus::new();
             status.snapshot.want_up = true;
             roll.step = Step::AwaitReady {
-                actor,
                 incarnation,
                 status,
             };
@@ -307,15 +307,17 @@ impl SupervisorState {
                 "starting a replacement for {}",
                 entry.config.instance_name(index)
             );
-            let program = entry.config.name.clone();
-            myself.send_after(ready_deadline(entry), move || SupervisorMsg::RollDeadline {
-                program,
-                incarnation,
+            self.out.push(FleetAction::After {
+                delay: ready_deadline(entry),
+                timer: FleetTimer::RollDeadline {
+                    program: entry.config.name.clone(),
+                    incarnation,
+                },
             });
         }
     }
 
-    pub(super) fn on_roll_deadline(&mut self, program: &str, incarnation: u64) {
+    pub(super) fn on_roll_deadline(&mut self, program: &str, incarnation: Incarnation) {
         let Some(&i) = self.index.get(program) else {
             return;
         };
@@ -326,7 +328,24 @@ impl SupervisorState {
         );
         if waiting {
             let limit = humantime::format_duration(ready_deadline(entry));
-            entry.abort_roll(&format!("the replacement was not ready within {limit}"));
+            entry.abort_roll(
+                &mut self.out,
+                &format!("the replacement was not ready within {limit}"),
+            );
         }
+    }
+
+    /// The actor for a roll's replacement could not be created.
+    pub(super) fn replacement_lost(&mut self, incarnation: Incarnation, reason: &str) -> bool {
+        for entry in &mut self.entries {
+            if entry.roll.as_ref().and_then(Roll::replacement) == Some(incarnation) {
+                if let Some(roll) = entry.roll.as_mut() {
+                    roll.step = Step::Spawn;
+                }
+                entry.abort_roll(&mut self.out, reason);
+                return true;
+            }
+        }
+        false
     }
 }
