@@ -763,3 +763,6 @@ fn log_actor_failure(name: &str, error: &str) {
         "BUG: the actor supervising {name} failed; its process group was killed and the actor is replaced"
     );
 }
+
+#[cfg(test)]
+mod tests;

@@ -41,7 +41,8 @@ fn parse(toml: &str) -> Config {
         path_var: Some("/usr/bin:/bin".into()),
         runtime_dir: None,
     };
-    let validation = crate::config::validate(toml, Path::new("/fleet/kelpie.toml"), Mode::Run, &host);
+    let validation =
+        crate::config::validate(toml, Path::new("/fleet/kelpie.toml"), Mode::Run, &host);
     let errors: Vec<String> = validation.errors().map(|d| d.to_string()).collect();
     assert!(errors.is_empty(), "test config invalid: {errors:?}");
     validation.config.expect("a valid config")
@@ -329,7 +330,7 @@ impl World {
                     outcome
                         .plan
                         .iter()
-                        .map(|i| format!("{} {:?}", i.name, i.change).to_lowercase())
+                        .map(|i| format!("{} {:?}", i.program, i.change).to_lowercase())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -485,10 +486,7 @@ fn a_dependency_that_waits_shows_why_and_a_failed_one_blocks() {
         w.program("api").reason.as_deref(),
         Some("waiting for dependency \"db\" to be ready")
     );
-    w.run(&[(
-        Failed("db:0"),
-        &["api:0 block: dependency \"db\" failed"],
-    )]);
+    w.run(&[(Failed("db:0"), &["api:0 block: dependency \"db\" failed"])]);
     // web waits on api, which will never start: it keeps waiting, and
     // says for what.
     assert_eq!(
@@ -507,7 +505,12 @@ fn escaped_processes_get_their_grace_then_sigkill() {
         (Up("a:0"), &[]),
         (
             Term,
-            &["service stopping", "a:0 drain", "after 30s deadline", "a:0 stop"],
+            &[
+                "service stopping",
+                "a:0 drain",
+                "after 30s deadline",
+                "a:0 stop",
+            ],
         ),
         (Down("a:0"), &["sweep TERM"]),
         (Escaped(2), &["after 1s sweep grace"]),
@@ -583,10 +586,10 @@ fn group_world(strategy: &str) -> World {
 fn one_for_all_stops_the_others_last_first_then_starts_all_in_order() {
     let mut w = group_world("one_for_all");
     w.run(&[
-        // The crashed member's own restart is held back; the last listed
-        // of the others stops first.
-        (Crash("api:0"), &["api:0 stop", "worker:0 stop"]),
-        (Down("api:0"), &[]),
+        // The crashed member's own restart is held back (it is told to
+        // stop); then the others stop one at a time, last listed first.
+        (Crash("api:0"), &["api:0 stop"]),
+        (Down("api:0"), &["worker:0 stop"]),
         (Down("worker:0"), &["db:0 stop"]),
         // All down: they start again one at a time, in listed order, each
         // once the previous one has a process.
@@ -596,7 +599,17 @@ fn one_for_all_stops_the_others_last_first_then_starts_all_in_order() {
         (Up("worker:0"), &[]),
         // A second group restart within the window exceeds max_restarts = 1:
         // the group fails and every member is stopped.
-        (Crash("db:0"), &["db:0 stop", "api:0 stop", "worker:0 stop"]),
+        (
+            Crash("db:0"),
+            &[
+                "db:0 stop",
+                "db:0 ack 0",
+                "api:0 stop",
+                "api:0 ack 0",
+                "worker:0 stop",
+                "worker:0 ack 0",
+            ],
+        ),
     ]);
     assert!(w
         .program("worker")
@@ -609,10 +622,10 @@ fn one_for_all_stops_the_others_last_first_then_starts_all_in_order() {
 fn rest_for_one_restarts_the_crashed_member_and_those_after_it() {
     let mut w = group_world("rest_for_one");
     w.run(&[
-        (Crash("api:0"), &["api:0 stop", "worker:0 stop"]),
-        (Down("worker:0"), &[]),
+        (Crash("api:0"), &["api:0 stop"]),
+        (Down("api:0"), &["worker:0 stop"]),
         // db, listed before api, is never touched.
-        (Down("api:0"), &["api:0 relaunch"]),
+        (Down("worker:0"), &["api:0 relaunch"]),
         (Up("api:0"), &["worker:0 relaunch"]),
         (Up("worker:0"), &[]),
     ]);
@@ -654,7 +667,10 @@ fn the_restart_budget_grants_max_per_window_and_queues_the_rest_in_order() {
         ],
     );
     w.run(&[
-        (RestartWanted("a:0"), &["a:0 restart granted", "after 10s budget refill"]),
+        (
+            RestartWanted("a:0"),
+            &["a:0 restart granted", "after 10s budget refill"],
+        ),
         (RestartWanted("a:1"), &["a:1 restart granted"]),
         (RestartWanted("a:2"), &["a:2 budget exhausted"]),
         (RestartWanted("a:0"), &["a:0 budget exhausted"]),
@@ -662,7 +678,11 @@ fn the_restart_budget_grants_max_per_window_and_queues_the_rest_in_order() {
         // Both grants left the window: both waiters, in the order they asked.
         (
             Timer(FleetTimer::BudgetRefill),
-            &["a:2 restart granted", "a:0 restart granted", "after 10s budget refill"],
+            &[
+                "a:2 restart granted",
+                "a:0 restart granted",
+                "after 10s budget refill",
+            ],
         ),
     ]);
     let delayed = w
@@ -670,7 +690,10 @@ fn the_restart_budget_grants_max_per_window_and_queues_the_rest_in_order() {
         .iter()
         .filter(|m| matches!(m, MetricUpdate::RestartDelayed { .. }))
         .count();
-    assert_eq!(delayed, 2, "each wait counts in kelpie_restarts_delayed_total");
+    assert_eq!(
+        delayed, 2,
+        "each wait counts in kelpie_restarts_delayed_total"
+    );
     assert_eq!(
         w.metrics.last(),
         Some(&MetricUpdate::BudgetAvailable(Some(0)))
@@ -739,8 +762,11 @@ fn a_reload_applies_exactly_the_difference() {
                 "build new",
                 "spawn new:0",
                 "reloaded: db restart, api unchanged, cron unchanged, new start, old stop",
+                // A reload's stop answers no control request: ack 0.
                 "db:0 stop",
+                "db:0 ack 0",
                 "old:0 stop",
+                "old:0 ack 0",
                 "new:0 start",
             ],
         ),
@@ -755,15 +781,17 @@ fn a_reload_applies_exactly_the_difference() {
                 "build db",
                 "end db:0",
                 "discard db",
-                "spawn db:0'",
-                "db:0' ack 1",
-                "db:0' start",
+                "spawn db:0",
+                // The new actor stands for every command given so far.
+                "db:0 ack 0",
+                "db:0 start",
             ],
         ),
     ]);
     assert!(
-        w.metrics
-            .contains(&MetricUpdate::ProgramRemoved { program: "old".into() }),
+        w.metrics.contains(&MetricUpdate::ProgramRemoved {
+            program: "old".into()
+        }),
         "a removed program leaves /metrics"
     );
     assert!(!w.fleet.board().programs.iter().any(|p| p.name == "old"));
@@ -807,7 +835,7 @@ fn a_rolling_restart_replaces_one_instance_at_a_time() {
         ),
         (Up("web:0'"), &[]),
         // Ready: the replacement takes the slot; the old one stops.
-        (Ready("web:0'"), &["web:0 stop"]),
+        (Ready("web:0'"), &["web:0 cause", "web:0 stop"]),
         // Only once the old one is gone does the next instance roll.
         (
             Down("web:0"),
@@ -819,7 +847,7 @@ fn a_rolling_restart_replaces_one_instance_at_a_time() {
             ],
         ),
         (Up("web:1'"), &[]),
-        (Ready("web:1'"), &["web:1 stop"]),
+        (Ready("web:1'"), &["web:1 cause", "web:1 stop"]),
         (
             Down("web:1"),
             &[
@@ -910,7 +938,13 @@ fn stop_is_sticky_and_waits_for_dependents() {
         // Stopping api and web together: web first, api once web is down.
         (
             Act(Verb::Stop, &["api", "web"]),
-            &["accepted api web", "web:0 stop", "web:0 ack 1", "web:1 stop", "web:1 ack 1"],
+            &[
+                "accepted api web",
+                "web:0 stop",
+                "web:0 ack 1",
+                "web:1 stop",
+                "web:1 ack 1",
+            ],
         ),
         (Down("web:0"), &[]),
         (Down("web:1"), &["api:0 stop", "api:0 ack 1"]),
@@ -918,9 +952,13 @@ fn stop_is_sticky_and_waits_for_dependents() {
         // A stopped program stays down when its dependency changes.
         (Crash("db:0"), &[]),
         (Up("db:0"), &[]),
-        // `start` brings it back through the gate.
-        (Act(Verb::Start, &["api"]), &["accepted api", "api:0 start", "api:0 ack 2"]),
-        (Act(Verb::Start, &["nope"]), &["refused: no such program: nope"]),
+        // `start` brings it back through the gate: db must be ready again.
+        (Act(Verb::Start, &["api"]), &["accepted api"]),
+        (Ready("db:0"), &["api:0 start", "api:0 ack 2"]),
+        (
+            Act(Verb::Start, &["nope"]),
+            &["refused: no such program: nope"],
+        ),
     ]);
 }
 
@@ -944,7 +982,10 @@ depends_on = { migrate = "completed" }
             "migrate:0 start",
         ],
     );
-    w.run(&[(Up("migrate:0"), &[]), (Completed("migrate:0"), &["web:0 start"])]);
+    w.run(&[
+        (Up("migrate:0"), &[]),
+        (Completed("migrate:0"), &["web:0 start"]),
+    ]);
 }
 
 #[test]
