@@ -24,7 +24,7 @@ use crate::reaper::{kill_with_group, Reaper};
 use crate::state::{
     Action, Event, ExitStatus, Instance, Note, Phase, Policy, ProbeRole, Snapshot, TimerKind,
 };
-use crate::supervisor::SupervisorMsg;
+use crate::supervisor::{InstanceEvent, SupervisorMsg};
 
 pub enum ProgramMsg {
     Start,
@@ -474,6 +474,7 @@ impl ProgramState {
         if self.published.as_ref() == Some(&(snapshot.clone(), self.ack)) {
             return;
         }
+        let events = InstanceEvent::between(self.published.as_ref().map(|(s, _)| s), &snapshot);
         self.published = Some((snapshot.clone(), self.ack));
         let _ = self.args.supervisor.cast(SupervisorMsg::InstanceChanged {
             program: self.args.config.name.clone(),
@@ -482,6 +483,7 @@ impl ProgramState {
             snapshot,
             started_at: self.started_at,
             ack: self.ack,
+            events,
         });
     }
 

@@ -25,6 +25,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+pub use self::core::InstanceEvent;
 pub use actions::{
     default_timeout, Accepted, AcceptedProgram, ActionCommand, ActionError, ActionRequest,
     Dispatched, DispatchedProgram, Verb,
@@ -57,6 +58,8 @@ pub enum SupervisorMsg {
         snapshot: Snapshot,
         started_at: Option<SystemTime>,
         ack: u64,
+        /// What happened since the instance's previous report.
+        events: Vec<InstanceEvent>,
     },
     /// SIGTERM or SIGINT.
     Terminate(Signal),
@@ -197,10 +200,12 @@ impl Actor for SupervisorActor {
                 snapshot,
                 started_at,
                 ack,
+                events,
             } => FleetEvent::Instance {
                 program,
                 index,
                 incarnation,
+                events,
                 status: InstanceStatus {
                     snapshot,
                     started_at,

@@ -28,7 +28,7 @@ use super::reloading::{ReloadOutcome, ReloadRefused, ReloadRequest};
 use super::{rolling, Cause};
 use crate::config::{DependencyCondition, GroupConfig, OnFailure, ProgramConfig, SupervisorConfig};
 use crate::process::Identity;
-use crate::state::{ExitKind, Phase, Policy};
+use crate::state::{ExitKind, Phase, Policy, Snapshot};
 use crate::status::{Board, InstanceStatus};
 
 /// Unique per instance actor ever asked for.
@@ -44,6 +44,8 @@ pub enum FleetEvent {
         index: u32,
         incarnation: Incarnation,
         status: InstanceStatus,
+        /// What the core reacts to; `status` is only shown.
+        events: Vec<InstanceEvent>,
     },
     /// SIGTERM, SIGINT or SIGQUIT.
     Terminate(Signal),
@@ -74,6 +76,44 @@ pub enum FleetEvent {
     EscapedSignalled {
         count: usize,
     },
+}
+
+/// What an instance reports as having happened since its previous report.
+/// The core reacts to these, never to differences between snapshots: a
+/// slot taken over by a replacement or a new actor starts its counters
+/// anew, and a difference would read as a crash or a lost restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceEvent {
+    /// An unplanned end of a run that the policy restarts, or a failure:
+    /// what supervision groups react to.
+    Crashed,
+    /// It restarted `count` times (for `kelpie_restarts_total`).
+    Restarted { count: u64 },
+    /// It entered `failed`.
+    Failed,
+}
+
+impl InstanceEvent {
+    /// The events between two consecutive snapshots of one instance, as
+    /// its owner (the Program actor) publishes them.
+    pub fn between(previous: Option<&Snapshot>, next: &Snapshot) -> Vec<InstanceEvent> {
+        let (crashes, restarts, failed) = previous
+            .map(|p| (p.crashes, p.restarts, p.phase == Phase::Failed))
+            .unwrap_or((0, 0, false));
+        let mut events = Vec::new();
+        if next.crashes > crashes {
+            events.push(InstanceEvent::Crashed);
+        }
+        if next.restarts > restarts {
+            events.push(InstanceEvent::Restarted {
+                count: next.restarts - restarts,
+            });
+        }
+        if next.phase == Phase::Failed && !failed {
+            events.push(InstanceEvent::Failed);
+        }
+        events
+    }
 }
 
 /// Timers the core asks for; each comes back as `FleetEvent::Timer`.
@@ -310,7 +350,8 @@ impl Fleet {
                 index,
                 incarnation,
                 status,
-            } => self.on_instance_changed(&program, index, incarnation, status),
+                events,
+            } => self.on_instance_changed(&program, index, incarnation, status, &events),
             FleetEvent::Terminate(signal) => self.on_terminate(signal),
             FleetEvent::Forward(signal) => {
                 for entry in self.entries.iter().chain(&self.retired) {
@@ -553,6 +594,7 @@ impl Fleet {
         index: u32,
         incarnation: Incarnation,
         update: InstanceStatus,
+        events: &[InstanceEvent],
     ) {
         let is_slot_of = |entry: &Entry| {
             entry
@@ -563,7 +605,7 @@ impl Fleet {
         if let Some(&i) = self.index.get(program) {
             let entry = &mut self.entries[i];
             if is_slot_of(entry) {
-                self.slot_changed(i, index as usize, update);
+                self.slot_changed(i, index as usize, update, events);
                 return;
             }
             if entry.replacement_changed(&mut self.out, incarnation, &update)
@@ -583,31 +625,38 @@ impl Fleet {
         }
     }
 
-    fn slot_changed(&mut self, i: usize, index: usize, update: InstanceStatus) {
+    fn slot_changed(
+        &mut self,
+        i: usize,
+        index: usize,
+        update: InstanceStatus,
+        events: &[InstanceEvent],
+    ) {
         let entry = &mut self.entries[i];
         let program = entry.config.name.clone();
         let on_failure = entry.config.on_failure;
-        let slot = &mut Arc::make_mut(&mut entry.status).instances[index];
-        let newly_failed =
-            update.snapshot.phase == Phase::Failed && slot.snapshot.phase != Phase::Failed;
-        let crashed = update.snapshot.crashes > slot.snapshot.crashes;
-        if update.snapshot.restarts > slot.snapshot.restarts {
-            self.out.push(FleetAction::Metric(MetricUpdate::Restarted {
-                program: program.clone(),
-                count: update.snapshot.restarts - slot.snapshot.restarts,
-            }));
-        }
-        *slot = update;
-        if crashed {
-            self.on_member_crash(&program);
-        }
-        if newly_failed && on_failure == OnFailure::Shutdown && self.shutdown.is_none() {
-            tracing::error!(
-                event = "shutdown_on_failure",
-                program,
-                "{program} failed and has on_failure = \"shutdown\"; shutting down"
-            );
-            self.begin_shutdown(1);
+        Arc::make_mut(&mut entry.status).instances[index] = update;
+        for event in events {
+            match *event {
+                InstanceEvent::Restarted { count } => {
+                    self.out.push(FleetAction::Metric(MetricUpdate::Restarted {
+                        program: program.clone(),
+                        count,
+                    }))
+                }
+                InstanceEvent::Crashed => self.on_member_crash(&program),
+                InstanceEvent::Failed
+                    if on_failure == OnFailure::Shutdown && self.shutdown.is_none() =>
+                {
+                    tracing::error!(
+                        event = "shutdown_on_failure",
+                        program,
+                        "{program} failed and has on_failure = \"shutdown\"; shutting down"
+                    );
+                    self.begin_shutdown(1);
+                }
+                InstanceEvent::Failed => {}
+            }
         }
     }
 

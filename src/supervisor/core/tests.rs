@@ -89,6 +89,7 @@ struct World {
     current: HashMap<String, Incarnation>,
     entries: HashMap<EntryId, String>,
     snapshots: HashMap<Incarnation, Snapshot>,
+    reported: HashMap<Incarnation, Snapshot>,
     next_pid: i32,
     next_request: u64,
     metrics: Vec<MetricUpdate>,
@@ -113,6 +114,7 @@ impl World {
             current: HashMap::new(),
             entries: HashMap::new(),
             snapshots: HashMap::new(),
+            reported: HashMap::new(),
             next_pid: 100,
             next_request: 0,
             metrics: Vec::new(),
@@ -255,6 +257,8 @@ impl World {
             .entry(incarnation)
             .or_insert_with(Snapshot::initial);
         change(snapshot, self.next_pid);
+        let events = InstanceEvent::between(self.reported.get(&incarnation), snapshot);
+        self.reported.insert(incarnation, snapshot.clone());
         let index = name
             .trim_end_matches('\'')
             .rsplit_once(':')
@@ -269,6 +273,7 @@ impl World {
                 started_at: None,
                 ack: u64::MAX,
             },
+            events,
         }
     }
 
