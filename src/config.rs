@@ -20,6 +20,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::backoff::BackoffConfig;
+use crate::logging::LogFormat;
+use crate::restart_policy::{ProgramKind, RestartPolicy};
 use crate::signals;
 
 /// Config files larger than this are refused before parsing: a supervisor
@@ -52,13 +54,6 @@ impl Config {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Auto,
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartBudget {
     pub max: u32,
     pub per: Duration,
@@ -76,19 +71,6 @@ pub struct SupervisorConfig {
     pub log_format: LogFormat,
     pub log_level: String,
     pub forward_signals: Vec<Signal>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgramKind {
-    Service,
-    Oneshot,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    Always,
-    OnFailure,
-    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,6 +344,26 @@ impl Validation {
             .iter()
             .filter(|d| d.severity == Severity::Warning)
     }
+}
+
+/// `-c FILE`, else `$KELPIE_CONFIG`, else `./supervisor.toml`, else
+/// `/etc/kelpie/supervisor.toml`.
+pub fn find_config(explicit: Option<&Path>) -> PathBuf {
+    if let Some(path) = explicit {
+        return path.to_path_buf();
+    }
+    if let Some(path) = std::env::var_os("KELPIE_CONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let local = PathBuf::from("supervisor.toml");
+    if local.exists() {
+        return local;
+    }
+    let system = PathBuf::from("/etc/kelpie/supervisor.toml");
+    if system.exists() {
+        return system;
+    }
+    local
 }
 
 /// Reads and validates a config file. I/O problems become a single

@@ -20,6 +20,8 @@
 //! - `ctl`: the control commands' client side (`status`, `start`, …)
 //! - `exec`: `kelpie exec`, the config-less tini-style init for one command
 //! - `logging`, `signals`, `cli`, `app`: plumbing
+//! - `restart_policy`, `output_stream`: vocabulary shared by layers that must
+//!   not depend on each other (the `import_cycles` test keeps them apart)
 
 pub mod app;
 pub mod backoff;
@@ -30,15 +32,19 @@ pub mod ctl;
 pub mod exec;
 pub mod guardian;
 pub mod http;
+#[cfg(test)]
+mod import_cycles;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod output;
+pub mod output_stream;
 pub mod probe;
 pub mod process;
 pub mod program;
 pub mod reaper;
 pub mod reload;
+pub mod restart_policy;
 pub mod signals;
 pub mod state;
 pub mod status;
