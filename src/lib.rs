@@ -37,6 +37,7 @@ mod import_cycles;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod os_lookup;
 pub mod output;
 pub mod output_stream;
 pub mod probe;

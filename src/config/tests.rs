@@ -1,7 +1,9 @@
 //! Config validation: every message is asserted verbatim, as
 //! `kelpie check` prints it (`file:line:col: key: message`).
 
+use super::validate::MAX_CONFIG_BYTES;
 use super::*;
+use crate::os_lookup::find_executable;
 
 use std::os::unix::fs::PermissionsExt;
 
