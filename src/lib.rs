@@ -12,7 +12,8 @@
 //!
 //! - `config`: supervisor.toml → validated `Config`, every error with a location
 //! - `state`, `backoff`: the pure lifecycle and restart arithmetic
-//! - `process`, `reaper`: the OS boundary (spawn, signal, wait)
+//! - `process`, `reaper`, `procfs`, `os_lookup`: the OS boundary (spawn,
+//!   signal, wait, `/proc`, users and executables)
 //! - `program`, `supervisor`: the actors
 //! - `output`: program stdout/stderr handling
 //! - `status`, `http`, `metrics`: the read model, the `/health` `/ready`
@@ -42,6 +43,7 @@ pub mod output;
 pub mod output_stream;
 pub mod probe;
 pub mod process;
+pub mod procfs;
 pub mod program;
 pub mod reaper;
 pub mod reload;

@@ -69,13 +69,7 @@ pub(super) struct Diags<'a> {
 }
 
 impl Diags<'_> {
-    pub(super) fn push(
-        &mut self,
-        severity: Severity,
-        span: &Range<usize>,
-        key: &str,
-        message: String,
-    ) {
+    fn push(&mut self, severity: Severity, span: &Range<usize>, key: &str, message: String) {
         let (line, column) = line_col(self.source, span.start);
         self.list.push(Diagnostic {
             severity,

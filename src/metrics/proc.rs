@@ -46,6 +46,7 @@ use std::os::unix::fs::{DirEntryExt, FileExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::procfs::{parse_decimal, parse_stat, Stat};
 use crate::status::Board;
 
 /// Resource use of one program's process groups, at one scrape.
@@ -55,86 +56,6 @@ pub struct Usage {
     pub cpu_seconds: f64,
     /// Processes found in the program's groups.
     pub processes: u32,
-}
-
-/// The fields of `/proc/<pid>/stat` the scan needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
-    pub pgrp: i32,
-    pub session: i32,
-    /// utime + stime, in clock ticks.
-    pub ticks: u64,
-    /// Start time since boot in clock ticks: with the pid, it identifies a
-    /// process even when the pid number is reused between scrapes.
-    pub starttime: u64,
-    /// Resident set size in pages.
-    pub rss_pages: u64,
-}
-
-/// Parses the content of `/proc/<pid>/stat`.
-///
-/// The second field is the command name in parentheses and may itself
-/// contain spaces and `)` (a process can name itself anything), so the
-/// fields are counted from after the *last* `)`. `None` for anything
-/// malformed: the caller skips that process.
-pub fn parse_stat(content: &[u8]) -> Option<Stat> {
-    let close = content.iter().rposition(|&b| b == b')')?;
-    // After ") ": field 3 (state) is index 0, so field n is index n - 3.
-    let mut fields = content.get(close + 1..)?.split(|&b| b == b' ');
-    // The first split item is the empty string between ')' and ' '.
-    if !fields.next()?.is_empty() {
-        return None;
-    }
-    let mut pgrp = None;
-    let mut session = None;
-    let mut utime = None;
-    let mut stime = None;
-    let mut starttime = None;
-    let mut rss = None;
-    for (index, field) in fields.enumerate() {
-        match index + 3 {
-            5 => pgrp = Some(parse_i64(field)?),
-            6 => session = Some(parse_i64(field)?),
-            14 => utime = Some(parse_u64(field)?),
-            15 => stime = Some(parse_u64(field)?),
-            22 => starttime = Some(parse_u64(field)?),
-            24 => {
-                // Signed in the kernel; never negative in practice.
-                rss = Some(parse_i64(field)?.max(0) as u64);
-                break;
-            }
-            _ => {}
-        }
-    }
-    Some(Stat {
-        pgrp: i32::try_from(pgrp?).ok()?,
-        session: i32::try_from(session?).ok()?,
-        ticks: utime?.saturating_add(stime?),
-        starttime: starttime?,
-        rss_pages: rss?,
-    })
-}
-
-fn parse_u64(field: &[u8]) -> Option<u64> {
-    // The last field carries the trailing newline.
-    let field = field.strip_suffix(b"\n").unwrap_or(field);
-    if field.is_empty() {
-        return None;
-    }
-    field.iter().try_fold(0u64, |n, &b| {
-        if b.is_ascii_digit() {
-            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        } else {
-            None
-        }
-    })
-}
-
-fn parse_i64(field: &[u8]) -> Option<i64> {
-    match field.strip_prefix(b"-") {
-        Some(rest) => i64::try_from(parse_u64(rest)?).ok().map(|n| -n),
-        None => i64::try_from(parse_u64(field)?).ok(),
-    }
 }
 
 /// A process seen at an earlier scrape.
@@ -279,7 +200,7 @@ impl GroupScanner {
                         if t.starttime == stat.starttime && Arc::ptr_eq(&t.program, program) =>
                     {
                         // Never let a counter step back, whatever procfs says.
-                        t.ticks = t.ticks.max(stat.ticks);
+                        t.ticks = t.ticks.max(stat.cpu_ticks());
                         t.seen = generation;
                         t.ticks
                     }
@@ -295,12 +216,12 @@ impl GroupScanner {
                             pid,
                             Tracked {
                                 starttime: stat.starttime,
-                                ticks: stat.ticks,
+                                ticks: stat.cpu_ticks(),
                                 program: program.clone(),
                                 seen: generation,
                             },
                         );
-                        stat.ticks
+                        stat.cpu_ticks()
                     }
                 };
                 live_ticks[index] = live_ticks[index].saturating_add(ticks);
@@ -440,7 +361,7 @@ impl ProcReader {
             // Non-process entries (self, sys, meminfo, ...) fail on the
             // first byte.
             let Some(pid) =
-                parse_u64(dirent.file_name().as_bytes()).and_then(|p| i32::try_from(p).ok())
+                parse_decimal(dirent.file_name().as_bytes()).and_then(|p| i32::try_from(p).ok())
             else {
                 continue;
             };
@@ -655,58 +576,6 @@ mod tests {
              8941568 {rss} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
             ticks.0, ticks.1
         )
-    }
-
-    #[test]
-    fn parses_a_real_line() {
-        let line = stat_line(4242, "sleep", 4240, (12, 3), 987654, 215);
-        assert_eq!(
-            parse_stat(line.as_bytes()),
-            Some(Stat {
-                pgrp: 4240,
-                session: 4240,
-                ticks: 15,
-                starttime: 987654,
-                rss_pages: 215
-            })
-        );
-    }
-
-    #[test]
-    fn the_command_name_may_contain_spaces_and_parentheses() {
-        let line = stat_line(7, "evil ) 1 2 3 (name) x", 5, (1, 2), 3, 4);
-        let stat = parse_stat(line.as_bytes()).unwrap();
-        assert_eq!(
-            (stat.pgrp, stat.ticks, stat.starttime, stat.rss_pages),
-            (5, 3, 3, 4)
-        );
-    }
-
-    #[test]
-    fn the_last_field_may_end_the_line() {
-        // A line that stops right after rss (older kernels print fewer
-        // fields; the newline then sits on rss).
-        let line = "9 (x) R 1 9 9 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 77 100 12\n";
-        let stat = parse_stat(line.as_bytes()).unwrap();
-        assert_eq!(stat.rss_pages, 12);
-        assert_eq!(stat.ticks, 11);
-    }
-
-    #[test]
-    fn malformed_lines_are_rejected_not_panicked_on() {
-        for bad in [
-            "",
-            "1 (x",
-            "1 (x)",
-            "1 (x) S 1",
-            "1 (x) S 1 abc 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 77 100 12",
-            "1 (x) S 1 2 1 0 -1 0 0 0 0 0 -5 6 0 0 20 0 1 0 77 100 12",
-            "1 (x)S 1 2 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 77 100 12",
-            "1 (x) S 1 99999999999 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 77 100 12",
-        ] {
-            assert_eq!(parse_stat(bad.as_bytes()), None, "{bad:?}");
-        }
-        assert_eq!(parse_u64(b"18446744073709551616"), None, "overflow");
     }
 
     /// A fake procfs: `<root>/<pid>/stat` files.
