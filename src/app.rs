@@ -1,6 +1,6 @@
 //! Subcommand entry points and exit codes. `main` only parses and exits.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,26 +65,6 @@ fn one_malloc_arena() {
     }
 }
 
-/// `-c FILE`, else `$KELPIE_CONFIG`, else `./supervisor.toml`, else
-/// `/etc/kelpie/supervisor.toml`.
-pub fn find_config(explicit: Option<&Path>) -> PathBuf {
-    if let Some(path) = explicit {
-        return path.to_path_buf();
-    }
-    if let Some(path) = std::env::var_os("KELPIE_CONFIG").filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let local = PathBuf::from("supervisor.toml");
-    if local.exists() {
-        return local;
-    }
-    let system = PathBuf::from("/etc/kelpie/supervisor.toml");
-    if system.exists() {
-        return system;
-    }
-    local
-}
-
 fn print_diagnostics(validation: &Validation) {
     for diagnostic in &validation.diagnostics {
         eprintln!("{diagnostic}");
@@ -105,7 +85,7 @@ fn plural(n: usize, word: &str) -> String {
 }
 
 fn check(explicit: Option<&Path>) -> i32 {
-    let path = find_config(explicit);
+    let path = config::find_config(explicit);
     let validation = config::load(&path, Mode::Check, &Host::current());
     print_diagnostics(&validation);
     let errors = validation.errors().count();
@@ -135,7 +115,7 @@ fn check(explicit: Option<&Path>) -> i32 {
 
 /// `kelpie config`: the effective config as TOML, or the errors (78).
 fn print_config(explicit: Option<&Path>) -> i32 {
-    let path = find_config(explicit);
+    let path = config::find_config(explicit);
     let validation = config::load(&path, Mode::Check, &Host::current());
     match &validation.config {
         Some(config) if validation.errors().next().is_none() => {
@@ -168,7 +148,7 @@ fn run(explicit: Option<&Path>) -> i32 {
     // kernel kills every process in its PID namespace.
     #[cfg(target_os = "linux")]
     let guardian = (std::process::id() != 1).then(crate::guardian::start);
-    let path = find_config(explicit);
+    let path = config::find_config(explicit);
     let validation = config::load(&path, Mode::Run, &Host::current());
     let Some(config) = validation.config.clone() else {
         print_diagnostics(&validation);
@@ -476,7 +456,7 @@ fn initial_board(config: &config::Config) -> Board {
                 Arc::new(ProgramStatus::new(
                     &p.name,
                     p.required,
-                    p.kind == config::ProgramKind::Oneshot,
+                    p.kind == crate::restart_policy::ProgramKind::Oneshot,
                     p.instances as usize,
                 ))
             })

@@ -128,7 +128,7 @@ enum SpawnFailure {
 }
 
 fn classify_spawn_error(name: &str, err: &io::Error) -> SpawnFailure {
-    let reason = crate::config::io_reason(err);
+    let reason = crate::os_lookup::io_reason(err);
     match err.kind() {
         io::ErrorKind::NotFound if name.contains('/') => {
             // The file exists, so the missing one is its interpreter (#!).

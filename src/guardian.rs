@@ -222,13 +222,8 @@ fn survivors(prefix: &str) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
         .filter(|&pid| pid != me)
         .filter(|&pid| {
-            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-                })
-                .unwrap_or(true);
+            // Unreadable counts as dead: gone since the listing, most likely.
+            let zombie = crate::procfs::read_stat(pid).is_none_or(|s| s.state == 'Z');
             !zombie
                 && std::fs::read(format!("/proc/{pid}/environ"))
                     .map(|env| {

@@ -12,7 +12,8 @@
 //!
 //! - `config`: supervisor.toml → validated `Config`, every error with a location
 //! - `state`, `backoff`: the pure lifecycle and restart arithmetic
-//! - `process`, `reaper`: the OS boundary (spawn, signal, wait)
+//! - `process`, `reaper`, `procfs`, `os_lookup`: the OS boundary (spawn,
+//!   signal, wait, `/proc`, users and executables)
 //! - `program`, `supervisor`: the actors
 //! - `output`: program stdout/stderr handling
 //! - `status`, `http`, `metrics`: the read model, the `/health` `/ready`
@@ -20,6 +21,8 @@
 //! - `ctl`: the control commands' client side (`status`, `start`, …)
 //! - `exec`: `kelpie exec`, the config-less tini-style init for one command
 //! - `logging`, `signals`, `cli`, `app`: plumbing
+//! - `restart_policy`, `output_stream`: vocabulary shared by layers that must
+//!   not depend on each other (the `import_cycles` test keeps them apart)
 
 pub mod app;
 pub mod backoff;
@@ -30,15 +33,21 @@ pub mod ctl;
 pub mod exec;
 pub mod guardian;
 pub mod http;
+#[cfg(test)]
+mod import_cycles;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod os_lookup;
 pub mod output;
+pub mod output_stream;
 pub mod probe;
 pub mod process;
+pub mod procfs;
 pub mod program;
 pub mod reaper;
 pub mod reload;
+pub mod restart_policy;
 pub mod signals;
 pub mod state;
 pub mod status;

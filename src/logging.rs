@@ -14,8 +14,21 @@ use std::io::IsTerminal;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
-use crate::config::LogFormat;
-use crate::output::RelayFormat;
+/// `log_format` as configured: `auto` is decided at start-up by `resolve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+/// The format kelpie's log records are written in; relayed program lines
+/// follow it so one stream has one format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayFormat {
+    Text,
+    Json,
+}
 
 /// Parses `KELPIE_LOG_FORMAT`; `None` when unset.
 pub fn format_override() -> Result<Option<LogFormat>, String> {

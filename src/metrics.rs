@@ -65,7 +65,7 @@ use std::time::{Duration, SystemTime};
 use prometheus::Registry;
 
 use self::proc::{GroupScanner, Usage};
-use crate::output::Stream;
+use crate::output_stream::Stream;
 use crate::state::{ExitKind, ExitStatus, Phase};
 use crate::status::Board;
 

@@ -39,7 +39,7 @@ fn socket_dir() -> Result<&'static Path, String> {
                 format!(
                     "cannot create {}: {}",
                     dir.display(),
-                    crate::config::io_reason(&e)
+                    crate::os_lookup::io_reason(&e)
                 )
             })?;
         Ok(dir)
@@ -76,7 +76,7 @@ impl NotifySocket {
             format!(
                 "cannot bind {}: {}",
                 path.display(),
-                crate::config::io_reason(&e)
+                crate::os_lookup::io_reason(&e)
             )
         })?;
         // Only the program's user (and root) may write to it.

@@ -18,6 +18,8 @@ use tokio::net::unix::pipe;
 use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{LogMode, ProgramConfig};
+use crate::logging::RelayFormat;
+use crate::output_stream::Stream;
 
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 pub const TAIL_LINES: usize = 1000;
@@ -32,27 +34,6 @@ const RELAY_BUDGET_BYTES: usize = 1024 * 1024;
 const FOLLOW_BUFFER: usize = 1024;
 
 type Record = (String, OwnedSemaphorePermit);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-impl Stream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelayFormat {
-    Text,
-    Json,
-}
 
 /// The single writer of relayed lines to kelpie's stdout. A dedicated thread
 /// does the (blocking) writes so a stalled terminal never blocks the

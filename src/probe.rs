@@ -98,7 +98,7 @@ async fn check(kind: &ProbeKind, reaper: &Reaper, exec: &ExecBuilder) -> Result<
         ProbeKind::Tcp(address) => TcpStream::connect(address.as_str())
             .await
             .map(drop)
-            .map_err(|e| format!("connect to {address}: {}", crate::config::io_reason(&e))),
+            .map_err(|e| format!("connect to {address}: {}", crate::os_lookup::io_reason(&e))),
         ProbeKind::Exec(argv) => run_exec(argv, reaper, exec).await,
         ProbeKind::Notify | ProbeKind::Log(_) => Ok(()),
     }
@@ -125,7 +125,7 @@ async fn http_get(url: &str) -> Result<(), String> {
     };
     let stream = TcpStream::connect(&address)
         .await
-        .map_err(|e| format!("connect to {address}: {}", crate::config::io_reason(&e)))?;
+        .map_err(|e| format!("connect to {address}: {}", crate::os_lookup::io_reason(&e)))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("GET {url}: {e}"))?;

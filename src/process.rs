@@ -45,14 +45,14 @@ impl Identity {
             .flatten();
         let account = match user {
             Some(name) => Some(
-                crate::config::resolve_user(name)
+                crate::os_lookup::resolve_user(name)
                     .ok_or_else(|| format!("unknown user \"{name}\""))?,
             ),
             None => current,
         };
         let gid = match group {
             Some(name) => {
-                crate::config::resolve_group(name)
+                crate::os_lookup::resolve_group(name)
                     .ok_or_else(|| format!("unknown group \"{name}\""))?
                     .gid
             }
@@ -124,9 +124,12 @@ pub fn command(launch: Launch<'_>) -> Command {
         .cloned()
         .or_else(|| std::env::var("PATH").ok());
     let argv = launch.argv;
-    let executable =
-        crate::config::find_executable(&argv[0], program.directory.as_deref(), path_var.as_deref())
-            .unwrap_or_else(|_| std::path::PathBuf::from(&argv[0]));
+    let executable = crate::os_lookup::find_executable(
+        &argv[0],
+        program.directory.as_deref(),
+        path_var.as_deref(),
+    )
+    .unwrap_or_else(|_| std::path::PathBuf::from(&argv[0]));
     let mut cmd = Command::new(executable);
     cmd.arg0(&argv[0]);
     cmd.args(&argv[1..]);
@@ -253,7 +256,7 @@ fn close_inherited_fds() {
 
 /// The error a user sees when an instance cannot be started.
 pub fn spawn_error(program: &str, err: &io::Error, directory: Option<&Path>) -> String {
-    let reason = crate::config::io_reason(err);
+    let reason = crate::os_lookup::io_reason(err);
     match err.kind() {
         io::ErrorKind::NotFound => match directory {
             Some(dir) if !dir.is_dir() => format!(

@@ -34,6 +34,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::procfs::read_stat;
 use crate::state::ExitStatus;
 
 /// Called once with the leader's pid, its status and whether other members
@@ -196,9 +197,7 @@ impl Reaper {
         unknown
             .into_iter()
             // Re-checked: a child may have exited, its pid been reused.
-            .filter(|&pid| {
-                proc_stat(pid).is_some_and(|(state, ppid, _pgid)| ppid == me && state != 'Z')
-            })
+            .filter(|&pid| read_stat(pid).is_some_and(|s| s.ppid == me && s.state != 'Z'))
             .collect()
     }
 }
@@ -254,19 +253,6 @@ pub fn environ_has(pid: i32, variable: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// State, parent pid and process group of a process, from /proc/PID/stat.
-fn proc_stat(pid: i32) -> Option<(char, i32, i32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses; fields resume
-    // after the last ')'.
-    let (_, rest) = text.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let pgid = fields.next()?.parse().ok()?;
-    Some((state, ppid, pgid))
-}
-
 /// Does any live (non-zombie) process remain in the group? A zombie whose
 /// parent never waits (a parent outside kelpie's reach) must not keep a
 /// stop pending forever, so when `kill(-pgid, 0)` says "members exist",
@@ -283,10 +269,8 @@ fn group_alive(pgid: i32) -> bool {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        if let Some((state, _, group)) = proc_stat(pid) {
-            if group == pgid && state != 'Z' {
-                return true;
-            }
+        if read_stat(pid).is_some_and(|s| s.pgrp == pgid && s.state != 'Z') {
+            return true;
         }
     }
     false

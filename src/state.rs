@@ -18,7 +18,8 @@ use nix::sys::signal::Signal;
 use tokio::time::Instant;
 
 use crate::backoff::{BackoffConfig, Jitter, RestartWindow};
-use crate::config::{ProgramConfig, ProgramKind, RestartPolicy};
+use crate::config::ProgramConfig;
+use crate::restart_policy::{ProgramKind, RestartPolicy};
 
 /// The coarse states users see in `status`, `/ready` and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

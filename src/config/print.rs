@@ -9,9 +9,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{
-    Config, DependencyCondition, GroupStrategy, LogFormat, LogMode, OnFailure, ProbeConfig,
-    ProbeKind, ProgramConfig, ProgramKind, RestartPolicy,
+    Config, DependencyCondition, GroupStrategy, LogMode, OnFailure, ProbeConfig, ProbeKind,
+    ProgramConfig,
 };
+use crate::logging::LogFormat;
+use crate::restart_policy::{ProgramKind, RestartPolicy};
 use crate::signals::short_name;
 
 /// A TOML string (quoted and escaped).

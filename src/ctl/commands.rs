@@ -194,7 +194,7 @@ pub fn socket_path(control: &ControlOpts) -> PathBuf {
         return PathBuf::from(path);
     }
     let host = Host::current();
-    let path = crate::app::find_config(control.config.as_deref());
+    let path = config::find_config(control.config.as_deref());
     if path.exists() {
         if let Some(config) = config::load(&path, Mode::Check, &host).config {
             return config.supervisor.control_socket;

@@ -103,7 +103,7 @@ impl Entry {
             status: Arc::new(ProgramStatus::new(
                 &config.name,
                 config.required,
-                config.kind == crate::config::ProgramKind::Oneshot,
+                config.kind == crate::restart_policy::ProgramKind::Oneshot,
                 config.instances as usize,
             )),
             launched: false,

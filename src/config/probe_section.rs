@@ -1,0 +1,152 @@
+//! A program's `readiness` / `liveness` probe table.
+
+use std::time::Duration;
+
+use super::decode::{check_keys, expect_table, get, get_duration, get_u32, join, Table};
+use super::diagnostics::Diags;
+use super::{ProbeConfig, ProbeKind};
+
+const PROBE_KINDS: &[&str] = &["http", "tcp", "exec", "notify", "log"];
+
+pub(super) fn parse_probe_block(
+    t: &Table<'_>,
+    p: &str,
+    block: &str,
+    default_interval: Duration,
+    diags: &mut Diags<'_>,
+) -> Option<Option<ProbeConfig>> {
+    let Some(value) = t.get(block) else {
+        return Some(None);
+    };
+    let bp = join(p, block);
+    let b = expect_table(value, &bp, diags)?;
+    let mut known: Vec<&str> = PROBE_KINDS.to_vec();
+    known.extend([
+        "interval",
+        "timeout",
+        "failure_threshold",
+        "success_threshold",
+        "initial_delay",
+    ]);
+    check_keys(b, &bp, &known, diags);
+    let present: Vec<&str> = PROBE_KINDS
+        .iter()
+        .copied()
+        .filter(|k| b.contains_key(*k))
+        .collect();
+    if present.len() != 1 {
+        let message = if present.is_empty() {
+            "needs exactly one probe kind: http, tcp, exec, notify or log".to_string()
+        } else {
+            format!(
+                "more than one probe kind ({}); choose exactly one",
+                present.join(", ")
+            )
+        };
+        diags.error(&value.span(), &bp, message);
+        return None;
+    }
+    let kind = match present[0] {
+        "http" => get::<String>(b, &bp, "http", diags).and_then(|url| {
+            if url.get_ref().starts_with("http://") && url.get_ref().len() > "http://".len() {
+                Some(ProbeKind::Http(url.into_inner()))
+            } else {
+                diags.error(
+                    &url.span(),
+                    &join(&bp, "http"),
+                    format!(
+                        "invalid URL \"{}\"; expected http://HOST:PORT/PATH",
+                        url.get_ref()
+                    ),
+                );
+                None
+            }
+        }),
+        "tcp" => get::<String>(b, &bp, "tcp", diags).and_then(|addr| {
+            match addr.get_ref().rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Some(ProbeKind::Tcp(addr.into_inner()))
+                }
+                _ => {
+                    diags.error(
+                        &addr.span(),
+                        &join(&bp, "tcp"),
+                        format!("invalid address \"{}\"; expected HOST:PORT", addr.get_ref()),
+                    );
+                    None
+                }
+            }
+        }),
+        "exec" => get::<Vec<String>>(b, &bp, "exec", diags).and_then(|argv| {
+            if argv.get_ref().first().is_some_and(|a| !a.is_empty()) {
+                Some(ProbeKind::Exec(argv.into_inner()))
+            } else {
+                diags.error(&argv.span(), &join(&bp, "exec"), "command is empty");
+                None
+            }
+        }),
+        kind @ ("notify" | "log") if block == "liveness" => {
+            let span = b
+                .get(kind)
+                .map(|v| v.span())
+                .unwrap_or_else(|| value.span());
+            diags.error(
+                &span,
+                &join(&bp, kind),
+                format!("a {kind} probe only tells when a program is ready; liveness needs http, tcp or exec"),
+            );
+            None
+        }
+        "notify" => get::<bool>(b, &bp, "notify", diags).and_then(|on| {
+            if *on.get_ref() {
+                Some(ProbeKind::Notify)
+            } else {
+                diags.error(
+                    &on.span(),
+                    &join(&bp, "notify"),
+                    "notify = false is not a probe; remove the block instead",
+                );
+                None
+            }
+        }),
+        _ => get::<String>(b, &bp, "log", diags).and_then(|pattern| {
+            if pattern.get_ref().is_empty() {
+                diags.error(&pattern.span(), &join(&bp, "log"), "pattern is empty");
+                return None;
+            }
+            match regex_lite::Regex::new(pattern.get_ref()) {
+                Ok(_) => Some(ProbeKind::Log(pattern.into_inner())),
+                Err(err) => {
+                    let why = err.to_string();
+                    let first = why.lines().last().unwrap_or("invalid pattern").trim();
+                    diags.error(
+                        &pattern.span(),
+                        &join(&bp, "log"),
+                        format!("invalid regular expression: {first}"),
+                    );
+                    None
+                }
+            }
+        }),
+    };
+    let interval = get_duration(b, &bp, "interval", default_interval, diags);
+    let timeout = get_duration(b, &bp, "timeout", Duration::from_secs(1), diags);
+    let failure_threshold = get_u32(b, &bp, "failure_threshold", 1..=1000, 3, diags);
+    let success_threshold = get_u32(b, &bp, "success_threshold", 1..=1000, 1, diags);
+    let initial_delay = get_duration(b, &bp, "initial_delay", Duration::ZERO, diags);
+    for (key, d) in [("interval", interval), ("timeout", timeout)] {
+        if d.is_some_and(|d| d.is_zero()) {
+            let span = b.get(key).map(|v| v.span()).unwrap_or_else(|| value.span());
+            diags.error(&span, &join(&bp, key), "must be longer than 0s");
+            return None;
+        }
+    }
+    Some(Some(ProbeConfig {
+        kind: kind?,
+        interval: interval?,
+        timeout: timeout?,
+        failure_threshold: failure_threshold?,
+        success_threshold: success_threshold?,
+        initial_delay: initial_delay?,
+    }))
+}

@@ -1,0 +1,250 @@
+//! The `[supervisor]` table, and finding its control socket in a file that
+//! may be invalid otherwise.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use toml::Spanned;
+
+use super::decode::{check_keys, expect_table, get, get_choice, get_duration, get_u32, Table};
+use super::diagnostics::Diags;
+use super::{Host, RestartBudget, SupervisorConfig};
+use crate::logging::LogFormat;
+use crate::signals;
+
+const SUPERVISOR_KEYS: &[&str] = &[
+    "http_listen",
+    "control_socket",
+    "socket_mode",
+    "shutdown_timeout",
+    "drain_delay",
+    "restart_budget",
+    "log_format",
+    "log_level",
+    "forward_signals",
+];
+
+/// `supervisor.control_socket` of a file that may be invalid otherwise,
+/// resolved like `validate` resolves it.
+pub fn control_socket_of(path: &Path) -> Option<PathBuf> {
+    let source = std::fs::read_to_string(path).ok()?;
+    let table: toml::Table = toml::from_str(&source).ok()?;
+    let socket = table.get("supervisor")?.get("control_socket")?.as_str()?;
+    if socket.is_empty() {
+        return None;
+    }
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base_dir = std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
+    Some(base_dir.join(socket))
+}
+
+/// Where the control socket is when the config does not say.
+pub fn default_control_socket(host: &Host) -> PathBuf {
+    if let Some(dir) = &host.runtime_dir {
+        dir.join("kelpie.sock")
+    } else if host.is_root {
+        PathBuf::from("/run/kelpie.sock")
+    } else {
+        PathBuf::from("kelpie.sock")
+    }
+}
+
+pub(super) fn parse_supervisor(
+    t: &Table<'_>,
+    base_dir: &Path,
+    host: &Host,
+    diags: &mut Diags<'_>,
+) -> Option<SupervisorConfig> {
+    let p = "supervisor";
+    check_keys(t, p, SUPERVISOR_KEYS, diags);
+
+    let http_listen = match get::<String>(t, p, "http_listen", diags) {
+        None if t.contains_key("http_listen") => None,
+        None => Some(Some("127.0.0.1:9100".to_string())),
+        Some(text) if text.get_ref() == "off" => Some(None),
+        Some(text) => match text.get_ref().parse::<std::net::SocketAddr>() {
+            Ok(addr) => {
+                if !addr.ip().is_loopback() {
+                    diags.warn(
+                        &text.span(),
+                        "supervisor.http_listen",
+                        format!("{addr} is not a loopback address; /health, /ready and /metrics will be reachable from the network"),
+                    );
+                }
+                Some(Some(text.get_ref().clone()))
+            }
+            Err(_) => {
+                diags.error(
+                    &text.span(),
+                    "supervisor.http_listen",
+                    format!("invalid address \"{}\"; expected IP:PORT (e.g. \"127.0.0.1:9100\") or \"off\"", text.get_ref()),
+                );
+                None
+            }
+        },
+    };
+
+    let control_socket = match get::<String>(t, p, "control_socket", diags) {
+        Some(text) if text.get_ref().is_empty() => {
+            diags.error(
+                &text.span(),
+                "supervisor.control_socket",
+                "must not be empty",
+            );
+            None
+        }
+        // Relative to the config file, like every path in it, so `run` and
+        // the control commands agree whatever their working directories.
+        Some(text) => Some(base_dir.join(text.get_ref())),
+        None if t.contains_key("control_socket") => None,
+        None => Some(default_control_socket(host)),
+    };
+
+    let socket_mode = match get::<String>(t, p, "socket_mode", diags) {
+        Some(text) => match u32::from_str_radix(text.get_ref(), 8) {
+            Ok(mode) if mode <= 0o777 => {
+                if mode & !0o660 != 0 {
+                    diags.warn(
+                        &text.span(),
+                        "supervisor.socket_mode",
+                        format!("mode {:04o} is wider than 0660; only kelpie's uid and root are ever served, so the extra bits only let others probe the socket", mode),
+                    );
+                }
+                Some(mode)
+            }
+            _ => {
+                diags.error(
+                    &text.span(),
+                    "supervisor.socket_mode",
+                    format!(
+                        "invalid mode \"{}\"; expected octal such as \"0600\"",
+                        text.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+        None if t.contains_key("socket_mode") => None,
+        None => Some(0o600),
+    };
+
+    let shutdown_timeout = get_duration(t, p, "shutdown_timeout", Duration::from_secs(30), diags);
+    let drain_delay = get_duration(t, p, "drain_delay", Duration::ZERO, diags);
+
+    let restart_budget = match t.get("restart_budget") {
+        None => Some(None),
+        Some(value) => expect_table(value, "supervisor.restart_budget", diags).and_then(|b| {
+            let bp = "supervisor.restart_budget";
+            check_keys(b, bp, &["max", "per"], diags);
+            let max = get_u32(b, bp, "max", 1..=u32::MAX, 0, diags);
+            let per = get_duration(b, bp, "per", Duration::ZERO, diags);
+            for key in ["max", "per"] {
+                if !b.contains_key(key) {
+                    diags.error(&value.span(), bp, format!("missing key `{key}`"));
+                }
+            }
+            if let Some(per) = per {
+                if per.is_zero() && b.contains_key("per") {
+                    diags.error(
+                        &value.span(),
+                        "supervisor.restart_budget.per",
+                        "must be longer than 0s",
+                    );
+                }
+            }
+            match (max, per) {
+                (Some(max), Some(per)) if !per.is_zero() && max > 0 => {
+                    Some(Some(RestartBudget { max, per }))
+                }
+                _ => None,
+            }
+        }),
+    };
+
+    let log_format = get_choice(
+        t,
+        p,
+        "log_format",
+        &[
+            ("auto", LogFormat::Auto),
+            ("text", LogFormat::Text),
+            ("json", LogFormat::Json),
+        ],
+        LogFormat::Auto,
+        diags,
+    );
+
+    let log_level = match get::<String>(t, p, "log_level", diags) {
+        Some(text) => match crate::logging::parse_filter(text.get_ref()) {
+            Ok(_) => Some(text.get_ref().clone()),
+            Err(err) => {
+                diags.error(&text.span(), "supervisor.log_level", err);
+                None
+            }
+        },
+        None if t.contains_key("log_level") => None,
+        None => Some("info".to_string()),
+    };
+
+    let mut forward_signals = Some(Vec::new());
+    if let Some(list) = get::<Vec<Spanned<String>>>(t, p, "forward_signals", diags) {
+        for item in list.into_inner() {
+            match signals::parse(item.get_ref()) {
+                Some(
+                    sync @ (Signal::SIGSEGV
+                    | Signal::SIGBUS
+                    | Signal::SIGFPE
+                    | Signal::SIGILL
+                    | Signal::SIGTRAP
+                    | Signal::SIGSYS
+                    | Signal::SIGABRT),
+                ) => {
+                    // A fault of kelpie's own thread, never a request.
+                    diags.error(
+                        &item.span(),
+                        "supervisor.forward_signals",
+                        format!(
+                            "{} is a synchronous fault signal and is never forwarded",
+                            signals::short_name(sync)
+                        ),
+                    );
+                    forward_signals = None;
+                }
+                Some(Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGCHLD) | None => {
+                    diags.error(
+                        &item.span(),
+                        "supervisor.forward_signals",
+                        format!(
+                            "\"{}\" cannot be forwarded; use signal names like \"USR1\"",
+                            item.get_ref()
+                        ),
+                    );
+                    forward_signals = None;
+                }
+                Some(signal) => {
+                    if let Some(list) = forward_signals.as_mut() {
+                        list.push(signal);
+                    }
+                }
+            }
+        }
+    } else if t.contains_key("forward_signals") {
+        forward_signals = None;
+    }
+
+    Some(SupervisorConfig {
+        http_listen: http_listen?,
+        control_socket: control_socket?,
+        socket_mode: socket_mode?,
+        shutdown_timeout: shutdown_timeout?,
+        drain_delay: drain_delay?,
+        restart_budget: restart_budget?,
+        log_format: log_format?,
+        log_level: log_level?,
+        forward_signals: forward_signals?,
+    })
+}
