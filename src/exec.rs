@@ -55,25 +55,15 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// (the default `start_seconds` of `kelpie run`).
 const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(1);
 
-/// `--restart`: when the command is started again after it exits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RestartPolicy {
-    /// Exit with the command's status.
-    Never,
-    /// Restart after an exit other than code 0 (a signal counts as failure).
-    OnFailure,
-    /// Restart after every exit.
-    Always,
-}
+/// `--restart`: the same policy as a program's `restart`, for a command
+/// that is a service (exit code 0 is its only success).
+pub use crate::restart_policy::RestartPolicy;
 
-impl RestartPolicy {
-    fn restarts(self, status: ExitStatus) -> bool {
-        match self {
-            RestartPolicy::Never => false,
-            RestartPolicy::OnFailure => status != ExitStatus::Code(0),
-            RestartPolicy::Always => true,
-        }
-    }
+fn restarts(policy: RestartPolicy, status: ExitStatus) -> bool {
+    policy.restarts(
+        crate::restart_policy::ProgramKind::Service,
+        status == ExitStatus::Code(0),
+    )
 }
 
 /// Signals kelpie receives and passes on to the child's process group.
@@ -462,7 +452,7 @@ impl Exec {
                 }
                 SpawnFailure::Transient(message) => {
                     self.last_code = 1;
-                    if self.policy.restarts(ExitStatus::Code(1)) {
+                    if restarts(self.policy, ExitStatus::Code(1)) {
                         self.schedule_restart(Duration::ZERO, &message);
                     } else {
                         say(&message);
@@ -590,7 +580,7 @@ impl Exec {
         self.killed = false;
         self.deadline = None;
         self.termed.clear();
-        if self.stopping || interrupted || !self.policy.restarts(status) {
+        if self.stopping || interrupted || !restarts(self.policy, status) {
             self.finish(exit_code(status));
         } else {
             let why = format!("kelpie: {} exited ({status})", self.name);
@@ -731,7 +721,9 @@ impl Exec {
         let Phase::Running { pid, .. } = self.phase else {
             return;
         };
-        if !terminal.job_control || proc_state(pid) != Some('T') {
+        if !terminal.job_control
+            || crate::procfs::read_stat(pid).map(|stat| stat.state) != Some('T')
+        {
             return;
         }
         let own = terminal.own_pgrp;
@@ -787,14 +779,6 @@ fn terminate(pid: i32) {
     let pid = Pid::from_raw(pid);
     let _ = kill(pid, Signal::SIGTERM);
     let _ = kill(pid, Signal::SIGCONT);
-}
-
-/// The state letter of a process (`R`, `S`, `T`, `Z`, …) from /proc.
-fn proc_state(pid: i32) -> Option<char> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses.
-    let (_, rest) = text.rsplit_once(')')?;
-    rest.trim_start().chars().next()
 }
 
 /// Runs in the child between fork and exec: async-signal-safe calls only.
@@ -887,11 +871,10 @@ mod tests {
         let ok = ExitStatus::Code(0);
         let failed = ExitStatus::Code(1);
         let killed = ExitStatus::Signal(libc::SIGKILL);
-        assert!(!Never.restarts(ok) && !Never.restarts(failed) && !Never.restarts(killed));
-        assert!(
-            !OnFailure.restarts(ok) && OnFailure.restarts(failed) && OnFailure.restarts(killed)
-        );
-        assert!(Always.restarts(ok) && Always.restarts(failed) && Always.restarts(killed));
+        let r = restarts;
+        assert!(!r(Never, ok) && !r(Never, failed) && !r(Never, killed));
+        assert!(!r(OnFailure, ok) && r(OnFailure, failed) && r(OnFailure, killed));
+        assert!(r(Always, ok) && r(Always, failed) && r(Always, killed));
     }
 
     #[test]
@@ -923,11 +906,5 @@ mod tests {
             classify_spawn_error("sh", &again),
             SpawnFailure::Transient(message) if message.starts_with("kelpie: cannot start sh: ")
         ));
-    }
-
-    #[test]
-    fn proc_state_reads_this_process() {
-        let state = proc_state(std::process::id() as i32).expect("own stat");
-        assert!(matches!(state, 'R' | 'S'), "{state}");
     }
 }

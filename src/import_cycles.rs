@@ -12,12 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The actor layer's message types (`ProgramMsg`, `SupervisorMsg`) still
-/// live in the actors that receive them, so the program actor, its probe and
-/// notify tasks and the supervisor refer to each other. Any cycle must stay
-/// within this set; shrink it as the supervisor layer is reworked.
-const KNOWN_ACTOR_CYCLE: &[&str] = &["notify", "probe", "program", "supervisor"];
-
 /// `from → to → files of `from` that name `to``.
 type Graph = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
 
@@ -338,16 +332,14 @@ fn src_modules_form_no_import_cycle() {
         graph.get("app").is_some_and(|e| e.contains_key("config")),
         "the scan did not see app's use of crate::config: {graph:#?}"
     );
-    let known: BTreeSet<String> = KNOWN_ACTOR_CYCLE.iter().map(|m| m.to_string()).collect();
-    let new_cycles: Vec<String> = cycles(&modules, &graph)
+    let found: Vec<String> = cycles(&modules, &graph)
         .into_iter()
-        .filter(|group| !group.is_subset(&known))
         .map(|group| describe(&group, &graph))
         .collect();
     assert!(
-        new_cycles.is_empty(),
+        found.is_empty(),
         "modules that import each other in a cycle:\n{}",
-        new_cycles.join("\n\n")
+        found.join("\n\n")
     );
 }
 

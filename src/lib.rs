@@ -47,6 +47,7 @@ pub mod procfs;
 pub mod program;
 pub mod reaper;
 pub mod reload;
+pub mod report;
 pub mod restart_policy;
 pub mod signals;
 pub mod state;

@@ -9,11 +9,8 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use ractor::ActorRef;
 use tokio::net::UnixDatagram;
 use tokio::task::JoinHandle;
-
-use crate::program::ProgramMsg;
 
 /// The largest datagram read; sd_notify messages are a few short lines.
 const MAX_MESSAGE: usize = 4096;
@@ -64,11 +61,12 @@ pub struct NotifySocket {
 impl NotifySocket {
     /// Binds `n<incarnation>.sock` (unique per instance actor, so a rolling
     /// restart's replacement never takes over its predecessor's socket) and
-    /// forwards every message to the actor.
+    /// hands every message to `deliver` (until it returns false: nobody
+    /// listens any more).
     pub fn bind(
         incarnation: u64,
         owner: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
-        actor: ActorRef<ProgramMsg>,
+        deliver: Box<dyn Fn(Vec<Notice>) -> bool + Send>,
     ) -> Result<Self, String> {
         let path = socket_dir()?.join(format!("n{incarnation}.sock"));
         let _ = std::fs::remove_file(&path);
@@ -96,7 +94,7 @@ impl NotifySocket {
                 if message.is_empty() {
                     continue;
                 }
-                if actor.cast(ProgramMsg::Notify(message)).is_err() {
+                if !deliver(message) {
                     return;
                 }
             }

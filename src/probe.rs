@@ -1,7 +1,8 @@
 //! Active health probes (http, tcp, exec): one task per probe and process,
 //! started when the process is spawned and aborted when it goes away. Each
-//! result is a message to the instance's Program actor; thresholds are
-//! counted in the pure state machine, not here.
+//! result goes to the instance's Program actor through the `deliver`
+//! callback it passes in; thresholds are counted in the pure state
+//! machine, not here.
 //!
 //! The passive kinds are elsewhere: `notify` (sd_notify datagrams) in
 //! `notify.rs`, `log` (a pattern over output lines) in `output.rs`.
@@ -9,19 +10,31 @@
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use ractor::ActorRef;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{ProbeConfig, ProbeKind};
-use crate::program::ProgramMsg;
 use crate::reaper::Reaper;
 use crate::state::{ExitStatus, ProbeRole};
 
 /// What an exec probe runs, prepared by the caller (environment, directory
 /// and credentials of the program).
 pub type ExecBuilder = Box<dyn Fn(&[String]) -> std::process::Command + Send + Sync>;
+
+/// One probe's answer about run `run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResult {
+    pub role: ProbeRole,
+    pub run: u64,
+    pub ok: bool,
+    pub detail: String,
+    pub duration: std::time::Duration,
+}
+
+/// Hands a result to the instance; false once nobody listens (the task
+/// then ends).
+pub type Deliver = Box<dyn Fn(ProbeResult) -> bool + Send>;
 
 /// Aborts its probe tasks when dropped.
 #[derive(Default)]
@@ -52,7 +65,7 @@ pub fn start(
     role: ProbeRole,
     config: &ProbeConfig,
     run: u64,
-    actor: ActorRef<ProgramMsg>,
+    deliver: Deliver,
     reaper: Reaper,
     exec: std::sync::Arc<ExecBuilder>,
 ) -> Option<JoinHandle<()>> {
@@ -77,14 +90,14 @@ pub fn start(
                     ),
                 ),
             };
-            let message = ProgramMsg::Probe {
+            let result = ProbeResult {
                 role,
                 run,
                 ok,
                 detail,
                 duration: started.elapsed(),
             };
-            if actor.cast(message).is_err() {
+            if !deliver(result) {
                 return;
             }
             tokio::time::sleep(config.interval).await;

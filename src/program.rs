@@ -19,13 +19,13 @@ use crate::config::ProgramConfig;
 use crate::notify::{Notice, NotifySocket};
 use crate::output::{ProgramOutput, PumpTracker};
 use crate::output_stream::Stream;
-use crate::probe::{ExecBuilder, Probes};
+use crate::probe::{ExecBuilder, ProbeResult, Probes};
 use crate::process::{self, Identity, Launch};
 use crate::reaper::{kill_with_group, Reaper};
+use crate::report::{InstanceEvent, InstanceReport, Reporter, Reports};
 use crate::state::{
     Action, Event, ExitStatus, Instance, Note, Phase, Policy, ProbeRole, Snapshot, TimerKind,
 };
-use crate::supervisor::{InstanceEvent, SupervisorMsg};
 
 pub enum ProgramMsg {
     Start,
@@ -52,13 +52,7 @@ pub enum ProgramMsg {
         pgid: i32,
         attempt: u32,
     },
-    Probe {
-        role: ProbeRole,
-        run: u64,
-        ok: bool,
-        detail: String,
-        duration: std::time::Duration,
-    },
+    Probe(ProbeResult),
     /// sd_notify messages from the instance's socket.
     Notify(Vec<Notice>),
     /// The log readiness pattern matched a line of run `run`.
@@ -98,7 +92,8 @@ pub struct ProgramArgs {
     pub reaper: Reaper,
     pub output: Arc<ProgramOutput>,
     pub identity: Option<Arc<Identity>>,
-    pub supervisor: ActorRef<SupervisorMsg>,
+    /// Where this instance reports (the fleet).
+    pub reports: Reports,
     pub pumps: PumpTracker,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -171,7 +166,9 @@ impl Actor for ProgramActor {
             .is_some_and(|p| p.kind == crate::config::ProbeKind::Notify);
         let notify = if wants_notify {
             let owner = args.identity.as_ref().map(|i| (i.uid, i.gid));
-            match NotifySocket::bind(args.incarnation, owner, myself.clone()) {
+            let me = myself.clone();
+            let deliver = Box::new(move |notices| me.cast(ProgramMsg::Notify(notices)).is_ok());
+            match NotifySocket::bind(args.incarnation, owner, deliver) {
                 Ok(socket) => Some(socket),
                 Err(error) => {
                     tracing::error!(
@@ -245,13 +242,13 @@ impl Actor for ProgramActor {
                 Event::GroupGone
             }
             ProgramMsg::Timer { kind, generation } => Event::Timer { kind, generation },
-            ProgramMsg::Probe {
+            ProgramMsg::Probe(ProbeResult {
                 role,
                 run,
                 ok,
                 detail,
                 duration,
-            } => {
+            }) => {
                 state.args.metrics.probe_result(
                     &state.args.config.name,
                     role.as_str(),
@@ -372,9 +369,8 @@ impl ProgramState {
                         self.timers.push((generation, kind, timer));
                     }
                     Action::AskRestart => {
-                        let _ = self.args.supervisor.cast(SupervisorMsg::RestartWanted {
-                            program: self.args.config.name.clone(),
-                            incarnation: self.args.incarnation,
+                        (self.args.reports)(InstanceReport::RestartWanted {
+                            from: self.reporter(),
                         });
                     }
                     Action::Emit(note) => {
@@ -470,6 +466,14 @@ impl ProgramState {
         });
     }
 
+    fn reporter(&self) -> Reporter {
+        Reporter {
+            program: self.args.config.name.clone(),
+            index: self.args.index,
+            incarnation: self.args.incarnation,
+        }
+    }
+
     fn publish(&mut self) {
         let snapshot = self.instance.snapshot();
         if self.published.as_ref() == Some(&(snapshot.clone(), self.ack)) {
@@ -477,13 +481,13 @@ impl ProgramState {
         }
         let events = InstanceEvent::between(self.published.as_ref().map(|(s, _)| s), &snapshot);
         self.published = Some((snapshot.clone(), self.ack));
-        let _ = self.args.supervisor.cast(SupervisorMsg::InstanceChanged {
-            program: self.args.config.name.clone(),
-            index: self.args.index,
-            incarnation: self.args.incarnation,
-            snapshot,
-            started_at: self.started_at,
-            ack: self.ack,
+        (self.args.reports)(InstanceReport::Changed {
+            from: self.reporter(),
+            status: crate::status::InstanceStatus {
+                snapshot,
+                started_at: self.started_at,
+                ack: self.ack,
+            },
             events,
         });
     }
@@ -528,7 +532,10 @@ impl ProgramState {
                 role,
                 probe,
                 run,
-                myself.clone(),
+                {
+                    let me = myself.clone();
+                    Box::new(move |result| me.cast(ProgramMsg::Probe(result)).is_ok())
+                },
                 self.args.reaper.clone(),
                 exec.clone(),
             ) {

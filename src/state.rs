@@ -911,13 +911,7 @@ impl Instance {
     /// What an unplanned end of a run leads to, by type and restart policy,
     /// and whether the restart intensity allows another restart.
     fn decide(&mut self, success: bool, now: Instant, spawn_error: Option<String>) -> Outcome {
-        let restart = match (self.policy.kind, self.policy.restart) {
-            (ProgramKind::Service, RestartPolicy::Always) => true,
-            (_, RestartPolicy::OnFailure) => !success,
-            (ProgramKind::Service, RestartPolicy::Never) => false,
-            (ProgramKind::Oneshot, RestartPolicy::Always) => !success,
-            (ProgramKind::Oneshot, RestartPolicy::Never) => false,
-        };
+        let restart = self.policy.restart.restarts(self.policy.kind, success);
         if restart || !success {
             self.crashes += 1;
         }

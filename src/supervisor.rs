@@ -18,14 +18,12 @@ mod shutdown;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use nix::sys::signal::Signal;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-pub use self::core::InstanceEvent;
 pub use actions::{
     default_timeout, Accepted, AcceptedProgram, ActionCommand, ActionError, ActionRequest,
     Dispatched, DispatchedProgram, Verb,
@@ -43,24 +41,16 @@ use crate::output::{ProgramOutput, PumpTracker, Relay};
 use crate::process::Identity;
 use crate::program::{ProgramActor, ProgramArgs, ProgramMsg};
 use crate::reaper::Reaper;
-use crate::state::Snapshot;
-use crate::status::{InstanceStatus, StatusSender};
+use crate::report::{InstanceReport, Reports};
+use crate::status::StatusSender;
 
 /// The control request behind an action: its id, logged with every event
 /// the action causes.
 pub type Cause = Option<Arc<str>>;
 
 pub enum SupervisorMsg {
-    InstanceChanged {
-        program: String,
-        index: u32,
-        incarnation: u64,
-        snapshot: Snapshot,
-        started_at: Option<SystemTime>,
-        ack: u64,
-        /// What happened since the instance's previous report.
-        events: Vec<InstanceEvent>,
-    },
+    /// An instance actor's report.
+    Report(InstanceReport),
     /// SIGTERM or SIGINT.
     Terminate(Signal),
     /// SIGHUP: reload.
@@ -80,8 +70,6 @@ pub enum SupervisorMsg {
         program: String,
         reply: oneshot::Sender<Option<Arc<ProgramOutput>>>,
     },
-    /// An instance's backoff is over and a global restart budget applies.
-    RestartWanted { program: String, incarnation: u64 },
     /// Time to tell systemd kelpie is alive (`WATCHDOG=1`).
     Watchdog,
 }
@@ -116,6 +104,8 @@ pub struct SupervisorState {
     action_replies: HashMap<u64, oneshot::Sender<Result<Accepted, ActionError>>>,
     reload_replies: HashMap<u64, oneshot::Sender<Result<ReloadOutcome, ReloadRefused>>>,
     roll_replies: HashMap<(u64, String), oneshot::Sender<Result<String, String>>>,
+    /// Where every instance actor reports: a message to this actor.
+    reports: Reports,
 }
 
 pub struct SupervisorActor;
@@ -168,6 +158,12 @@ impl Actor for SupervisorActor {
             action_replies: HashMap::new(),
             reload_replies: HashMap::new(),
             roll_replies: HashMap::new(),
+            reports: {
+                let me = myself.clone();
+                Arc::new(move |report| {
+                    let _ = me.cast(SupervisorMsg::Report(report));
+                })
+            },
         };
         if let Some(interval) = state.systemd.as_ref().and_then(|s| s.watchdog_interval()) {
             myself.send_after(interval, || SupervisorMsg::Watchdog);
@@ -193,25 +189,23 @@ impl Actor for SupervisorActor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         let event = match message {
-            SupervisorMsg::InstanceChanged {
-                program,
-                index,
-                incarnation,
-                snapshot,
-                started_at,
-                ack,
+            SupervisorMsg::Report(InstanceReport::Changed {
+                from,
+                status,
                 events,
-            } => FleetEvent::Instance {
-                program,
-                index,
-                incarnation,
+            }) => FleetEvent::Instance {
+                program: from.program,
+                index: from.index,
+                incarnation: from.incarnation,
+                status,
                 events,
-                status: InstanceStatus {
-                    snapshot,
-                    started_at,
-                    ack,
-                },
             },
+            SupervisorMsg::Report(InstanceReport::RestartWanted { from }) => {
+                FleetEvent::RestartWanted {
+                    program: from.program,
+                    incarnation: from.incarnation,
+                }
+            }
             SupervisorMsg::Terminate(signal) => FleetEvent::Terminate(signal),
             SupervisorMsg::Hangup => {
                 tracing::info!(
@@ -249,13 +243,6 @@ impl Actor for SupervisorActor {
                 let _ = reply.send(output);
                 return Ok(());
             }
-            SupervisorMsg::RestartWanted {
-                program,
-                incarnation,
-            } => FleetEvent::RestartWanted {
-                program,
-                incarnation,
-            },
             SupervisorMsg::Watchdog => {
                 // Sent from this actor, so a wedged supervisor stops
                 // petting the watchdog and systemd restarts it.
@@ -493,7 +480,7 @@ impl SupervisorState {
             reaper: self.reaper.clone(),
             output,
             identity: spawn.identity,
-            supervisor: myself.clone(),
+            reports: self.reports.clone(),
             pumps: self.pumps.clone(),
             metrics: self.metrics.clone(),
         };

@@ -28,7 +28,8 @@ use super::reloading::{ReloadOutcome, ReloadRefused, ReloadRequest};
 use super::{rolling, Cause};
 use crate::config::{DependencyCondition, GroupConfig, OnFailure, ProgramConfig, SupervisorConfig};
 use crate::process::Identity;
-use crate::state::{ExitKind, Phase, Policy, Snapshot};
+use crate::report::InstanceEvent;
+use crate::state::{ExitKind, Phase, Policy};
 use crate::status::{Board, InstanceStatus};
 
 /// Unique per instance actor ever asked for.
@@ -76,44 +77,6 @@ pub enum FleetEvent {
     EscapedSignalled {
         count: usize,
     },
-}
-
-/// What an instance reports as having happened since its previous report.
-/// The core reacts to these, never to differences between snapshots: a
-/// slot taken over by a replacement or a new actor starts its counters
-/// anew, and a difference would read as a crash or a lost restart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstanceEvent {
-    /// An unplanned end of a run that the policy restarts, or a failure:
-    /// what supervision groups react to.
-    Crashed,
-    /// It restarted `count` times (for `kelpie_restarts_total`).
-    Restarted { count: u64 },
-    /// It entered `failed`.
-    Failed,
-}
-
-impl InstanceEvent {
-    /// The events between two consecutive snapshots of one instance, as
-    /// its owner (the Program actor) publishes them.
-    pub fn between(previous: Option<&Snapshot>, next: &Snapshot) -> Vec<InstanceEvent> {
-        let (crashes, restarts, failed) = previous
-            .map(|p| (p.crashes, p.restarts, p.phase == Phase::Failed))
-            .unwrap_or((0, 0, false));
-        let mut events = Vec::new();
-        if next.crashes > crashes {
-            events.push(InstanceEvent::Crashed);
-        }
-        if next.restarts > restarts {
-            events.push(InstanceEvent::Restarted {
-                count: next.restarts - restarts,
-            });
-        }
-        if next.phase == Phase::Failed && !failed {
-            events.push(InstanceEvent::Failed);
-        }
-        events
-    }
 }
 
 /// Timers the core asks for; each comes back as `FleetEvent::Timer`.

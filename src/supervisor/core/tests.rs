@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::{Config, Host, Mode};
+use crate::report::InstanceEvent;
 use crate::state::{ExitKind, ExitStatus, Phase, Snapshot};
 use crate::supervisor::actions::Verb;
 use crate::supervisor::entry::Blueprint;
