@@ -1009,4 +1009,6 @@ impl Instance {
 }
 
 #[cfg(test)]
+mod matrix;
+#[cfg(test)]
 mod tests;
