@@ -1004,4 +1004,6 @@ impl Instance {
 }
 
 #[cfg(test)]
+mod matrix;
+#[cfg(test)]
 mod tests;
