@@ -17,6 +17,8 @@
 //! - `output`: program stdout/stderr handling
 //! - `status`, `http`, `metrics`: the read model, the `/health` `/ready`
 //!   `/metrics` endpoints and the Prometheus exposition
+//! - `http_server`: the hardened HTTP/1.1 server under `http` and the
+//!   control socket
 //! - `ctl`: the control commands' client side (`status`, `start`, …)
 //! - `exec`: `kelpie exec`, the config-less tini-style init for one command
 //! - `logging`, `signals`, `cli`, `app`: plumbing
@@ -30,6 +32,7 @@ pub mod ctl;
 pub mod exec;
 pub mod guardian;
 pub mod http;
+pub mod http_server;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
