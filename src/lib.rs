@@ -1,9 +1,9 @@
 //! kelpie: a process supervisor.
 //!
 //! ```text
-//!  signals (tokio) ──► Supervisor actor ── owns config, dependency gating, shutdown
-//!                          │ spawn_linked
-//!                 ┌────────┼────────┐
+//!  signals, control ──► Supervisor actor (shell) ──► Fleet::step (pure fleet core:
+//!                          │ spawn_linked ▲ reports    gating, shutdown, groups,
+//!                 ┌────────┼────────┐     │            reload, rolls, budget)
 //!              Program  Program  Program    one actor per instance, pure state machine
 //!                 │
 //!                 ├─ Reaper (one owner of every wait): exit → Program
@@ -14,10 +14,13 @@
 //! - `state`, `backoff`: the pure lifecycle and restart arithmetic
 //! - `process`, `reaper`, `procfs`, `os_lookup`: the OS boundary (spawn,
 //!   signal, wait, `/proc`, users and executables)
-//! - `program`, `supervisor`: the actors
+//! - `program`, `supervisor`: the actors; `supervisor::core` is the pure
+//!   fleet state machine they carry out, `report` what instances tell it
 //! - `output`: program stdout/stderr handling
 //! - `status`, `http`, `metrics`: the read model, the `/health` `/ready`
 //!   `/metrics` endpoints and the Prometheus exposition
+//! - `http_server`: the hardened HTTP/1.1 server under `http` and the
+//!   control socket
 //! - `ctl`: the control commands' client side (`status`, `start`, …)
 //! - `exec`: `kelpie exec`, the config-less tini-style init for one command
 //! - `logging`, `signals`, `cli`, `app`: plumbing
@@ -33,6 +36,7 @@ pub mod ctl;
 pub mod exec;
 pub mod guardian;
 pub mod http;
+pub mod http_server;
 #[cfg(test)]
 mod import_cycles;
 pub mod logging;

@@ -1,7 +1,8 @@
 //! The control API's HTTP/1.1 server on the control socket.
 //!
-//! This is transport only: the [`Handler`] routes and answers; the server
-//! makes sure every request that reaches it is allowed and bounded:
+//! This is transport only: the [`Handler`] routes and answers; the shared
+//! `http_server` bounds every connection, and this module adds what is
+//! the control socket's own:
 //!
 //! - only kelpie's own (effective) uid and root are served (SO_PEERCRED);
 //!   other users get a 403 `forbidden` and the connection is closed;
@@ -23,40 +24,33 @@
 //! client here is the owner or root, and a paused `kelpie logs -f | less`
 //! legitimately stops reading for as long as it likes.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::server::conn::http1;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use super::protocol::{self, code, ErrorReply};
 use super::socket::ControlSocket;
-use crate::http::request_id;
+use crate::http_server::{
+    self, read_body, BodyError, Connection, RateLimit, RequestId, ResponseBody, Site, Tracker,
+};
 
 /// `Content-Type` of JSON replies.
 pub const JSON: &str = "application/json";
 /// `Content-Type` of newline-delimited JSON streams.
 pub const NDJSON: &str = "application/x-ndjson";
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// One request, its body read completely (at most
 /// [`protocol::MAX_BODY_BYTES`]).
@@ -218,12 +212,17 @@ impl Default for Limits {
     }
 }
 
-impl Limits {
-    /// hyper's own bound on a request head (and on its read buffer). Heads
-    /// between our limit and this one get our JSON 431.
-    fn hyper_head_limit(&self) -> usize {
-        // hyper panics on a buffer limit below 8192.
-        (self.max_header_bytes * 2).max(8192)
+impl From<Limits> for http_server::Limits {
+    fn from(limits: Limits) -> Self {
+        Self {
+            max_connections: limits.max_connections,
+            max_refusals: limits.max_refusals,
+            max_header_bytes: limits.max_header_bytes,
+            header_read_timeout: limits.header_read_timeout,
+            refusal_timeout: limits.refusal_timeout,
+            write_timeout: None,
+            shutdown_grace: limits.shutdown_grace,
+        }
     }
 }
 
@@ -243,15 +242,31 @@ pub fn start(socket: ControlSocket, handler: Handler) -> ControlServer {
 }
 
 pub(crate) fn start_with(socket: ControlSocket, handler: Handler, limits: Limits) -> ControlServer {
-    let (stop_tx, stop_rx) = oneshot::channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let served = Tracker::default();
     let path = socket.path().to_path_buf();
-    let task = tokio::spawn(accept_loop(
-        socket,
+    let site = Arc::new(ControlSite {
         handler,
-        Arc::new(limits),
+        owner: nix::unistd::geteuid().as_raw(),
+        path: path.display().to_string(),
+        max_connections: limits.max_connections,
+        forbidden_gate: RateLimit::new(Duration::from_secs(1)),
+        busy_gate: RateLimit::new(Duration::from_secs(10)),
+        accept_gate: RateLimit::new(Duration::from_secs(10)),
+    });
+    // The socket is the listener: dropping it when serving ends removes
+    // the socket file before requests in flight are drained, so a new
+    // client finds no supervisor.
+    let task = tokio::spawn(http_server::serve(
+        socket,
+        site,
+        limits.into(),
         served.clone(),
-        stop_rx,
+        async {
+            // Completes on stop() and also when the ControlServer is
+            // dropped.
+            let _ = stop_rx.await;
+        },
     ));
     ControlServer {
         path,
@@ -274,414 +289,43 @@ impl ControlServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        // The accept loop bounds its own grace period; this only guards
+        // The server bounds its own grace period; this only guards
         // against a wedged task holding up kelpie's exit.
         let _ = tokio::time::timeout(Duration::from_secs(3), &mut self.task).await;
     }
 
     /// Open served (not refused) connections, for tests to wait on.
     #[cfg(test)]
-    pub(crate) fn connections(&self) -> watch::Receiver<usize> {
-        self.served.0.subscribe()
+    pub(crate) fn connections(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.served.subscribe()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Serving,
-    /// Finish the request in flight, then close.
-    Draining,
-    /// Close now.
-    Closing,
+impl http_server::Listener for ControlSocket {
+    type Stream = UnixStream;
+
+    async fn accept(&self) -> io::Result<UnixStream> {
+        self.listener().accept().await.map(|(stream, _peer)| stream)
+    }
 }
 
-async fn accept_loop(
-    socket: ControlSocket,
+impl Connection for UnixStream {
+    fn try_write_now(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.try_write(bytes)
+    }
+}
+
+/// The control socket as a [`Site`] of the shared server.
+struct ControlSite {
     handler: Handler,
-    limits: Arc<Limits>,
-    served: Tracker,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let owner = nix::unistd::geteuid().as_raw();
-    let head_limit = limits.hyper_head_limit();
-    let mut http = http1::Builder::new();
-    // Without a timer hyper silently ignores header_read_timeout.
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_header_size(head_limit)
-        .max_buf_size(head_limit)
-        .keep_alive(true);
-    let http = Arc::new(http);
-    let mut refusal_http = http1::Builder::new();
-    refusal_http
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.refusal_timeout)
-        .max_header_size(head_limit)
-        .max_buf_size(head_limit)
-        .keep_alive(false);
-    let refusal_http = Arc::new(refusal_http);
-    let refused = Tracker::default();
-    let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
-    let mut forbidden_gate = RateLimit::new(Duration::from_secs(1));
-    let mut busy_gate = RateLimit::new(Duration::from_secs(10));
-    let mut accept_gate = RateLimit::new(Duration::from_secs(10));
-    let path = socket.path().display().to_string();
-
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = &mut stop => break,
-            accepted = socket.listener().accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(err) => {
-                // Out of fds or memory: accept fails until something
-                // closes, and retrying at once would spin. Anything else
-                // concerns one client only.
-                if is_resource_exhaustion(&err) {
-                    if let Some(suppressed) = accept_gate.allow() {
-                        tracing::warn!(event = "control_accept_failed", error = %err, suppressed, "cannot accept control connections: {err}");
-                    }
-                    tokio::select! {
-                        _ = &mut stop => break,
-                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    }
-                }
-                continue;
-            }
-        };
-
-        let refusal = match stream.peer_cred() {
-            Ok(cred) if cred.uid() == owner || cred.uid() == 0 => {
-                (served.active() >= limits.max_connections).then(|| {
-                    if let Some(suppressed) = busy_gate.allow() {
-                        tracing::warn!(
-                            event = "control_busy",
-                            max_connections = limits.max_connections,
-                            suppressed,
-                            "control connection cap ({}) reached; refusing new connections",
-                            limits.max_connections
-                        );
-                    }
-                    Refusal::Busy
-                })
-            }
-            Ok(cred) => {
-                let uid = cred.uid();
-                let pid = cred.pid().unwrap_or(0);
-                if let Some(suppressed) = forbidden_gate.allow() {
-                    tracing::warn!(
-                        event = "control_forbidden",
-                        uid,
-                        pid,
-                        suppressed,
-                        "refused a control connection from uid {uid} (pid {pid}): only uid {owner} and root may use {path}"
-                    );
-                }
-                Some(Refusal::Forbidden { uid, owner })
-            }
-            Err(err) => {
-                if let Some(suppressed) = forbidden_gate.allow() {
-                    tracing::warn!(
-                        event = "control_forbidden",
-                        error = %err,
-                        suppressed,
-                        "refused a control connection whose peer credentials cannot be read: {err}"
-                    );
-                }
-                Some(Refusal::Unidentified)
-            }
-        };
-
-        match refusal {
-            None => {
-                let guard = served.enter();
-                let handler = handler.clone();
-                let limits = limits.clone();
-                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let handler = handler.clone();
-                    let limits = limits.clone();
-                    async move { Ok::<_, Infallible>(respond(&handler, &limits, request).await) }
-                });
-                tokio::spawn(connection(
-                    stream,
-                    service,
-                    http.clone(),
-                    phase_rx.clone(),
-                    guard,
-                ));
-            }
-            Some(refusal) if refused.active() < limits.max_refusals => {
-                let guard = refused.enter();
-                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                    let id = request_id(request.headers());
-                    let reply = refusal.response(&id.text);
-                    std::future::ready(Ok::<_, Infallible>(into_hyper(reply, id.header)))
-                });
-                tokio::spawn(connection(
-                    stream,
-                    service,
-                    refusal_http.clone(),
-                    phase_rx.clone(),
-                    guard,
-                ));
-            }
-            Some(refusal) => refuse_now(&stream, refusal),
-        }
-    }
-
-    // Closing the listener and removing the file first: from now on a
-    // client finds no supervisor instead of a connection nobody accepts.
-    drop(socket);
-    let _ = phase_tx.send(Phase::Draining);
-    let idle = async {
-        served.wait_idle().await;
-        refused.wait_idle().await;
-    };
-    tokio::pin!(idle);
-    if tokio::time::timeout(limits.shutdown_grace, idle.as_mut())
-        .await
-        .is_err()
-    {
-        let _ = phase_tx.send(Phase::Closing);
-        let _ = tokio::time::timeout(Duration::from_millis(500), idle).await;
-    }
-}
-
-fn is_resource_exhaustion(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}
-
-async fn connection<S>(
-    stream: UnixStream,
-    service: S,
-    http: Arc<http1::Builder>,
-    mut phase: watch::Receiver<Phase>,
-    _guard: Guard,
-) where
-    S: hyper::service::Service<
-        Request<Incoming>,
-        Response = Response<ResponseBody>,
-        Error = Infallible,
-    >,
-{
-    let conn = http.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(err) = result {
-                // Timeouts, disconnects and unparsable requests: the
-                // client's business.
-                tracing::trace!(event = "control_connection_error", error = %err);
-            }
-            return;
-        }
-        _ = phase.wait_for(|phase| *phase != Phase::Serving) => {}
-    }
-    conn.as_mut().graceful_shutdown();
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = phase.wait_for(|phase| *phase == Phase::Closing) => {}
-    }
-}
-
-/// Answers one request; never fails.
-async fn respond(
-    handler: &Handler,
-    limits: &Limits,
-    request: Request<Incoming>,
-) -> Response<ResponseBody> {
-    let id = request_id(request.headers());
-    let reply = answer(handler, limits, request, &id.text).await;
-    into_hyper(reply, id.header)
-}
-
-async fn answer(
-    handler: &Handler,
-    limits: &Limits,
-    request: Request<Incoming>,
-    id: &str,
-) -> ControlResponse {
-    if head_size(&request) > limits.max_header_bytes {
-        return ControlResponse::error(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            code::HEADERS_TOO_LARGE,
-            &format!(
-                "request line and headers exceed {} bytes",
-                limits.max_header_bytes
-            ),
-            id,
-        );
-    }
-    let (parts, body) = request.into_parts();
-    let body = match read_body(&parts.headers, body).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => {
-            return ControlResponse::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                code::BODY_TOO_LARGE,
-                &format!("request body exceeds {} bytes", protocol::MAX_BODY_BYTES),
-                id,
-            )
-        }
-        Err(BodyError::Read(message)) => {
-            return ControlResponse::error(
-                StatusCode::BAD_REQUEST,
-                code::BAD_REQUEST,
-                &format!("cannot read the request body: {message}"),
-                id,
-            )
-        }
-    };
-    let path = parts.uri.path().to_string();
-    let request = ControlRequest {
-        method: parts.method,
-        path: path.clone(),
-        query: parts.uri.query().map(str::to_string),
-        body,
-        request_id: id.to_string(),
-    };
-    // A panic (a bug) costs this request a 500, not the connection or the
-    // server. The panic hook logs the panic itself; this ties it to the
-    // request.
-    let reply = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(request))) {
-        Ok(future) => catch_unwind(future).await,
-        Err(_) => None,
-    };
-    reply.unwrap_or_else(|| {
-        tracing::error!(
-            event = "control_handler_panic",
-            request_id = id,
-            path = %path,
-            "the control handler panicked while answering {path} (request {id})"
-        );
-        ControlResponse::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            code::INTERNAL,
-            "internal error; see kelpie's log",
-            id,
-        )
-    })
-}
-
-/// Polls `future` to completion; `None` if it panicked. A panicked future
-/// is never polled again.
-async fn catch_unwind<T>(mut future: Pin<Box<dyn Future<Output = T> + Send>>) -> Option<T> {
-    std::future::poll_fn(move |cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Ready(value)) => Poll::Ready(Some(value)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => Poll::Ready(None),
-        }
-    })
-    .await
-}
-
-enum BodyError {
-    TooLarge,
-    Read(String),
-}
-
-async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, BodyError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok());
-    if declared.is_some_and(|length| length > protocol::MAX_BODY_BYTES as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    match Limited::new(body, protocol::MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Err(err) => Err(BodyError::Read(err.to_string())),
-    }
-}
-
-/// The request head's size on the wire (modulo optional whitespace).
-fn head_size<B>(request: &Request<B>) -> usize {
-    let uri = request.uri();
-    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
-        + uri.scheme_str().map_or(0, |s| s.len() + 3)
-        + uri.authority().map_or(0, |a| a.as_str().len());
-    let line = request.method().as_str().len() + 1 + target + 1 + "HTTP/1.1\r\n".len();
-    let headers: usize = request
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
-        .sum();
-    line + headers + 2
-}
-
-fn into_hyper(reply: ControlResponse, id: HeaderValue) -> Response<ResponseBody> {
-    let body = match reply.body {
-        ControlBody::Full(bytes) => ResponseBody::Full(Some(bytes)),
-        ControlBody::Stream(chunks) => ResponseBody::Stream(chunks),
-    };
-    let mut response = Response::new(body);
-    *response.status_mut() = reply.status;
-    let headers = response.headers_mut();
-    // from_static would panic on a malformed content type from a handler.
-    let content_type = HeaderValue::from_str(reply.content_type)
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    headers.insert(header::CONTENT_TYPE, content_type);
-    headers.insert(REQUEST_ID, id);
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-/// The response body hyper writes: whole, or chunk by chunk (chunked
-/// transfer encoding) until the handler drops its sender. hyper drops it,
-/// and so the receiver, when the connection ends for any reason.
-enum ResponseBody {
-    Full(Option<Bytes>),
-    Stream(mpsc::Receiver<Bytes>),
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match &mut *self {
-            ResponseBody::Full(bytes) => Poll::Ready(
-                bytes
-                    .take()
-                    .filter(|bytes| !bytes.is_empty())
-                    .map(|bytes| Ok(Frame::data(bytes))),
-            ),
-            ResponseBody::Stream(chunks) => loop {
-                // An empty chunk would read as the chunked terminator.
-                match std::task::ready!(chunks.poll_recv(cx)) {
-                    Some(chunk) if chunk.is_empty() => continue,
-                    Some(chunk) => return Poll::Ready(Some(Ok(Frame::data(chunk)))),
-                    None => return Poll::Ready(None),
-                }
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::Full(bytes) => bytes.as_ref().is_none_or(Bytes::is_empty),
-            ResponseBody::Stream(_) => false,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::Full(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |bytes| bytes.len() as u64))
-            }
-            ResponseBody::Stream(_) => SizeHint::default(),
-        }
-    }
+    /// kelpie's effective uid: with root, the only peer served.
+    owner: u32,
+    /// The socket's path, for log lines.
+    path: String,
+    max_connections: usize,
+    forbidden_gate: RateLimit,
+    busy_gate: RateLimit,
+    accept_gate: RateLimit,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -718,95 +362,165 @@ impl Refusal {
     }
 }
 
-/// Beyond the refusal pool: one best-effort reply (if the socket takes it
-/// at once), then close. Nothing is read, so this costs no more than the
-/// accept.
-fn refuse_now(stream: &UnixStream, refusal: Refusal) {
-    let id = crate::http::generate_request_id();
-    let reply = refusal.response(&id);
-    let ControlBody::Full(body) = reply.body else {
-        return;
+impl Site for ControlSite {
+    type Stream = UnixStream;
+    type Refusal = Refusal;
+
+    fn screen(&self, stream: &UnixStream) -> Result<(), Refusal> {
+        let owner = self.owner;
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == owner || cred.uid() == 0 => Ok(()),
+            Ok(cred) => {
+                let uid = cred.uid();
+                let pid = cred.pid().unwrap_or(0);
+                if let Some(suppressed) = self.forbidden_gate.allow() {
+                    let path = &self.path;
+                    tracing::warn!(
+                        event = "control_forbidden",
+                        uid,
+                        pid,
+                        suppressed,
+                        "refused a control connection from uid {uid} (pid {pid}): only uid {owner} and root may use {path}"
+                    );
+                }
+                Err(Refusal::Forbidden { uid, owner })
+            }
+            Err(err) => {
+                if let Some(suppressed) = self.forbidden_gate.allow() {
+                    tracing::warn!(
+                        event = "control_forbidden",
+                        error = %err,
+                        suppressed,
+                        "refused a control connection whose peer credentials cannot be read: {err}"
+                    );
+                }
+                Err(Refusal::Unidentified)
+            }
+        }
+    }
+
+    fn busy(&self) -> Refusal {
+        if let Some(suppressed) = self.busy_gate.allow() {
+            tracing::warn!(
+                event = "control_busy",
+                max_connections = self.max_connections,
+                suppressed,
+                "control connection cap ({}) reached; refusing new connections",
+                self.max_connections
+            );
+        }
+        Refusal::Busy
+    }
+
+    fn refusal(&self, refusal: &Refusal, id: &str) -> Response<Bytes> {
+        let reply = refusal.response(id);
+        let body = match reply.body {
+            ControlBody::Full(bytes) => bytes,
+            // Refusals are always whole JSON bodies.
+            ControlBody::Stream(_) => Bytes::new(),
+        };
+        with_content_type(Response::new(body), reply.status, reply.content_type)
+    }
+
+    fn accept_failed(&self, err: &io::Error) {
+        if let Some(suppressed) = self.accept_gate.allow() {
+            tracing::warn!(event = "control_accept_failed", error = %err, suppressed, "cannot accept control connections: {err}");
+        }
+    }
+
+    fn connection_failed(&self, err: &hyper::Error) {
+        tracing::trace!(event = "control_connection_error", error = %err);
+    }
+
+    fn respond(
+        &self,
+        request: Request<Incoming>,
+        id: &RequestId,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static {
+        let handler = self.handler.clone();
+        let id = id.text.clone();
+        async move { into_hyper(answer(&handler, request, id).await) }
+    }
+
+    fn head_too_large(&self, limit: usize, id: &RequestId) -> Response<ResponseBody> {
+        into_hyper(ControlResponse::error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            code::HEADERS_TOO_LARGE,
+            &format!("request line and headers exceed {limit} bytes"),
+            &id.text,
+        ))
+    }
+
+    fn panicked(&self, path: &str, id: &RequestId) -> Response<ResponseBody> {
+        // The panic hook logs the panic itself; this ties it to the
+        // request.
+        let id = id.text.as_str();
+        tracing::error!(
+            event = "control_handler_panic",
+            request_id = id,
+            path = %path,
+            "the control handler panicked while answering {path} (request {id})"
+        );
+        into_hyper(ControlResponse::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code::INTERNAL,
+            "internal error; see kelpie's log",
+            id,
+        ))
+    }
+}
+
+/// Reads the body and hands the request to the handler.
+async fn answer(handler: &Handler, request: Request<Incoming>, id: String) -> ControlResponse {
+    let (parts, body) = request.into_parts();
+    let body = match read_body(&parts.headers, body, protocol::MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            return ControlResponse::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                code::BODY_TOO_LARGE,
+                &format!("request body exceeds {} bytes", protocol::MAX_BODY_BYTES),
+                &id,
+            )
+        }
+        Err(BodyError::Read(message)) => {
+            return ControlResponse::error(
+                StatusCode::BAD_REQUEST,
+                code::BAD_REQUEST,
+                &format!("cannot read the request body: {message}"),
+                &id,
+            )
+        }
     };
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nx-request-id: {id}\r\n\
-         cache-control: no-store\r\nconnection: close\r\n\r\n",
-        reply.status.as_u16(),
-        reply.status.canonical_reason().unwrap_or(""),
-        reply.content_type,
-        body.len(),
-    );
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(&body);
-    let _ = stream.try_write(&bytes);
+    let request = ControlRequest {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        body,
+        request_id: id,
+    };
+    handler(request).await
 }
 
-/// Counts open connections; watchable, so shutdown (and tests) can wait
-/// for a count instead of polling it.
-#[derive(Clone)]
-struct Tracker(Arc<watch::Sender<usize>>);
-
-impl Default for Tracker {
-    fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(0)))
-    }
+fn into_hyper(reply: ControlResponse) -> Response<ResponseBody> {
+    let body = match reply.body {
+        ControlBody::Full(bytes) => ResponseBody::Full(Some(bytes)),
+        ControlBody::Stream(chunks) => ResponseBody::Stream(chunks),
+    };
+    with_content_type(Response::new(body), reply.status, reply.content_type)
 }
 
-impl Tracker {
-    fn active(&self) -> usize {
-        *self.0.borrow()
-    }
-
-    fn enter(&self) -> Guard {
-        self.0.send_modify(|n| *n += 1);
-        Guard(self.0.clone())
-    }
-
-    async fn wait_idle(&self) {
-        let mut count = self.0.subscribe();
-        let _ = count.wait_for(|n| *n == 0).await;
-    }
-}
-
-/// Held by a connection task; released even if the task panics or is
-/// cancelled, so the count never leaks.
-struct Guard(Arc<watch::Sender<usize>>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
-    }
-}
-
-/// Lets a warning through at most once per `every`, counting the ones it
-/// held back, so a flood of connections cannot flood the log.
-struct RateLimit {
-    every: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    fn new(every: Duration) -> Self {
-        Self {
-            every,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(warnings suppressed since the last one)` when one may be
-    /// logged now.
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        match self.last {
-            Some(at) if now.duration_since(at) < self.every => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
+fn with_content_type<B>(
+    mut response: Response<B>,
+    status: StatusCode,
+    content_type: &'static str,
+) -> Response<B> {
+    *response.status_mut() = status;
+    // from_static would panic on a malformed content type from a handler.
+    let content_type = HeaderValue::from_str(content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    response
 }
