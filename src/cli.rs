@@ -13,6 +13,7 @@ use nix::sys::signal::Signal;
 
 /// Most lines `kelpie logs -n` asks for: the supervisor keeps the last 1000
 /// lines of each program in memory (SPEC §3), so more could never be sent.
+/// A larger `-n` is accepted and shows everything kept, as `tail -n` does.
 pub const MAX_LOG_LINES: u32 = 1000;
 
 /// Lines `kelpie logs` shows without `-n`: a screenful or two, like `tail`
@@ -231,13 +232,13 @@ pub enum Command {
         /// Keep printing new lines as they come, until interrupted.
         #[arg(short = 'f', long)]
         follow: bool,
-        /// How many recent lines to show first (0 to 1000).
+        /// How many recent lines to show first (at most the 1000 kept are
+        /// shown; a larger N shows all of them).
         #[arg(
             short = 'n',
             long = "lines",
             value_name = "N",
-            default_value_t = DEFAULT_LOG_LINES,
-            value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_LOG_LINES))
+            default_value_t = DEFAULT_LOG_LINES
         )]
         lines: u32,
         /// Print each event as a JSON line (the control API's LogEvent).
@@ -574,9 +575,18 @@ mod tests {
         };
         assert!(follow);
         assert_eq!(lines, 0);
-        parse(&["logs", "web", "-n", "1000"]).expect("-n 1000");
+        // Like `tail -n`: more than is kept means everything kept.
+        let cli = parse(&["logs", "web", "-n", "2000"]).expect("-n 2000");
+        let Command::Logs { lines, .. } = cli.command else {
+            panic!("not logs")
+        };
+        assert_eq!(lines, 2000);
         assert_eq!(
-            usage_error(&["logs", "web", "-n", "1001"]).kind(),
+            usage_error(&["logs", "web", "-n", "-1"]).kind(),
+            ErrorKind::UnknownArgument
+        );
+        assert_eq!(
+            usage_error(&["logs", "web", "-n", "many"]).kind(),
             ErrorKind::ValueValidation
         );
     }

@@ -322,6 +322,9 @@ fn signal_reaches_every_instance_and_logs_follow() {
     // Without -f: the recent lines, oldest first, and JSON records.
     let out = k.ctl(&["logs", "job"]).expect(0);
     assert_eq!(out.stdout, "job-done\n");
+    // More than is kept (1000 lines) shows everything kept, like tail -n.
+    let out = k.ctl(&["logs", "job", "-n", "2000"]).expect(0);
+    assert_eq!(out.stdout, "job-done\n");
     let out = k.ctl(&["logs", "web", "-n", "1", "--json"]).expect(0);
     let record: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(record["line"], "got-usr1");

@@ -376,6 +376,8 @@ fn print_plan(reply: ReloadReply, json: bool) -> Outcome {
 }
 
 async fn logs(name: &str, follow: bool, lines: u32, json: bool, control: &ControlOpts) -> Outcome {
+    // Only the last MAX_LOG_LINES are kept; asking for more shows them all.
+    let lines = lines.min(crate::cli::MAX_LOG_LINES);
     let info: ProgramInfo = quick(
         control,
         Method::GET,

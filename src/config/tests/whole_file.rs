@@ -354,3 +354,48 @@ fn socket_mode_0660_is_quiet() {
     let v = validate(source, Path::new("supervisor.toml"), Mode::Check, &host);
     assert!(v.diagnostics.is_empty(), "{:?}", v.diagnostics);
 }
+
+#[test]
+fn running_the_example_writes_no_log_file_into_the_checkout() {
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = include_str!("../../../supervisor.toml.example");
+    let validation = validate(
+        source,
+        &checkout.join("supervisor.toml.example"),
+        Mode::Check,
+        &user(),
+    );
+    let config = validation.config.expect("the example is valid");
+    let files: Vec<&Path> = config
+        .programs
+        .iter()
+        .filter_map(|p| match &p.log {
+            LogMode::File { path, .. } => Some(path.as_path()),
+            _ => None,
+        })
+        .collect();
+    assert!(!files.is_empty(), "the example shows a log file");
+    for file in files {
+        assert!(
+            !file.starts_with(checkout),
+            "{} is inside the checkout",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn the_examples_log_level_comment_shows_an_accepted_filter() {
+    let source = include_str!("../../../supervisor.toml.example");
+    let line = source
+        .lines()
+        .find(|l| l.starts_with("log_level"))
+        .expect("the example sets log_level");
+    let shown = line
+        .split("e.g. \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the comment shows an example filter");
+    crate::logging::parse_filter(shown).expect("the shown filter is accepted");
+    assert!(!line.contains("EnvFilter"), "{line}");
+}
