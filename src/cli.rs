@@ -1,4 +1,4 @@
-//! Command-line definitions (clap). Parsing only; `app::dispatch` runs the
+//! Command-line definitions (clap). Parsing only; `dispatch::dispatch` runs the
 //! commands. Everything that can be checked without a running supervisor
 //! (signal names, durations, `NAME…` versus `--all`) is checked here, so a
 //! mistake is a usage error (exit 2) before any connection is attempted.

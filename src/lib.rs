@@ -23,16 +23,17 @@
 //!   control socket
 //! - `ctl`: the control commands' client side (`status`, `start`, …)
 //! - `exec`: `kelpie exec`, the config-less tini-style init for one command
-//! - `logging`, `signals`, `cli`, `app`: plumbing
+//! - `logging`, `signals`, `cli`, `dispatch`: plumbing; `daemon`: `kelpie run`'s start-up
 //! - `restart_policy`, `output_stream`: vocabulary shared by layers that must
 //!   not depend on each other (the `import_cycles` test keeps them apart)
 
-pub mod app;
 pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod ctl;
+pub mod daemon;
+pub mod dispatch;
 pub mod exec;
 pub mod guardian;
 pub mod http;
@@ -41,7 +42,7 @@ pub mod http_server;
 mod import_cycles;
 pub mod logging;
 pub mod metrics;
-pub mod notify;
+pub mod notify_socket;
 pub mod os_lookup;
 pub mod output;
 pub mod output_stream;
@@ -53,11 +54,11 @@ pub mod reaper;
 pub mod reload;
 pub mod report;
 pub mod restart_policy;
+pub mod service_manager;
 pub mod signals;
 pub mod state;
 pub mod status;
 pub mod supervisor;
-pub mod systemd;
 
 /// sysexits: the config is invalid.
 pub const EXIT_CONFIG: i32 = 78;

@@ -2,6 +2,6 @@ use clap::Parser;
 
 fn main() {
     let cli = kelpie::cli::Cli::parse();
-    let code = kelpie::app::dispatch(cli);
+    let code = kelpie::dispatch::dispatch(cli);
     std::process::exit(code);
 }

@@ -5,7 +5,7 @@
 //! machine, not here.
 //!
 //! The passive kinds are elsewhere: `notify` (sd_notify datagrams) in
-//! `notify.rs`, `log` (a pattern over output lines) in `output.rs`.
+//! `notify_socket.rs`, `log` (a pattern over output lines) in `output.rs`.
 
 use http_body_util::Empty;
 use hyper::body::Bytes;

@@ -163,7 +163,7 @@ pub fn command(launch: Launch<'_>) -> Command {
     // page-table copy of kelpie), which matters when hundreds of programs
     // start at once. It already clears the signal mask; kelpie makes its
     // own fds close-on-exec at startup (`seal_inherited_fds`) and handles
-    // the signals a parent may have ignored (`app.rs`), so children get
+    // the signals a parent may have ignored (`daemon.rs`), so children get
     // default dispositions. Only umask and credentials need the hook.
     if program.umask.is_none() && launch.identity.is_none() {
         return cmd;

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Jitter;
 use crate::config::ProgramConfig;
-use crate::notify::{Notice, NotifySocket};
+use crate::notify_socket::{Notice, NotifySocket};
 use crate::output::{ProgramOutput, PumpTracker};
 use crate::output_stream::Stream;
 use crate::probe::{ExecBuilder, ProbeResult, Probes};

@@ -83,7 +83,7 @@ pub struct SupervisorArgs {
     pub status: StatusSender,
     pub metrics: Arc<Metrics>,
     /// The service manager to notify, when kelpie runs under one.
-    pub systemd: Option<crate::systemd::Systemd>,
+    pub systemd: Option<crate::service_manager::Systemd>,
 }
 
 pub struct SupervisorState {
@@ -94,7 +94,7 @@ pub struct SupervisorState {
     status: StatusSender,
     metrics: Arc<Metrics>,
     exit: Option<oneshot::Sender<i32>>,
-    systemd: Option<crate::systemd::Systemd>,
+    systemd: Option<crate::service_manager::Systemd>,
     /// Every instance actor the core knows, by incarnation.
     actors: HashMap<Incarnation, ActorRef<ProgramMsg>>,
     incarnations: HashMap<ActorId, Incarnation>,
@@ -546,7 +546,7 @@ impl SupervisorState {
             orphans_reaped = self.reaper.orphans_reaped(),
             "shutdown complete"
         );
-        crate::notify::remove_socket_dir();
+        crate::notify_socket::remove_socket_dir();
         // The board's last state (every program down) goes out first.
         self.publish();
         let _ = exit.send(code);

@@ -33,6 +33,18 @@ pub struct Validation {
 }
 
 impl Validation {
+    /// Every diagnostic on stderr, one line each.
+    pub fn print_diagnostics(&self) {
+        for diagnostic in &self.diagnostics {
+            eprintln!("{diagnostic}");
+        }
+    }
+
+    /// The file could not be read at all: its one diagnostic says everything.
+    pub fn unreadable(&self) -> bool {
+        self.errors().all(|d| d.line == 0)
+    }
+
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
         self.diagnostics
             .iter()

@@ -454,10 +454,7 @@ impl Fleet {
         for n in 0..entry.config.instances {
             let incarnation = self.next_incarnation();
             self.out.push(spawn_of(entry, n, incarnation));
-            entry.slots.push(Slot {
-                incarnation,
-                live: true,
-            });
+            entry.slots.push(Slot::new(incarnation));
         }
     }
 
@@ -533,9 +530,7 @@ impl Fleet {
                     &mut self.entries[i]
                 };
                 self.out.push(spawn_of(entry, n as u32, fresh));
-                let slot = &mut Arc::make_mut(&mut entry.status).instances[n];
-                *slot = InstanceStatus::new();
-                slot.snapshot.want_up = restart;
+                Arc::make_mut(&mut entry.status).instances[n] = InstanceStatus::new();
                 if restart {
                     self.out.push(FleetAction::Send {
                         to: fresh,
@@ -543,8 +538,8 @@ impl Fleet {
                     });
                 }
                 entry.slots[n] = Slot {
-                    incarnation: fresh,
-                    live: true,
+                    expect_up: Some(restart),
+                    ..Slot::new(fresh)
                 };
                 return;
             }
@@ -579,6 +574,7 @@ impl Fleet {
         }
         for entry in self.retired.iter_mut().filter(|e| e.name() == program) {
             if is_slot_of(entry) {
+                entry.slots[index as usize].expect_up = None;
                 Arc::make_mut(&mut entry.status).instances[index as usize] = update;
                 return;
             }
@@ -598,6 +594,8 @@ impl Fleet {
         let entry = &mut self.entries[i];
         let program = entry.config.name.clone();
         let on_failure = entry.config.on_failure;
+        // Its own word replaces what the core expected of it.
+        entry.slots[index].expect_up = None;
         Arc::make_mut(&mut entry.status).instances[index] = update;
         for event in events {
             match *event {

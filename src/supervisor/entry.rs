@@ -37,11 +37,25 @@ pub(super) struct Slot {
     pub incarnation: Incarnation,
     /// False when its actor could not be created (or was never asked for).
     pub live: bool,
+    /// Told to come up (or go down) and not heard from since: the core's
+    /// expectation, kept apart from what the actor reported.
+    pub expect_up: Option<bool>,
+}
+
+impl Slot {
+    pub fn new(incarnation: Incarnation) -> Self {
+        Self {
+            incarnation,
+            live: true,
+            expect_up: None,
+        }
+    }
 }
 
 /// An instance actor on its way out (replaced by a rolling restart, or an
 /// aborted replacement): told to stop, and ended once its process group is
 /// gone.
+/// Only ever judged right after its own report, so no expectation is kept.
 pub(super) struct Retiring {
     pub incarnation: Incarnation,
     pub snapshot: Snapshot,
@@ -49,8 +63,14 @@ pub(super) struct Retiring {
 
 impl Retiring {
     pub fn is_down(&self) -> bool {
-        self.snapshot.phase.is_down() && self.snapshot.pid.is_none() && !self.snapshot.want_up
+        is_down(&self.snapshot, None)
     }
+}
+
+/// No process, and none wanted: by the actor's last report, unless it was
+/// told otherwise since.
+fn is_down(snapshot: &Snapshot, expect_up: Option<bool>) -> bool {
+    snapshot.phase.is_down() && snapshot.pid.is_none() && !expect_up.unwrap_or(snapshot.want_up)
 }
 
 pub(super) struct Entry {
@@ -130,7 +150,8 @@ impl Entry {
     /// a start never mistakes it for stopped.
     pub fn is_down(&self) -> bool {
         self.snapshots()
-            .all(|s| s.phase.is_down() && s.pid.is_none() && !s.want_up)
+            .enumerate()
+            .all(|(n, s)| is_down(s, self.slots.get(n).and_then(|slot| slot.expect_up)))
             && self.roll.as_ref().is_none_or(|r| !r.has_replacement())
             && self.retiring.is_empty()
     }
@@ -162,25 +183,24 @@ impl Entry {
     }
 
     /// Records that every instance was told to come up (or down), until
-    /// their own reports say otherwise.
+    /// their own reports say otherwise. The board keeps showing what they
+    /// reported.
     pub fn expect_up(&mut self, up: bool) {
-        let status = Arc::make_mut(&mut self.status);
-        for instance in &mut status.instances {
-            instance.snapshot.want_up = up;
+        for slot in &mut self.slots {
+            slot.expect_up = Some(up);
         }
     }
 
     /// Starts every instance and records that in the snapshots at once.
     pub fn start_all(&mut self, out: &mut Vec<FleetAction>, cause: &Cause, ack: Option<u64>) {
         let relaunch = std::mem::take(&mut self.relaunch);
-        let status = Arc::make_mut(&mut self.status);
-        for instance in &mut status.instances {
+        for (slot, instance) in self.slots.iter_mut().zip(&self.status.instances) {
             // A relaunch leaves a failed instance failed.
             if !(relaunch && instance.snapshot.phase == Phase::Failed) {
-                instance.snapshot.want_up = true;
+                slot.expect_up = Some(true);
             }
         }
-        status.reason = None;
+        self.set_reason(None);
         let command = if relaunch {
             Command::Relaunch
         } else {

@@ -21,6 +21,8 @@ pub(super) enum Step {
     AwaitReady {
         incarnation: Incarnation,
         status: InstanceStatus,
+        /// Told to start and not heard from yet.
+        expect_up: Option<bool>,
     },
     /// The replaced actor is stopping.
     AwaitOldDown { incarnation: Incarnation },
@@ -83,6 +85,7 @@ impl Entry {
         if let Step::AwaitReady {
             incarnation,
             status,
+            ..
         } = std::mem::replace(&mut roll.step, Step::Spawn)
         {
             out.push(FleetAction::Send {
@@ -123,6 +126,7 @@ impl Entry {
         let Step::AwaitReady {
             incarnation: current,
             status,
+            expect_up,
         } = &mut roll.step
         else {
             return false;
@@ -131,6 +135,7 @@ impl Entry {
             return false;
         }
         *status = update.clone();
+        *expect_up = None;
         let snapshot = &update.snapshot;
         if snapshot.ready && snapshot.pid.is_some() {
             self.promote_replacement(out);
@@ -156,6 +161,7 @@ impl Entry {
         let Step::AwaitReady {
             incarnation,
             status,
+            expect_up,
         } = std::mem::replace(&mut roll.step, Step::Spawn)
         else {
             return;
@@ -167,6 +173,7 @@ impl Entry {
         };
         let old_incarnation = slot.incarnation;
         let old_live = std::mem::replace(&mut slot.live, true);
+        slot.expect_up = expect_up;
         slot.incarnation = incarnation;
         let old_snapshot = std::mem::replace(
             &mut std::sync::Arc::make_mut(&mut self.status).instances[index],
@@ -293,11 +300,10 @@ impl Fleet {
                 to: incarnation,
                 command: Command::Start,
             });
-            let mut status = InstanceStatus::new();
-            status.snapshot.want_up = true;
             roll.step = Step::AwaitReady {
                 incarnation,
-                status,
+                status: InstanceStatus::new(),
+                expect_up: Some(true),
             };
             tracing::info!(
                 event = "rolling_restart_step",

@@ -10,10 +10,26 @@ pub fn marked_processes(marker: &str) -> Vec<i32> {
         .collect()
 }
 
-/// kelpie's guardian (see src/guardian.rs) names itself so.
+/// kelpie's guardian (see src/guardian.rs) names itself so, first thing
+/// after the fork; on a loaded machine the forked child may not have run
+/// yet, so a process that is a fork of a kelpie (the kelpie binary, with a
+/// kelpie as its parent) counts too.
 pub fn is_guardian(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .is_ok_and(|comm| comm.trim_end() == "kelpie-guardian")
+    let named = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim_end() == "kelpie-guardian");
+    named || (is_kelpie_binary(pid) && parent_of(pid).is_some_and(is_kelpie_binary))
+}
+
+fn is_kelpie_binary(pid: i32) -> bool {
+    let kelpie = std::fs::canonicalize(env!("CARGO_BIN_EXE_kelpie"));
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+    matches!((kelpie, exe), (Ok(k), Ok(e)) if k == e)
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 pub fn marked_including_guardian(marker: &str) -> Vec<i32> {

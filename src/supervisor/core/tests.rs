@@ -1014,3 +1014,31 @@ fn a_failed_program_with_on_failure_shutdown_shuts_kelpie_down_with_1() {
         (Escaped(0), &["exit 1"]),
     ]);
 }
+
+#[test]
+fn an_instance_told_to_start_counts_as_up_until_it_reports() {
+    let mut w = World::start(
+        "[program.a]\ncommand = [\"sleep\", \"1000\"]\n",
+        &["build a", "spawn a:0", "a:0 start"],
+    );
+    // The board shows only what the actor reported (nothing yet); the
+    // core's own expectation is kept apart.
+    assert!(!w.program("a").instances[0].snapshot.want_up);
+    w.run(&[
+        // SIGTERM before a:0 said anything: it must be stopped and heard
+        // from, not taken for already down (which would exit at once and
+        // leave the process it is about to spawn behind).
+        (
+            Term,
+            &[
+                "service stopping",
+                "a:0 drain",
+                "after 30s deadline",
+                "a:0 stop",
+            ],
+        ),
+        (Up("a:0"), &[]),
+        (Down("a:0"), &["sweep TERM"]),
+        (Escaped(0), &["exit 0"]),
+    ]);
+}

@@ -1,4 +1,8 @@
-//! Subcommand entry points and exit codes. `main` only parses and exits.
+//! `kelpie run`: the daemon's start-up and end: process hygiene and the
+//! guardian first, then the config, signal handlers, the HTTP port, the
+//! control socket, the Supervisor and the control server, then the wait
+//! for the exit code and for the output pumps to drain. The order matters
+//! (docs/architecture.md, "Why things are where they are").
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,8 +13,7 @@ use ractor::Actor;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
 
-use crate::cli::{Cli, Command};
-use crate::config::{self, Host, Mode, Validation};
+use crate::config::{self, Host, Mode};
 use crate::control::api::ControlApi;
 use crate::http::{HttpState, Limits};
 use crate::output::Relay;
@@ -37,21 +40,6 @@ const SWALLOWED_SIGNALS: &[Signal] = &[
 /// stopped programs wrote last.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
-pub fn dispatch(cli: Cli) -> i32 {
-    match cli.command {
-        Command::Check { config } => check(config.as_deref()),
-        Command::Run { config } => run(config.as_deref()),
-        Command::Completions { shell } => crate::cli::print_completions(shell),
-        Command::Exec {
-            restart,
-            stop_timeout,
-            command,
-        } => crate::exec::run(restart, stop_timeout, command),
-        Command::Config { config } => print_config(config.as_deref()),
-        command => crate::ctl::run(command),
-    }
-}
-
 /// glibc gives each thread that allocates its own arena. kelpie allocates
 /// little, from a few threads, for a long time: extra arenas only add
 /// resident memory (about 80 KiB with 100 programs), never speed. Called
@@ -65,80 +53,7 @@ fn one_malloc_arena() {
     }
 }
 
-fn print_diagnostics(validation: &Validation) {
-    for diagnostic in &validation.diagnostics {
-        eprintln!("{diagnostic}");
-    }
-}
-
-/// The file could not be read at all: its one diagnostic says everything.
-fn unreadable(validation: &Validation) -> bool {
-    validation.errors().all(|d| d.line == 0)
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
-}
-
-fn check(explicit: Option<&Path>) -> i32 {
-    let path = config::find_config(explicit);
-    let validation = config::load(&path, Mode::Check, &Host::current());
-    print_diagnostics(&validation);
-    let errors = validation.errors().count();
-    let warnings = validation.warnings().count();
-    match &validation.config {
-        Some(config) if errors == 0 => {
-            let warn = match warnings {
-                0 => String::new(),
-                n => format!(", {}", plural(n, "warning")),
-            };
-            println!(
-                "{}: OK ({}, {}{warn})",
-                path.display(),
-                plural(config.programs.len(), "program"),
-                plural(config.instance_count(), "instance")
-            );
-            0
-        }
-        _ => {
-            if !unreadable(&validation) {
-                eprintln!("{}: invalid ({})", path.display(), plural(errors, "error"));
-            }
-            EXIT_CONFIG
-        }
-    }
-}
-
-/// `kelpie config`: the effective config as TOML, or the errors (78).
-fn print_config(explicit: Option<&Path>) -> i32 {
-    let path = config::find_config(explicit);
-    let validation = config::load(&path, Mode::Check, &Host::current());
-    match &validation.config {
-        Some(config) if validation.errors().next().is_none() => {
-            for warning in validation.warnings() {
-                eprintln!("{warning}");
-            }
-            use std::io::Write as _;
-            let mut out = std::io::stdout().lock();
-            // A closed pipe (`| head`) just ends the output.
-            let _ = out.write_all(config::print::to_toml(config).as_bytes());
-            0
-        }
-        _ => {
-            print_diagnostics(&validation);
-            if !unreadable(&validation) {
-                eprintln!("{}: invalid config", path.display());
-            }
-            EXIT_CONFIG
-        }
-    }
-}
-
-fn run(explicit: Option<&Path>) -> i32 {
+pub fn run(explicit: Option<&Path>) -> i32 {
     one_malloc_arena();
     crate::process::seal_inherited_fds();
     // Forked first thing, while kelpie is one thread and its heap is still
@@ -151,8 +66,8 @@ fn run(explicit: Option<&Path>) -> i32 {
     let path = config::find_config(explicit);
     let validation = config::load(&path, Mode::Run, &Host::current());
     let Some(config) = validation.config.clone() else {
-        print_diagnostics(&validation);
-        if !unreadable(&validation) {
+        validation.print_diagnostics();
+        if !validation.unreadable() {
             eprintln!("{}: invalid config; nothing was started", path.display());
         }
         return EXIT_CONFIG;
@@ -374,7 +289,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         pumps: pumps.clone(),
         status: status_tx,
         metrics: metrics.clone(),
-        systemd: crate::systemd::Systemd::from_env(),
+        systemd: crate::service_manager::Systemd::from_env(),
     };
     let (supervisor, join) = match Actor::spawn(
         Some("kelpie-supervisor".into()),

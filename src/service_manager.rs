@@ -1,5 +1,5 @@
 //! kelpie as a systemd `Type=notify` service: the sd_notify protocol from
-//! kelpie's side (`notify.rs` is the same protocol from its programs' side).
+//! kelpie's side (`notify_socket.rs` is the same protocol from its programs' side).
 //!
 //! When `$NOTIFY_SOCKET` is set, kelpie sends
 //! - `READY=1` once every autostart program is up and ready (a oneshot:

@@ -1,0 +1,87 @@
+//! Subcommand entry points and exit codes: `main` only parses and exits;
+//! this runs the subcommand. `kelpie run` is the daemon (`daemon.rs`),
+//! `kelpie exec` the one-command init (`exec.rs`), the control verbs the
+//! client side (`ctl`).
+
+use std::path::Path;
+
+use crate::cli::{Cli, Command};
+use crate::config::{self, Host, Mode};
+use crate::EXIT_CONFIG;
+
+pub fn dispatch(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Check { config } => check(config.as_deref()),
+        Command::Run { config } => crate::daemon::run(config.as_deref()),
+        Command::Completions { shell } => crate::cli::print_completions(shell),
+        Command::Exec {
+            restart,
+            stop_timeout,
+            command,
+        } => crate::exec::run(restart, stop_timeout, command),
+        Command::Config { config } => print_config(config.as_deref()),
+        command => crate::ctl::run(command),
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn check(explicit: Option<&Path>) -> i32 {
+    let path = config::find_config(explicit);
+    let validation = config::load(&path, Mode::Check, &Host::current());
+    validation.print_diagnostics();
+    let errors = validation.errors().count();
+    let warnings = validation.warnings().count();
+    match &validation.config {
+        Some(config) if errors == 0 => {
+            let warn = match warnings {
+                0 => String::new(),
+                n => format!(", {}", plural(n, "warning")),
+            };
+            println!(
+                "{}: OK ({}, {}{warn})",
+                path.display(),
+                plural(config.programs.len(), "program"),
+                plural(config.instance_count(), "instance")
+            );
+            0
+        }
+        _ => {
+            if !validation.unreadable() {
+                eprintln!("{}: invalid ({})", path.display(), plural(errors, "error"));
+            }
+            EXIT_CONFIG
+        }
+    }
+}
+
+/// `kelpie config`: the effective config as TOML, or the errors (78).
+fn print_config(explicit: Option<&Path>) -> i32 {
+    let path = config::find_config(explicit);
+    let validation = config::load(&path, Mode::Check, &Host::current());
+    match &validation.config {
+        Some(config) if validation.errors().next().is_none() => {
+            for warning in validation.warnings() {
+                eprintln!("{warning}");
+            }
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) just ends the output.
+            let _ = out.write_all(config::print::to_toml(config).as_bytes());
+            0
+        }
+        _ => {
+            validation.print_diagnostics();
+            if !validation.unreadable() {
+                eprintln!("{}: invalid config", path.display());
+            }
+            EXIT_CONFIG
+        }
+    }
+}
