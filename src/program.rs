@@ -47,11 +47,6 @@ pub enum ProgramMsg {
         kind: TimerKind,
         generation: u64,
     },
-    /// Re-check a SIGKILLed group that has not reported empty yet.
-    Recheck {
-        pgid: i32,
-        attempt: u32,
-    },
     Probe(ProbeResult),
     /// sd_notify messages from the instance's socket.
     Notify(Vec<Notice>),
@@ -76,11 +71,6 @@ pub enum ProgramMsg {
     /// The global restart budget is spent; the restart waits its turn.
     BudgetExhausted,
 }
-
-/// Re-checks after a SIGKILL: 50 ms, 100 ms, … up to ~6 s in total. Only a
-/// group with a member whose parent never reaps it needs more than the
-/// first.
-const RECHECK_ATTEMPTS: u32 = 8;
 
 pub struct ProgramArgs {
     pub config: Arc<ProgramConfig>,
@@ -303,24 +293,10 @@ impl Actor for ProgramActor {
                 state.publish();
                 return Ok(());
             }
-            ProgramMsg::Recheck { pgid, attempt } => {
-                if state.pgid == Some(pgid) {
-                    state.args.reaper.recheck();
-                    if attempt + 1 < RECHECK_ATTEMPTS {
-                        schedule_recheck(&myself, pgid, attempt + 1);
-                    }
-                }
-                return Ok(());
-            }
         };
         state.apply(&myself, event);
         Ok(())
     }
-}
-
-fn schedule_recheck(myself: &ActorRef<ProgramMsg>, pgid: i32, attempt: u32) {
-    let delay = std::time::Duration::from_millis(50u64 << attempt.min(10));
-    myself.send_after(delay, move || ProgramMsg::Recheck { pgid, attempt });
 }
 
 impl ProgramState {
@@ -341,9 +317,11 @@ impl ProgramState {
                     Action::SignalGroup(signal) => {
                         if let Some(pgid) = self.pgid {
                             self.args.reaper.signal_group(pgid, signal);
-                            if signal == Signal::SIGKILL {
-                                schedule_recheck(myself, pgid, 0);
-                            }
+                        }
+                    }
+                    Action::RecheckGroup => {
+                        if self.pgid.is_some() {
+                            self.args.reaper.recheck();
                         }
                     }
                     Action::WatchGroup => {

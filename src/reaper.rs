@@ -22,7 +22,8 @@
 //!   always a child of kelpie (its leader, or an orphan reparented to the
 //!   subreaper), so its exit raises SIGCHLD here. The exception (a member
 //!   whose parent lives outside the group and never waits) is covered by
-//!   `recheck`, which the owner calls a few times after a SIGKILL.
+//!   `recheck`, which the owner calls a few times after a SIGKILL (the
+//!   lifecycle's `Action::RecheckGroup`).
 
 use std::collections::HashMap;
 use std::io;

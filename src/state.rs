@@ -185,6 +185,8 @@ pub enum TimerKind {
     StopTimeout,
     /// `start_timeout` after the spawn: not ready by now is a failed start.
     StartTimeout,
+    /// A SIGKILLed group has not reported empty yet: look again.
+    KillRecheck,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -328,8 +330,18 @@ pub enum Action {
     },
     /// Ask the Supervisor for a restart under the global budget.
     AskRestart,
+    /// Look again whether the group is empty (after a SIGKILL, a member
+    /// whose parent never reaps it keeps the group alive as a zombie until
+    /// that parent exits; nothing signals kelpie when that happens).
+    RecheckGroup,
     Emit(Note),
 }
+
+/// After a SIGKILL, the group's emptiness is looked at again after 50 ms,
+/// 100 ms, … (doubling), this many times: about 12 s in all. Only a group
+/// with a member whose parent never reaps it needs more than the first.
+const KILL_RECHECKS: u32 = 8;
+const FIRST_KILL_RECHECK: Duration = Duration::from_millis(50);
 
 /// What happens once the clean-up after an unplanned exit is complete.
 #[derive(Debug, Clone, PartialEq)]
@@ -371,6 +383,8 @@ pub struct Instance {
     /// Unplanned ends of a run that the policy answers with a restart, or
     /// that failed: what supervision groups react to.
     crashes: u64,
+    /// Looks again at a SIGKILLed group so far (`KILL_RECHECKS`).
+    kill_rechecks: u32,
 }
 
 /// A read-only view for status, readiness and metrics.
@@ -439,6 +453,7 @@ impl Instance {
             liveness_streak: 0,
             status_text: None,
             crashes: 0,
+            kill_rechecks: 0,
         }
     }
 
@@ -692,6 +707,14 @@ impl Instance {
         self.generation += 1;
     }
 
+    /// SIGKILL to the group, and a first look again at whether it is
+    /// empty (`KILL_RECHECKS`).
+    fn kill_group(&mut self, out: &mut Vec<Action>) {
+        out.push(Action::SignalGroup(Signal::SIGKILL));
+        self.kill_rechecks = 0;
+        out.push(self.timer(TimerKind::KillRecheck, FIRST_KILL_RECHECK));
+    }
+
     fn timer(&self, kind: TimerKind, after: Duration) -> Action {
         Action::StartTimer {
             kind,
@@ -736,7 +759,7 @@ impl Instance {
                 self.after_cleanup = None;
                 if kill {
                     self.killed = true;
-                    out.push(Action::SignalGroup(Signal::SIGKILL));
+                    self.kill_group(out);
                 } else {
                     let signal = self.policy.stop_signal;
                     out.push(Action::Emit(Note::Stopping { signal }));
@@ -752,7 +775,7 @@ impl Instance {
                 self.after_cleanup = None;
                 if kill && !self.killed {
                     self.killed = true;
-                    out.push(Action::SignalGroup(Signal::SIGKILL));
+                    self.kill_group(out);
                 }
             }
             Phase::Backoff => {
@@ -823,7 +846,15 @@ impl Instance {
             (TimerKind::StopTimeout, Phase::Stopping) if !self.killed => {
                 self.killed = true;
                 out.push(Action::Emit(Note::StopTimedOut));
-                out.push(Action::SignalGroup(Signal::SIGKILL));
+                self.kill_group(out);
+            }
+            (TimerKind::KillRecheck, Phase::Stopping) if self.killed => {
+                out.push(Action::RecheckGroup);
+                self.kill_rechecks += 1;
+                if self.kill_rechecks < KILL_RECHECKS {
+                    let after = FIRST_KILL_RECHECK * (1 << self.kill_rechecks.min(10));
+                    out.push(self.timer(TimerKind::KillRecheck, after));
+                }
             }
             _ => {}
         }
@@ -872,7 +903,7 @@ impl Instance {
                 if self.killed {
                     // Repeat the SIGKILL for members that may have been
                     // forked after it was sent.
-                    out.push(Action::SignalGroup(Signal::SIGKILL));
+                    self.kill_group(out);
                 }
             } else {
                 self.finish_stop(out);

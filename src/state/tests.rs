@@ -483,9 +483,61 @@ fn sigkill_is_repeated_when_the_leader_exits_after_escalation() {
         group_alive: true,
     });
     assert_eq!(
-        actions[1..],
+        actions[1..3],
         [Action::WatchGroup, Action::SignalGroup(Signal::SIGKILL)]
     );
+    assert!(
+        matches!(
+            actions[3],
+            Action::StartTimer {
+                kind: TimerKind::KillRecheck,
+                ..
+            }
+        ),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_killed_group_is_looked_at_again_with_doubling_delays_then_left_to_sigchld() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    rig.feed(Event::Stop);
+    rig.fire(TimerKind::StopTimeout);
+    assert_eq!(
+        rig.last_timer(TimerKind::KillRecheck),
+        Some(Duration::from_millis(50))
+    );
+    let mut delays = Vec::new();
+    let mut rechecks = 0;
+    loop {
+        let actions = rig.fire(TimerKind::KillRecheck);
+        rechecks += actions
+            .iter()
+            .filter(|a| **a == Action::RecheckGroup)
+            .count();
+        match actions.iter().find_map(|a| match a {
+            Action::StartTimer {
+                kind: TimerKind::KillRecheck,
+                after,
+                ..
+            } => Some(*after),
+            _ => None,
+        }) {
+            Some(after) => delays.push(after.as_millis()),
+            None => break,
+        }
+    }
+    assert_eq!(rechecks, 8);
+    assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 6400]);
+    // Once the group is gone, a late recheck timer is stale.
+    rig.feed(Event::Exited {
+        pid: PID,
+        status: ExitStatus::Signal(9),
+        group_alive: false,
+    });
+    assert_eq!(rig.phase(), Phase::Stopped);
+    assert!(rig.fire(TimerKind::KillRecheck).is_empty());
 }
 
 fn probed(success: u32, failure: u32) -> Policy {
