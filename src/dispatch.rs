@@ -1,7 +1,7 @@
 //! Subcommand entry points and exit codes: `main` only parses and exits;
 //! this runs the subcommand. `kelpie run` is the daemon (`daemon.rs`),
 //! `kelpie exec` the one-command init (`exec.rs`), the control verbs the
-//! client side (`ctl`).
+//! client side (`control_client`).
 
 use std::path::Path;
 
@@ -20,7 +20,7 @@ pub fn dispatch(cli: Cli) -> i32 {
             command,
         } => crate::exec::run(restart, stop_timeout, command),
         Command::Config { config } => print_config(config.as_deref()),
-        command => crate::ctl::run(command),
+        command => crate::control_client::run(command),
     }
 }
 

@@ -21,7 +21,8 @@
 //!   `/metrics` endpoints and the Prometheus exposition
 //! - `http_server`: the hardened HTTP/1.1 server under `http` and the
 //!   control socket
-//! - `ctl`: the control commands' client side (`status`, `start`, …)
+//! - `control`, `control_client`: the control socket as served by `kelpie run`,
+//!   and the commands that use it (`status`, `start`, …)
 //! - `exec`: `kelpie exec`, the config-less tini-style init for one command
 //! - `logging`, `signals`, `cli`, `dispatch`: plumbing; `daemon`: `kelpie run`'s start-up
 //! - `restart_policy`, `output_stream`: vocabulary shared by layers that must
@@ -31,7 +32,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod ctl;
+pub mod control_client;
 pub mod daemon;
 pub mod dispatch;
 pub mod exec;

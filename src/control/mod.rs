@@ -3,11 +3,10 @@
 //! …) is a client of it. `protocol` holds the bodies both sides share;
 //! `socket` creates the socket file safely, `server` serves it (peer
 //! credentials, limits, request ids), `api` routes requests to the
-//! Supervisor and the status board, `wait` judges when an action is done,
-//! and `client` talks to it all.
+//! Supervisor and the status board, and `wait` judges when an action is
+//! done. The client side is `control_client`.
 
 pub mod api;
-pub mod client;
 pub mod protocol;
 pub mod server;
 pub mod socket;

@@ -303,7 +303,7 @@ fn identity(meta: &Metadata) -> (u64, u64) {
 }
 
 /// An OS error as a short lower-case phrase without "(os error N)".
-pub(super) fn describe(err: &io::Error) -> String {
+pub fn describe(err: &io::Error) -> String {
     let text = err.to_string();
     let text = text.split(" (os error").next().unwrap_or_default();
     let mut chars = text.chars();

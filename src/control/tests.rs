@@ -19,10 +19,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
-use super::client::{ApiError, Client, ClientError};
 use super::protocol::{self, code};
 use super::server::{self, parse_json, ControlRequest, ControlResponse, ControlServer, Limits};
 use super::socket;
+use crate::control_client::connection::{ApiError, Client, ClientError};
 
 const DEADLINE: Duration = Duration::from_secs(10);
 

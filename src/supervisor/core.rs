@@ -22,14 +22,14 @@ use tokio::time::Instant;
 
 use super::actions::{ActionError, ActionRequest, Dispatched};
 use super::budget::Budget;
-use super::entry::{Blueprint, Entry, Slot};
+use super::entry::{Blueprint, Entry};
 use super::groups::Group;
 use super::reloading::{ReloadOutcome, ReloadRefused, ReloadRequest};
-use super::{rolling, Cause};
-use crate::config::{DependencyCondition, GroupConfig, OnFailure, ProgramConfig, SupervisorConfig};
+use super::Cause;
+use crate::config::{GroupConfig, ProgramConfig, SupervisorConfig};
 use crate::process::Identity;
 use crate::report::InstanceEvent;
-use crate::state::{ExitKind, Phase, Policy};
+use crate::state::Policy;
 use crate::status::{Board, InstanceStatus};
 
 /// Unique per instance actor ever asked for.
@@ -229,12 +229,6 @@ pub struct Fleet {
     pub(super) now: Instant,
     pub(super) out: Vec<FleetAction>,
     pub(super) config_path: PathBuf,
-}
-
-enum Gate {
-    Open,
-    Wait(String),
-    Blocked(String),
 }
 
 impl Fleet {
@@ -449,277 +443,6 @@ impl Fleet {
         entry
     }
 
-    pub(super) fn spawn_slots(&mut self, entry: &mut Entry) {
-        entry.slots.clear();
-        for n in 0..entry.config.instances {
-            let incarnation = self.next_incarnation();
-            self.out.push(spawn_of(entry, n, incarnation));
-            entry.slots.push(Slot::new(incarnation));
-        }
-    }
-
-    /// Asks for an actor for instance `index` of entry `i`.
-    pub(super) fn spawn_instance(&mut self, i: usize, index: u32, incarnation: Incarnation) {
-        let action = spawn_of(&self.entries[i], index, incarnation);
-        self.out.push(action);
-    }
-
-    /// An actor could not be created: a slot stays without one (its
-    /// instance stays stopped), a roll's replacement aborts the roll.
-    fn on_spawn_failed(&mut self, incarnation: Incarnation) {
-        if self.replacement_lost(incarnation, "cannot create the replacement's actor") {
-            return;
-        }
-        for entry in self.entries.iter_mut().chain(self.retired.iter_mut()) {
-            for slot in &mut entry.slots {
-                if slot.incarnation == incarnation {
-                    slot.live = false;
-                }
-            }
-        }
-    }
-
-    /// An instance actor panicked (a bug in kelpie): its state's `Drop`
-    /// killed its process group. A slot actor is replaced (and restarted if
-    /// it was meant to run); a roll replacement aborts the roll; a retiring
-    /// actor is simply gone.
-    fn on_actor_failed(&mut self, incarnation: Incarnation, error: &str) {
-        for retired in [false, true] {
-            let count = if retired {
-                self.retired.len()
-            } else {
-                self.entries.len()
-            };
-            for i in 0..count {
-                let entry = if retired {
-                    &mut self.retired[i]
-                } else {
-                    &mut self.entries[i]
-                };
-                if let Some(position) = entry
-                    .retiring
-                    .iter()
-                    .position(|r| r.incarnation == incarnation)
-                {
-                    entry.retiring.remove(position);
-                    log_actor_failure(entry.name(), error);
-                    return;
-                }
-                if entry.roll.as_ref().and_then(rolling::Roll::replacement) == Some(incarnation) {
-                    log_actor_failure(entry.name(), error);
-                    self.replacement_lost(incarnation, "the replacement's actor failed");
-                    return;
-                }
-                let Some(n) = entry
-                    .slots
-                    .iter()
-                    .position(|s| s.live && s.incarnation == incarnation)
-                else {
-                    continue;
-                };
-                log_actor_failure(&entry.config.instance_name(n as u32), error);
-                let restart = !retired
-                    && self.shutdown.is_none()
-                    && entry.launched
-                    && !entry.stopped_by_user()
-                    && entry.pending.is_none();
-                let fresh = self.next_incarnation();
-                let entry = if retired {
-                    &mut self.retired[i]
-                } else {
-                    &mut self.entries[i]
-                };
-                self.out.push(spawn_of(entry, n as u32, fresh));
-                Arc::make_mut(&mut entry.status).instances[n] = InstanceStatus::new();
-                if restart {
-                    self.out.push(FleetAction::Send {
-                        to: fresh,
-                        command: Command::Start,
-                    });
-                }
-                entry.slots[n] = Slot {
-                    expect_up: Some(restart),
-                    ..Slot::new(fresh)
-                };
-                return;
-            }
-        }
-    }
-
-    fn on_instance_changed(
-        &mut self,
-        program: &str,
-        index: u32,
-        incarnation: Incarnation,
-        update: InstanceStatus,
-        events: &[InstanceEvent],
-    ) {
-        let is_slot_of = |entry: &Entry| {
-            entry
-                .slots
-                .get(index as usize)
-                .is_some_and(|s| s.live && s.incarnation == incarnation)
-        };
-        if let Some(&i) = self.index.get(program) {
-            let entry = &mut self.entries[i];
-            if is_slot_of(entry) {
-                self.slot_changed(i, index as usize, update, events);
-                return;
-            }
-            if entry.replacement_changed(&mut self.out, incarnation, &update)
-                || entry.retiring_changed(&mut self.out, incarnation, &update)
-            {
-                return;
-            }
-        }
-        for entry in self.retired.iter_mut().filter(|e| e.name() == program) {
-            if is_slot_of(entry) {
-                entry.slots[index as usize].expect_up = None;
-                Arc::make_mut(&mut entry.status).instances[index as usize] = update;
-                return;
-            }
-            if entry.retiring_changed(&mut self.out, incarnation, &update) {
-                return;
-            }
-        }
-    }
-
-    fn slot_changed(
-        &mut self,
-        i: usize,
-        index: usize,
-        update: InstanceStatus,
-        events: &[InstanceEvent],
-    ) {
-        let entry = &mut self.entries[i];
-        let program = entry.config.name.clone();
-        let on_failure = entry.config.on_failure;
-        // Its own word replaces what the core expected of it.
-        entry.slots[index].expect_up = None;
-        Arc::make_mut(&mut entry.status).instances[index] = update;
-        for event in events {
-            match *event {
-                InstanceEvent::Restarted { count } => {
-                    self.out.push(FleetAction::Metric(MetricUpdate::Restarted {
-                        program: program.clone(),
-                        count,
-                    }))
-                }
-                InstanceEvent::Crashed => self.on_member_crash(&program),
-                InstanceEvent::Failed
-                    if on_failure == OnFailure::Shutdown && self.shutdown.is_none() =>
-                {
-                    tracing::error!(
-                        event = "shutdown_on_failure",
-                        program,
-                        "{program} failed and has on_failure = \"shutdown\"; shutting down"
-                    );
-                    self.begin_shutdown(1);
-                }
-                InstanceEvent::Failed => {}
-            }
-        }
-    }
-
-    /// Whether program `i` may start now, must wait, or never can.
-    fn gate(&self, i: usize) -> Gate {
-        let mut waiting: Option<String> = None;
-        for (dep, condition) in &self.entries[i].config.depends_on {
-            let Some(&d) = self.index.get(dep) else {
-                continue;
-            };
-            let target = &self.entries[d];
-            if target.snapshots().any(|s| s.phase == Phase::Failed) {
-                return Gate::Blocked(format!("dependency \"{dep}\" failed"));
-            }
-            let met = target.pending.is_none()
-                && target.snapshots().all(|s| match condition {
-                    DependencyCondition::Started => {
-                        s.pid.is_some() && matches!(s.phase, Phase::Starting | Phase::Running)
-                    }
-                    DependencyCondition::Ready => s.ready,
-                    DependencyCondition::Completed => {
-                        s.phase == Phase::Exited && s.last_exit_kind == Some(ExitKind::Success)
-                    }
-                });
-            if !met {
-                let ended = target.snapshots().all(|s| s.phase == Phase::Exited);
-                if ended && *condition != DependencyCondition::Completed {
-                    return Gate::Blocked(format!(
-                        "dependency \"{dep}\" exited and will not be restarted"
-                    ));
-                }
-                if *condition == DependencyCondition::Completed
-                    && target.snapshots().any(|s| {
-                        s.phase == Phase::Exited && s.last_exit_kind != Some(ExitKind::Success)
-                    })
-                {
-                    return Gate::Blocked(format!(
-                        "dependency \"{dep}\" did not complete successfully"
-                    ));
-                }
-                if waiting.is_none() {
-                    waiting = Some(format!(
-                        "waiting for dependency \"{dep}\" to be {}",
-                        condition.as_str()
-                    ));
-                }
-            }
-        }
-        match waiting {
-            Some(reason) => Gate::Wait(reason),
-            None => Gate::Open,
-        }
-    }
-
-    fn launch_ready_programs(&mut self) {
-        if self.shutdown.is_some() {
-            return;
-        }
-        for i in 0..self.entries.len() {
-            let entry = &self.entries[i];
-            if entry.launched
-                || entry.pending.is_some()
-                || entry.stopped_by_user()
-                || self.held_by_group(entry.name())
-                || !(entry.config.autostart || entry.start_requested)
-            {
-                continue;
-            }
-            let gate = self.gate(i);
-            let entry = &mut self.entries[i];
-            match gate {
-                Gate::Wait(reason) => entry.set_reason(Some(reason)),
-                Gate::Open => {
-                    entry.launched = true;
-                    let (ack, cause) = match entry.launch.take() {
-                        Some((seq, cause)) => (Some(seq), cause),
-                        None => (None, None),
-                    };
-                    match &entry.identity {
-                        Ok(_) => entry.start_all(&mut self.out, &cause, ack),
-                        Err(reason) => {
-                            let block = Command::Block(reason.clone());
-                            entry.cast_all(&mut self.out, &block);
-                            if let Some(seq) = ack {
-                                entry.cast_all(&mut self.out, &Command::Ack(seq));
-                            }
-                        }
-                    }
-                }
-                Gate::Blocked(reason) => {
-                    entry.launched = true;
-                    tracing::error!(event = "program_blocked", program = %entry.config.name, reason = %reason, "{} cannot start: {reason}", entry.config.name);
-                    entry.set_reason(None);
-                    entry.cast_all(&mut self.out, &Command::Block(reason.clone()));
-                    if let Some((seq, _)) = entry.launch.take() {
-                        entry.cast_all(&mut self.out, &Command::Ack(seq));
-                    }
-                }
-            }
-        }
-    }
-
     /// Name → position and dependents, after the entries changed.
     pub(super) fn reindex(&mut self) {
         self.index = self
@@ -752,26 +475,6 @@ enum Advance {
     All,
     /// Only the shutdown sequence, if one runs (after an actor failure).
     ShutdownOnly,
-}
-
-fn spawn_of(entry: &Entry, index: u32, incarnation: Incarnation) -> FleetAction {
-    FleetAction::Spawn(SpawnInstance {
-        entry: entry.id,
-        config: entry.config.clone(),
-        policy: entry.policy.clone(),
-        identity: entry.identity.clone().ok().flatten(),
-        index,
-        incarnation,
-    })
-}
-
-fn log_actor_failure(name: &str, error: &str) {
-    tracing::error!(
-        event = "program_actor_failed",
-        actor = %name,
-        error = %error,
-        "BUG: the actor supervising {name} failed; its process group was killed and the actor is replaced"
-    );
 }
 
 #[cfg(test)]

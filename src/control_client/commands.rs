@@ -11,11 +11,11 @@ use serde::Serialize;
 use super::render;
 use crate::cli::{Command, ControlOpts, Targets};
 use crate::config::{self, Host, Mode};
-use crate::control::client::{ApiError, Client, ClientError};
 use crate::control::protocol::{
     self, ActionReply, ActionRequest, DiffRequest, ErrorReply, HealthReply, LogEvent, ProgramInfo,
     ProgramsReply, ReadyReply, ReloadReply, ShutdownEvent,
 };
+use crate::control_client::connection::{ApiError, Client, ClientError};
 use crate::EXIT_CONFIG;
 
 /// sysexits EX_UNAVAILABLE: no supervisor answers.

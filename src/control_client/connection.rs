@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
 
-use super::protocol::ErrorReply;
-use super::socket::describe;
+use crate::control::protocol::ErrorReply;
+use crate::control::socket::describe;
 
 /// sysexits EX_UNAVAILABLE: no supervisor answers.
 pub const EXIT_UNAVAILABLE: i32 = 69;

@@ -1,0 +1,113 @@
+//! The dependency gate: when a program that should run may start, must
+//! wait (and why), or never can.
+
+use super::core::{Command, Fleet};
+use crate::config::DependencyCondition;
+use crate::state::{ExitKind, Phase};
+
+enum Gate {
+    Open,
+    Wait(String),
+    Blocked(String),
+}
+
+impl Fleet {
+    /// Whether program `i` may start now, must wait, or never can.
+    fn gate(&self, i: usize) -> Gate {
+        let mut waiting: Option<String> = None;
+        for (dep, condition) in &self.entries[i].config.depends_on {
+            let Some(&d) = self.index.get(dep) else {
+                continue;
+            };
+            let target = &self.entries[d];
+            if target.snapshots().any(|s| s.phase == Phase::Failed) {
+                return Gate::Blocked(format!("dependency \"{dep}\" failed"));
+            }
+            let met = target.pending.is_none()
+                && target.snapshots().all(|s| match condition {
+                    DependencyCondition::Started => {
+                        s.pid.is_some() && matches!(s.phase, Phase::Starting | Phase::Running)
+                    }
+                    DependencyCondition::Ready => s.ready,
+                    DependencyCondition::Completed => {
+                        s.phase == Phase::Exited && s.last_exit_kind == Some(ExitKind::Success)
+                    }
+                });
+            if !met {
+                let ended = target.snapshots().all(|s| s.phase == Phase::Exited);
+                if ended && *condition != DependencyCondition::Completed {
+                    return Gate::Blocked(format!(
+                        "dependency \"{dep}\" exited and will not be restarted"
+                    ));
+                }
+                if *condition == DependencyCondition::Completed
+                    && target.snapshots().any(|s| {
+                        s.phase == Phase::Exited && s.last_exit_kind != Some(ExitKind::Success)
+                    })
+                {
+                    return Gate::Blocked(format!(
+                        "dependency \"{dep}\" did not complete successfully"
+                    ));
+                }
+                if waiting.is_none() {
+                    waiting = Some(format!(
+                        "waiting for dependency \"{dep}\" to be {}",
+                        condition.as_str()
+                    ));
+                }
+            }
+        }
+        match waiting {
+            Some(reason) => Gate::Wait(reason),
+            None => Gate::Open,
+        }
+    }
+
+    pub(super) fn launch_ready_programs(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        for i in 0..self.entries.len() {
+            let entry = &self.entries[i];
+            if entry.launched
+                || entry.pending.is_some()
+                || entry.stopped_by_user()
+                || self.held_by_group(entry.name())
+                || !(entry.config.autostart || entry.start_requested)
+            {
+                continue;
+            }
+            let gate = self.gate(i);
+            let entry = &mut self.entries[i];
+            match gate {
+                Gate::Wait(reason) => entry.set_reason(Some(reason)),
+                Gate::Open => {
+                    entry.launched = true;
+                    let (ack, cause) = match entry.launch.take() {
+                        Some((seq, cause)) => (Some(seq), cause),
+                        None => (None, None),
+                    };
+                    match &entry.identity {
+                        Ok(_) => entry.start_all(&mut self.out, &cause, ack),
+                        Err(reason) => {
+                            let block = Command::Block(reason.clone());
+                            entry.cast_all(&mut self.out, &block);
+                            if let Some(seq) = ack {
+                                entry.cast_all(&mut self.out, &Command::Ack(seq));
+                            }
+                        }
+                    }
+                }
+                Gate::Blocked(reason) => {
+                    entry.launched = true;
+                    tracing::error!(event = "program_blocked", program = %entry.config.name, reason = %reason, "{} cannot start: {reason}", entry.config.name);
+                    entry.set_reason(None);
+                    entry.cast_all(&mut self.out, &Command::Block(reason.clone()));
+                    if let Some((seq, _)) = entry.launch.take() {
+                        entry.cast_all(&mut self.out, &Command::Ack(seq));
+                    }
+                }
+            }
+        }
+    }
+}
