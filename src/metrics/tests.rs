@@ -3,6 +3,7 @@
 // clippy's zombie lint does not know about.
 #![allow(clippy::zombie_processes)]
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write as _;
 use std::os::unix::process::CommandExt;
@@ -15,9 +16,10 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
+use super::text::{escape, push_f64, push_u64};
 use super::*;
-use crate::state::Snapshot;
-use crate::status::{InstanceStatus, ProgramStatus};
+use crate::state::{Phase, Snapshot};
+use crate::status::{Board, InstanceStatus, ProgramStatus};
 
 /// SPEC §4: every kelpie family, its type and its label names.
 const SPEC: &[(&str, &str, &[&str])] = &[
