@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::oneshot;
 
 use super::core::{Answer, Command, Fleet};
+use super::entry::{AfterStop, Entry, Stage, Want};
 use super::rolling::Roll;
 use super::Cause;
 use crate::config::ProgramConfig;
@@ -203,15 +204,15 @@ impl Fleet {
                 Verb::Stop => self.request_stop(i, seq, cause),
                 Verb::Restart if command.rolling => {
                     let entry = &mut self.entries[i];
-                    let all_up =
-                        entry.snapshots().all(|s| s.pid.is_some()) && entry.pending.is_none();
+                    let all_up = entry.snapshots().all(|s| s.pid.is_some())
+                        && entry.stage.pending().is_none();
                     if entry.roll.is_some() {
                         accepted.outcome = Some(Err(format!(
                             "a rolling restart of {} is already in progress",
                             entry.name()
                         )));
                     } else if all_up {
-                        entry.set_stopped_by_user(false);
+                        entry.lift_stop();
                         entry.roll = Some(Roll::new(entry.name(), cause.clone(), command.request));
                         accepted.rolling = true;
                     } else {
@@ -234,29 +235,30 @@ impl Fleet {
         let name = self.entries[i].name().to_string();
         self.revive_group_of(&name);
         let entry = &mut self.entries[i];
-        entry.set_stopped_by_user(false);
-        entry.start_requested = true;
-        entry.stop_queued = None;
-        if entry.pending.is_some() || entry.is_down() {
+        entry.set_want(Want::Started);
+        if entry.start_after_rebuild((seq, cause.clone())) {
+            // The rebuilt program starts (and acknowledges) it.
+        } else if entry.is_down() {
             // Through the dependency gate, like a first start; `start`
             // clears `failed` and the backoff there too.
-            entry.launched = false;
-            entry.launch = Some((seq, cause.clone()));
+            entry.stage = Stage::Gated {
+                request: Some((seq, cause.clone())),
+                relaunch: false,
+            };
         } else {
-            entry.start_all(&mut self.out, cause, Some(seq));
+            entry.start_all(&mut self.out, cause, Some(seq), false);
         }
     }
 
     fn request_restart(&mut self, i: usize, seq: u64, cause: &Cause) {
         let entry = &mut self.entries[i];
         entry.abort_roll(&mut self.out, "a plain restart was requested");
-        if entry.pending.is_some() || entry.is_down() {
+        if entry.stage.pending().is_some() || entry.is_down() {
             self.request_start(i, seq, cause);
             return;
         }
-        entry.set_stopped_by_user(false);
-        entry.start_requested = true;
-        entry.stop_queued = None;
+        entry.set_want(Want::Started);
+        entry.stage = Stage::Launched;
         entry.expect_up(true);
         entry.command(
             &mut self.out,
@@ -269,10 +271,8 @@ impl Fleet {
     pub(super) fn request_stop(&mut self, i: usize, seq: u64, cause: &Cause) {
         let entry = &mut self.entries[i];
         entry.abort_roll(&mut self.out, "the program is being stopped");
-        entry.set_stopped_by_user(true);
-        entry.start_requested = false;
-        entry.launch = None;
-        entry.stop_queued = Some((seq, cause.clone()));
+        entry.set_want(Want::Stopped);
+        entry.queue_stop((seq, cause.clone()));
     }
 
     fn signal_program(
@@ -308,11 +308,12 @@ impl Fleet {
     }
 
     /// Sends the queued stops whose time has come: a program stops only
-    /// after every program being stopped that depends on it is down.
+    /// after every program being stopped that depends on it is down. A
+    /// stop that is through moves the program on to what follows it.
     pub(super) fn advance_requested_stops(&mut self) {
-        let holds = |dependency: &str, entries: &[super::entry::Entry]| {
+        let holds = |dependency: &str, entries: &[Entry]| {
             entries.iter().any(|other| {
-                (other.stop_queued.is_some() || other.stopping)
+                other.stage.stop_requested()
                     && !other.is_down()
                     && other.config.depends_on.iter().any(|(d, _)| d == dependency)
             })
@@ -320,7 +321,7 @@ impl Fleet {
         let mut ready: Vec<(bool, usize)> = Vec::new();
         for (retired, list) in [(false, &self.entries), (true, &self.retired)] {
             for (i, entry) in list.iter().enumerate() {
-                if entry.stop_queued.is_some()
+                if matches!(entry.stage, Stage::StopQueued { .. })
                     && !holds(entry.name(), &self.entries)
                     && !holds(entry.name(), &self.retired)
                 {
@@ -334,16 +335,29 @@ impl Fleet {
             } else {
                 &mut self.entries[i]
             };
-            if let Some((seq, cause)) = entry.stop_queued.take() {
-                entry.stopping = true;
-                entry.expect_up(false);
-                entry.command(&mut self.out, &cause, &[Command::Stop], Some(seq));
-            }
+            let stage = std::mem::replace(&mut entry.stage, Stage::Launched);
+            let Stage::StopQueued {
+                request: (seq, cause),
+                then,
+            } = stage
+            else {
+                entry.stage = stage;
+                continue;
+            };
+            entry.stage = Stage::Stopping { then };
+            entry.expect_up(false);
+            entry.command(&mut self.out, &cause, &[Command::Stop], Some(seq));
         }
         for entry in self.entries.iter_mut().chain(self.retired.iter_mut()) {
-            if entry.stopping && entry.is_down() {
-                entry.stopping = false;
+            if !matches!(entry.stage, Stage::Stopping { .. }) || !entry.is_down() {
+                continue;
             }
+            entry.stage = match std::mem::replace(&mut entry.stage, Stage::Stopped) {
+                Stage::Stopping {
+                    then: AfterStop::Rebuild { blueprint, start },
+                } => Stage::Rebuilding { blueprint, start },
+                _ => Stage::Stopped,
+            };
         }
     }
 }

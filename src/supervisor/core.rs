@@ -416,10 +416,7 @@ impl Fleet {
 
     /// Per program on the board (in order): whether it is meant to run.
     pub fn autostart(&self) -> Vec<bool> {
-        self.entries
-            .iter()
-            .map(|e| e.config.autostart || e.start_requested)
-            .collect()
+        self.entries.iter().map(Entry::wanted).collect()
     }
 
     pub(super) fn next_incarnation(&mut self) -> Incarnation {

@@ -1,7 +1,8 @@
 //! One configured program as the fleet core sees it: its blueprint (config,
-//! policy, resolved identity), one slot per instance, what it shows to the
-//! outside world, and what has been asked of it. Actors are named only by
-//! their incarnation; every message to one is a `FleetAction::Send`.
+//! policy, resolved identity), its `Stage`, one slot per instance, what it
+//! shows to the outside world, and what the operator asked of it (`Want`).
+//! Actors are named only by their incarnation; every message to one is a
+//! `FleetAction::Send`.
 
 use std::sync::Arc;
 
@@ -30,6 +31,118 @@ impl Blueprint {
             config,
             identity: Ok(None),
         }
+    }
+}
+
+/// A control request waiting on a program: its sequence number (the ack
+/// that tells the caller the outcome is visible) and its cause.
+pub(super) type Request = (u64, Cause);
+
+/// Where a program is in its life as the core drives it. Each stage
+/// carries what it needs, so a combination the core never means (a
+/// queued start on a stopping program, a rebuild that is also launched)
+/// cannot be written down.
+pub(super) enum Stage {
+    /// Not started: the dependency gate starts it once it is wanted and
+    /// its dependencies allow. `request`: a control start waiting for the
+    /// gate, acknowledged by the launch. `relaunch`: a group restart's
+    /// launch, which keeps each instance's backoff and intensity.
+    Gated {
+        request: Option<Request>,
+        relaunch: bool,
+    },
+    /// The gate let it through (or blocked it for good); its instances
+    /// follow their own policies from here.
+    Launched,
+    /// A requested stop that goes out once every program being stopped
+    /// that depends on this one is down.
+    StopQueued { request: Request, then: AfterStop },
+    /// The requested stop went out; not down yet.
+    Stopping { then: AfterStop },
+    /// Stopped on request; only a new request starts it.
+    Stopped,
+    /// Changed by a reload and down: rebuilt from `blueprint` once no
+    /// changed dependency is waiting to be rebuilt. `start`: a control
+    /// start that the rebuilt program acknowledges.
+    Rebuilding {
+        blueprint: Blueprint,
+        start: Option<Request>,
+    },
+    /// Kelpie is shutting down; `stop_sent`: this program's stop (or
+    /// kill) went out.
+    ShuttingDown { stop_sent: bool },
+}
+
+/// What follows a requested stop once the program is down.
+pub(super) enum AfterStop {
+    Stay,
+    /// A reload changed it (see `Stage::Rebuilding`).
+    Rebuild {
+        blueprint: Blueprint,
+        start: Option<Request>,
+    },
+}
+
+/// What the operator asked of a program, beyond its config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Want {
+    /// As configured: started when `autostart` says so.
+    Configured,
+    /// `kelpie start`/`restart`, also with `autostart = false`.
+    Started,
+    /// `kelpie stop`: stays down, through reloads and group restarts.
+    Stopped,
+}
+
+impl Stage {
+    /// The blueprint a reload is waiting to rebuild the program from.
+    pub fn pending(&self) -> Option<&Blueprint> {
+        match self {
+            Stage::StopQueued {
+                then: AfterStop::Rebuild { blueprint, .. },
+                ..
+            }
+            | Stage::Stopping {
+                then: AfterStop::Rebuild { blueprint, .. },
+            }
+            | Stage::Rebuilding { blueprint, .. } => Some(blueprint),
+            _ => None,
+        }
+    }
+
+    /// For tables and logs: the stage without its data.
+    #[cfg(test)]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stage::Gated {
+                request: None,
+                relaunch: false,
+            } => "gated",
+            Stage::Gated {
+                request: Some(_), ..
+            } => "gated (start waiting)",
+            Stage::Gated { relaunch: true, .. } => "gated (relaunch)",
+            Stage::Launched => "launched",
+            Stage::StopQueued {
+                then: AfterStop::Stay,
+                ..
+            } => "stop queued",
+            Stage::StopQueued { .. } => "stop queued (then rebuild)",
+            Stage::Stopping {
+                then: AfterStop::Stay,
+            } => "stopping",
+            Stage::Stopping { .. } => "stopping (then rebuild)",
+            Stage::Stopped => "stopped",
+            Stage::Rebuilding { start: None, .. } => "rebuilding",
+            Stage::Rebuilding { start: Some(_), .. } => "rebuilding (start waiting)",
+            Stage::ShuttingDown { stop_sent: false } => "shutting down",
+            Stage::ShuttingDown { stop_sent: true } => "shutting down (stop sent)",
+        }
+    }
+
+    /// A requested stop is queued or on its way.
+    pub fn stop_requested(&self) -> bool {
+        matches!(self, Stage::StopQueued { .. } | Stage::Stopping { .. })
     }
 }
 
@@ -83,28 +196,13 @@ pub(super) struct Entry {
     pub slots: Vec<Slot>,
     /// What the outside world sees; shared with published boards.
     pub status: Arc<ProgramStatus>,
-    pub launched: bool,
-    /// Shutdown sent this program its stop.
-    pub stop_sent: bool,
+    pub stage: Stage,
+    /// What the operator asked of it; `status.stopped_by_user` mirrors it.
+    want: Want,
     /// Programs that depend on this one (indices into the entries).
     pub dependents: Vec<usize>,
-    /// A control `start`/`restart` waiting for the dependency gate: its
-    /// sequence number and cause, sent along with the start.
-    pub launch: Option<(u64, Cause)>,
-    /// Started by request although `autostart = false`.
-    pub start_requested: bool,
-    /// A requested stop (control `stop`, reload) not sent yet: it goes out
-    /// once every program being stopped that depends on this one is down.
-    pub stop_queued: Option<(u64, Cause)>,
-    /// A requested stop went out and the program is not down yet.
-    pub stopping: bool,
-    /// A reload changed this program: it is rebuilt from this blueprint
-    /// once it is down.
-    pub pending: Option<Blueprint>,
     pub roll: Option<Roll>,
     pub retiring: Vec<Retiring>,
-    /// The next launch is a group restart's: `Relaunch`, not `Start`.
-    pub relaunch: bool,
 }
 
 impl Entry {
@@ -126,17 +224,14 @@ impl Entry {
                 config.kind == crate::restart_policy::ProgramKind::Oneshot,
                 config.instances as usize,
             )),
-            launched: false,
-            stop_sent: false,
+            stage: Stage::Gated {
+                request: None,
+                relaunch: false,
+            },
+            want: Want::Configured,
             dependents: Vec::new(),
-            launch: None,
-            start_requested: false,
-            stop_queued: None,
-            stopping: false,
-            pending: None,
             roll: None,
             retiring: Vec::new(),
-            relaunch: false,
             config,
         }
     }
@@ -161,12 +256,104 @@ impl Entry {
     }
 
     pub fn stopped_by_user(&self) -> bool {
-        self.status.stopped_by_user
+        self.want == Want::Stopped
     }
 
-    pub fn set_stopped_by_user(&mut self, stopped: bool) {
+    pub fn want(&self) -> Want {
+        self.want
+    }
+
+    pub fn set_want(&mut self, want: Want) {
+        self.want = want;
+        let stopped = want == Want::Stopped;
         if self.status.stopped_by_user != stopped {
             Arc::make_mut(&mut self.status).stopped_by_user = stopped;
+        }
+    }
+
+    /// A `kelpie stop` no longer holds it down (a rolling restart, a
+    /// removal); a start it was given before stays.
+    pub fn lift_stop(&mut self) {
+        if self.want == Want::Stopped {
+            self.set_want(Want::Configured);
+        }
+    }
+
+    /// Meant to run: by config or by request (even if stopped since).
+    pub fn wanted(&self) -> bool {
+        self.config.autostart || self.want == Want::Started
+    }
+
+    /// Meant to run and not held down by a `kelpie stop`.
+    pub fn should_run(&self) -> bool {
+        self.wanted() && self.want != Want::Stopped
+    }
+
+    /// Past the dependency gate (including every stage after it).
+    pub fn launched(&self) -> bool {
+        !matches!(self.stage, Stage::Gated { .. })
+    }
+
+    /// Shutting down, and its stop has not gone out yet.
+    pub fn awaits_shutdown_stop(&self) -> bool {
+        matches!(self.stage, Stage::ShuttingDown { stop_sent: false })
+    }
+
+    /// Queues a requested stop; a rebuild a reload is waiting for still
+    /// follows it, without the start that was waiting on the rebuild.
+    pub fn queue_stop(&mut self, request: Request) {
+        let then = match std::mem::replace(&mut self.stage, Stage::Launched) {
+            Stage::StopQueued {
+                then: AfterStop::Rebuild { blueprint, .. },
+                ..
+            }
+            | Stage::Stopping {
+                then: AfterStop::Rebuild { blueprint, .. },
+            }
+            | Stage::Rebuilding { blueprint, .. } => AfterStop::Rebuild {
+                blueprint,
+                start: None,
+            },
+            _ => AfterStop::Stay,
+        };
+        self.stage = Stage::StopQueued { request, then };
+    }
+
+    /// A reload changed the program: it stops (unless down already) and
+    /// is rebuilt from `blueprint`.
+    pub fn rebuild_from(&mut self, blueprint: Blueprint, cause: &Cause) {
+        self.stage = if self.is_down() {
+            Stage::Rebuilding {
+                blueprint,
+                start: None,
+            }
+        } else {
+            Stage::StopQueued {
+                request: (0, cause.clone()),
+                then: AfterStop::Rebuild {
+                    blueprint,
+                    start: None,
+                },
+            }
+        };
+    }
+
+    /// A control start that the rebuild a reload is waiting for will
+    /// acknowledge; false when no rebuild is waiting.
+    pub fn start_after_rebuild(&mut self, request: Request) -> bool {
+        match &mut self.stage {
+            Stage::StopQueued {
+                then: AfterStop::Rebuild { start, .. },
+                ..
+            }
+            | Stage::Stopping {
+                then: AfterStop::Rebuild { start, .. },
+            }
+            | Stage::Rebuilding { start, .. } => {
+                *start = Some(request);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -192,8 +379,15 @@ impl Entry {
     }
 
     /// Starts every instance and records that in the snapshots at once.
-    pub fn start_all(&mut self, out: &mut Vec<FleetAction>, cause: &Cause, ack: Option<u64>) {
-        let relaunch = std::mem::take(&mut self.relaunch);
+    /// `relaunch`: a group restart's launch (`Relaunch`, not `Start`).
+    pub fn start_all(
+        &mut self,
+        out: &mut Vec<FleetAction>,
+        cause: &Cause,
+        ack: Option<u64>,
+        relaunch: bool,
+    ) {
+        self.stage = Stage::Launched;
         for (slot, instance) in self.slots.iter_mut().zip(&self.status.instances) {
             // A relaunch leaves a failed instance failed.
             if !(relaunch && instance.snapshot.phase == Phase::Failed) {

@@ -2,6 +2,7 @@
 //! wait (and why), or never can.
 
 use super::core::{Command, Fleet};
+use super::entry::Stage;
 use crate::config::DependencyCondition;
 use crate::state::{ExitKind, Phase};
 
@@ -23,7 +24,7 @@ impl Fleet {
             if target.snapshots().any(|s| s.phase == Phase::Failed) {
                 return Gate::Blocked(format!("dependency \"{dep}\" failed"));
             }
-            let met = target.pending.is_none()
+            let met = target.stage.pending().is_none()
                 && target.snapshots().all(|s| match condition {
                     DependencyCondition::Started => {
                         s.pid.is_some() && matches!(s.phase, Phase::Starting | Phase::Running)
@@ -69,44 +70,45 @@ impl Fleet {
         }
         for i in 0..self.entries.len() {
             let entry = &self.entries[i];
-            if entry.launched
-                || entry.pending.is_some()
-                || entry.stopped_by_user()
+            if !matches!(entry.stage, Stage::Gated { .. })
+                || !entry.should_run()
                 || self.held_by_group(entry.name())
-                || !(entry.config.autostart || entry.start_requested)
             {
                 continue;
             }
-            let gate = self.gate(i);
-            let entry = &mut self.entries[i];
-            match gate {
-                Gate::Wait(reason) => entry.set_reason(Some(reason)),
-                Gate::Open => {
-                    entry.launched = true;
-                    let (ack, cause) = match entry.launch.take() {
-                        Some((seq, cause)) => (Some(seq), cause),
-                        None => (None, None),
-                    };
-                    match &entry.identity {
-                        Ok(_) => entry.start_all(&mut self.out, &cause, ack),
-                        Err(reason) => {
-                            let block = Command::Block(reason.clone());
-                            entry.cast_all(&mut self.out, &block);
-                            if let Some(seq) = ack {
-                                entry.cast_all(&mut self.out, &Command::Ack(seq));
-                            }
-                        }
-                    }
+            let blocked = match self.gate(i) {
+                Gate::Wait(reason) => {
+                    self.entries[i].set_reason(Some(reason));
+                    continue;
                 }
-                Gate::Blocked(reason) => {
-                    entry.launched = true;
+                Gate::Open => None,
+                Gate::Blocked(reason) => Some(reason),
+            };
+            let entry = &mut self.entries[i];
+            let Stage::Gated { request, relaunch } =
+                std::mem::replace(&mut entry.stage, Stage::Launched)
+            else {
+                continue;
+            };
+            let (ack, cause) = match request {
+                Some((seq, cause)) => (Some(seq), cause),
+                None => (None, None),
+            };
+            let block = match (blocked, &entry.identity) {
+                (None, Ok(_)) => {
+                    entry.start_all(&mut self.out, &cause, ack, relaunch);
+                    continue;
+                }
+                (None, Err(reason)) => reason.clone(),
+                (Some(reason), _) => {
                     tracing::error!(event = "program_blocked", program = %entry.config.name, reason = %reason, "{} cannot start: {reason}", entry.config.name);
                     entry.set_reason(None);
-                    entry.cast_all(&mut self.out, &Command::Block(reason.clone()));
-                    if let Some((seq, _)) = entry.launch.take() {
-                        entry.cast_all(&mut self.out, &Command::Ack(seq));
-                    }
+                    reason
                 }
+            };
+            entry.cast_all(&mut self.out, &Command::Block(block));
+            if let Some(seq) = ack {
+                entry.cast_all(&mut self.out, &Command::Ack(seq));
             }
         }
     }

@@ -17,6 +17,7 @@
 //! `on_failure = "shutdown"` shuts kelpie down with exit 1.
 
 use super::core::{Command, Fleet};
+use super::entry::Stage;
 use crate::backoff::RestartWindow;
 use crate::config::{GroupConfig, GroupStrategy, OnFailure};
 use crate::state::Phase;
@@ -170,8 +171,12 @@ impl Fleet {
             .collect();
         for member in held {
             if let Some(&i) = self.index.get(member.as_str()) {
-                if !self.entries[i].stopped_by_user() {
-                    self.entries[i].launched = false;
+                let entry = &mut self.entries[i];
+                if !entry.stopped_by_user() && matches!(entry.stage, Stage::Launched) {
+                    entry.stage = Stage::Gated {
+                        request: None,
+                        relaunch: false,
+                    };
                 }
             }
         }
@@ -189,8 +194,7 @@ impl Fleet {
         for member in &members {
             if let Some(&i) = self.index.get(member.as_str()) {
                 let entry = &mut self.entries[i];
-                entry.stop_queued = Some((0, None));
-                entry.launch = None;
+                entry.queue_stop((0, None));
                 entry.set_reason(Some(reason.to_string()));
             }
         }
@@ -227,8 +231,7 @@ impl Fleet {
                         // A member that would not start by itself (stopped
                         // by `kelpie stop`, or autostart = false and never
                         // started) is not waited for.
-                        let dormant = entry.stopped_by_user()
-                            || !(entry.config.autostart || entry.start_requested);
+                        let dormant = !entry.should_run();
                         if restart.stopping {
                             !entry.is_down()
                         } else if dormant {
@@ -236,7 +239,7 @@ impl Fleet {
                         } else {
                             // Started (or settled: a oneshot that ran, a
                             // member that failed again) once launched.
-                            !entry.launched
+                            !entry.launched()
                                 || !entry.snapshots().all(|s| {
                                     s.pid.is_some()
                                         || matches!(
@@ -287,13 +290,15 @@ impl Fleet {
                         if stopping {
                             entry.expect_up(false);
                             entry.command(&mut self.out, &None, &[Command::Stop], None);
-                        } else if !entry.stopped_by_user()
-                            && (entry.config.autostart || entry.start_requested)
-                        {
+                        } else if entry.should_run() && entry.stage.pending().is_none() {
                             // Through the gate, like a first start, but
                             // keeping each instance's backoff and intensity.
-                            entry.launched = false;
-                            entry.relaunch = true;
+                            // (A program a reload rebuilds goes through the
+                            // gate anyway.)
+                            entry.stage = Stage::Gated {
+                                request: None,
+                                relaunch: true,
+                            };
                         }
                     }
                     None if stopping => {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::core::{Command, Fleet, FleetAction, Incarnation, MetricUpdate, SpawnInstance};
-use super::entry::{Entry, Slot};
+use super::entry::{Entry, Slot, Stage};
 use super::rolling;
 use crate::config::OnFailure;
 use crate::report::InstanceEvent;
@@ -82,9 +82,8 @@ impl Fleet {
                 log_actor_failure(&entry.config.instance_name(n as u32), error);
                 let restart = !retired
                     && self.shutdown.is_none()
-                    && entry.launched
-                    && !entry.stopped_by_user()
-                    && entry.pending.is_none();
+                    && matches!(entry.stage, Stage::Launched)
+                    && !entry.stopped_by_user();
                 let fresh = self.next_incarnation();
                 let entry = if retired {
                     &mut self.retired[i]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::core::{Answer, Command, Fleet, FleetAction, MetricUpdate};
-use super::entry::{Blueprint, Entry};
+use super::entry::{AfterStop, Blueprint, Entry, Stage};
 use super::Cause;
 use crate::config::{Config, ProgramConfig};
 use crate::reload::{self, Change, PlanItem};
@@ -125,8 +125,8 @@ impl Fleet {
             .entries
             .iter()
             .map(|e| {
-                e.pending
-                    .as_ref()
+                e.stage
+                    .pending()
                     .map(|p| p.config.clone())
                     .unwrap_or_else(|| e.config.clone())
             })
@@ -168,11 +168,7 @@ impl Fleet {
             match (item.change, old.remove(&blueprint.config.name)) {
                 (Change::Restart, Some(mut entry)) => {
                     entry.abort_roll(&mut self.out, "the program changed in a reload");
-                    entry.pending = Some(blueprint);
-                    entry.launch = None;
-                    if !entry.is_down() {
-                        entry.stop_queued = Some((0, cause_id.clone()));
-                    }
+                    entry.rebuild_from(blueprint, cause_id);
                     entries.push(entry);
                 }
                 (_, Some(entry)) => entries.push(entry),
@@ -185,11 +181,12 @@ impl Fleet {
         }
         for (_, mut entry) in old {
             entry.abort_roll(&mut self.out, "the program was removed in a reload");
-            entry.pending = None;
-            entry.launch = None;
-            entry.set_stopped_by_user(false);
+            entry.lift_stop();
             Arc::make_mut(&mut entry.status).required = false;
-            entry.stop_queued = Some((0, cause_id.clone()));
+            entry.stage = Stage::StopQueued {
+                request: (0, cause_id.clone()),
+                then: AfterStop::Stay,
+            };
             self.retired.push(entry);
         }
         self.entries = entries;
@@ -224,28 +221,40 @@ impl Fleet {
         let mut rebuilt = false;
         for i in 0..self.entries.len() {
             let entry = &self.entries[i];
-            let Some(blueprint) = entry.pending.clone() else {
+            let Stage::Rebuilding { blueprint, .. } = &entry.stage else {
                 continue;
             };
-            if !entry.is_down() || entry.stop_queued.is_some() {
+            if !entry.is_down() {
                 continue;
             }
             let dependency_pending = blueprint.config.depends_on.iter().any(|(dep, _)| {
                 self.index
                     .get(dep)
-                    .is_some_and(|&d| d != i && self.entries[d].pending.is_some())
+                    .is_some_and(|&d| d != i && self.entries[d].stage.pending().is_some())
             });
             if dependency_pending {
                 continue;
             }
+            let Stage::Rebuilding { blueprint, start } =
+                std::mem::replace(&mut self.entries[i].stage, Stage::Stopped)
+            else {
+                continue;
+            };
             let old_id = self.entries[i].id;
             let mut fresh = self.build_entry(blueprint, Some(old_id));
             let old = &mut self.entries[i];
             old.stop_actors(&mut self.out);
-            fresh.set_stopped_by_user(old.stopped_by_user());
-            fresh.start_requested = old.start_requested;
+            fresh.set_want(old.want());
             fresh.dependents = std::mem::take(&mut old.dependents);
-            fresh.launch = old.launch.take();
+            let acknowledged_by_launch = start.is_some();
+            fresh.stage = if fresh.stopped_by_user() {
+                Stage::Stopped
+            } else {
+                Stage::Gated {
+                    request: start,
+                    relaunch: false,
+                }
+            };
             self.out.push(FleetAction::Discard { entry: old_id });
             tracing::info!(
                 event = "program_reconfigured",
@@ -257,7 +266,7 @@ impl Fleet {
             // The new actors stand for every command given so far (a stop
             // waiting on the old ones sees its outcome here) unless a start
             // is about to be acknowledged by the launch itself.
-            if fresh.launch.is_none() {
+            if !acknowledged_by_launch {
                 let seq = self.next_seq;
                 fresh.cast_all(&mut self.out, &Command::Ack(seq));
             }
@@ -271,7 +280,7 @@ impl Fleet {
         let names: Vec<String> = self.entries.iter().map(|e| e.name().to_string()).collect();
         let out = &mut self.out;
         self.retired.retain_mut(|entry| {
-            if entry.stop_queued.is_some() || !entry.is_down() {
+            if matches!(entry.stage, Stage::StopQueued { .. }) || !entry.is_down() {
                 return true;
             }
             entry.stop_actors(out);

@@ -7,7 +7,7 @@
 use nix::sys::signal::Signal;
 
 use super::core::{Command, Fleet, FleetAction, FleetTimer, Shutdown, ESCAPED_GRACE, KILL_GRACE};
-use super::entry::Entry;
+use super::entry::{Entry, Stage};
 
 impl Fleet {
     pub(super) fn on_terminate(&mut self, signal: Signal) {
@@ -53,8 +53,7 @@ impl Fleet {
         });
         for entry in self.entries.iter_mut().chain(self.retired.iter_mut()) {
             entry.abort_roll(&mut self.out, "kelpie is shutting down");
-            entry.launch = None;
-            entry.stop_queued = None;
+            entry.stage = Stage::ShuttingDown { stop_sent: false };
             entry.cast_everywhere(&mut self.out, &Command::Drain);
         }
         if !self.settings.drain_delay.is_zero() {
@@ -76,7 +75,7 @@ impl Fleet {
         shutdown.forced = true;
         shutdown.draining = false;
         for entry in self.entries.iter_mut().chain(self.retired.iter_mut()) {
-            entry.stop_sent = true;
+            entry.stage = Stage::ShuttingDown { stop_sent: true };
             entry.cast_everywhere(&mut self.out, &Command::Kill);
         }
         self.out.push(FleetAction::After {
@@ -112,7 +111,7 @@ impl Fleet {
             return;
         }
         for i in 0..self.entries.len() {
-            if self.entries[i].stop_sent {
+            if !self.entries[i].awaits_shutdown_stop() {
                 continue;
             }
             let dependents_down = self.entries[i]
@@ -120,13 +119,13 @@ impl Fleet {
                 .iter()
                 .all(|&d| self.entries[d].is_down());
             if dependents_down {
-                self.entries[i].stop_sent = true;
+                self.entries[i].stage = Stage::ShuttingDown { stop_sent: true };
                 self.entries[i].cast_everywhere(&mut self.out, &Command::Stop);
             }
         }
         // Removed by a reload: nothing in the config depends on them.
-        for entry in self.retired.iter_mut().filter(|e| !e.stop_sent) {
-            entry.stop_sent = true;
+        for entry in self.retired.iter_mut().filter(|e| e.awaits_shutdown_stop()) {
+            entry.stage = Stage::ShuttingDown { stop_sent: true };
             entry.cast_everywhere(&mut self.out, &Command::Stop);
         }
         if self.entries.iter().chain(&self.retired).all(Entry::is_down) {

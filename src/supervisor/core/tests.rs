@@ -622,6 +622,15 @@ fn one_for_all_stops_the_others_last_first_then_starts_all_in_order() {
         .reason
         .as_deref()
         .is_some_and(|r| r.starts_with("group \"backend\" failed")));
+    // The failed group's members stay down: nothing relaunches them.
+    w.run(&[
+        (Down("db:0"), &[]),
+        (Down("api:0"), &[]),
+        (Down("worker:0"), &[]),
+    ]);
+    for member in ["db", "api", "worker"] {
+        assert_eq!(w.stage(member), "stopped", "{member}");
+    }
 }
 
 #[test]
@@ -1041,4 +1050,181 @@ fn an_instance_told_to_start_counts_as_up_until_it_reports() {
         (Down("a:0"), &["sweep TERM"]),
         (Escaped(0), &["exit 0"]),
     ]);
+}
+
+const PAIR: &str = r#"
+[program.db]
+command = ["sleep", "1000"]
+
+[program.api]
+command = ["sleep", "1000"]
+depends_on = { db = "started" }
+"#;
+
+const PAIR_CHANGED: &str = r#"
+[program.db]
+command = ["sleep", "2000"]
+
+[program.api]
+command = ["sleep", "2000"]
+depends_on = { db = "started" }
+"#;
+
+#[test]
+fn a_start_while_a_reload_waits_keeps_the_rebuild_and_starts_the_new_config() {
+    let mut w = World::start(
+        PAIR,
+        &[
+            "build db",
+            "build api",
+            "spawn db:0",
+            "spawn api:0",
+            "db:0 start",
+        ],
+    );
+    w.run(&[
+        (Up("db:0"), &["api:0 start"]),
+        (Up("api:0"), &[]),
+        // Both changed: api stops first; db's stop waits for api to be down.
+        (
+            Reload(PAIR_CHANGED),
+            &[
+                "reloaded: db restart, api restart",
+                "api:0 stop",
+                "api:0 ack 0",
+            ],
+        ),
+        // A start of db now must not cancel the reload's queued stop (db
+        // would keep running its old config, and the reload would never
+        // finish); the rebuilt db acknowledges it.
+        (Act(Verb::Start, &["db"]), &["accepted db"]),
+        (Down("api:0"), &["db:0 stop", "db:0 ack 0"]),
+        (
+            Down("db:0"),
+            &[
+                "build db",
+                "end db:0",
+                "discard db",
+                "spawn db:0",
+                "build api",
+                "end api:0",
+                "discard api",
+                "spawn api:0",
+                "api:0 ack 1",
+                "db:0 start",
+                "db:0 ack 1",
+            ],
+        ),
+        (Up("db:0"), &["api:0 start"]),
+    ]);
+}
+
+impl World {
+    fn stage(&self, program: &str) -> &'static str {
+        self.fleet
+            .entries
+            .iter()
+            .chain(&self.fleet.retired)
+            .find(|e| e.name() == program)
+            .map_or("absent", |e| e.stage.name())
+    }
+
+    /// Runs a table whose rows also name the stage `program` is in after
+    /// each one.
+    fn run_stages(&mut self, program: &str, table: &[(Given, &[&str], &str)]) {
+        for (row, (given, expected, stage)) in table.iter().enumerate() {
+            let label = self.label(given);
+            let lines = self.happen(given);
+            assert_eq!(&lines, expected, "row {row}: {label}");
+            assert_eq!(self.stage(program), *stage, "row {row}: {label}: stage");
+        }
+    }
+}
+
+#[test]
+fn requests_move_a_program_through_its_stages() {
+    let mut w = World::start(
+        PAIR,
+        &[
+            "build db",
+            "build api",
+            "spawn db:0",
+            "spawn api:0",
+            "db:0 start",
+        ],
+    );
+    assert_eq!(w.stage("api"), "gated");
+    w.run_stages(
+        "db",
+        &[
+            (Up("db:0"), &["api:0 start"], "launched"),
+            (Up("api:0"), &[], "launched"),
+            // db's stop waits for its dependent api, stopped with it.
+            (
+                Act(Verb::Stop, &["db", "api"]),
+                &["accepted db api", "api:0 stop", "api:0 ack 1"],
+                "stop queued",
+            ),
+            (Down("api:0"), &["db:0 stop", "db:0 ack 1"], "stopping"),
+            (Down("db:0"), &[], "stopped"),
+            // Stopped is sticky: only a request starts it again, through
+            // the gate, which acknowledges the start.
+            (
+                Act(Verb::Start, &["db"]),
+                &["accepted db", "db:0 start", "db:0 ack 2"],
+                "launched",
+            ),
+            (Up("db:0"), &[], "launched"),
+            (
+                Reload(PAIR_CHANGED),
+                &[
+                    "reloaded: db restart, api restart",
+                    "db:0 stop",
+                    "db:0 ack 0",
+                ],
+                "stopping (then rebuild)",
+            ),
+            (
+                Act(Verb::Start, &["db"]),
+                &["accepted db"],
+                "stopping (then rebuild)",
+            ),
+            // A stop now drops that start but keeps the rebuild.
+            (
+                Act(Verb::Stop, &["db"]),
+                &["accepted db", "db:0 stop", "db:0 ack 4"],
+                "stopping (then rebuild)",
+            ),
+            (
+                Down("db:0"),
+                &[
+                    "build db",
+                    "end db:0",
+                    "discard db",
+                    "spawn db:0",
+                    "db:0 ack 4",
+                    "build api",
+                    "end api:0",
+                    "discard api",
+                    "spawn api:0",
+                    "api:0 ack 4",
+                ],
+                "stopped",
+            ),
+            // Both are down: each gets its stop at once, then the sweep.
+            (
+                Term,
+                &[
+                    "service stopping",
+                    "db:0 drain",
+                    "api:0 drain",
+                    "after 30s deadline",
+                    "db:0 stop",
+                    "api:0 stop",
+                    "sweep TERM",
+                ],
+                "shutting down (stop sent)",
+            ),
+        ],
+    );
 }
