@@ -15,7 +15,8 @@ use tokio::sync::oneshot;
 
 use crate::config::{self, Host, Mode};
 use crate::control::api::ControlApi;
-use crate::http::{HttpState, Limits};
+use crate::http::HttpState;
+use crate::http_server::Limits;
 use crate::output::Relay;
 use crate::reaper::Reaper;
 use crate::status::{Board, ProgramStatus};
@@ -251,13 +252,10 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
     // programs are being spawned; /ready says 503 until they are ready.
     let http = match listener {
         Some(listener) => {
-            let limits = Limits {
-                max_connections: crate::http::reserve_fds(
-                    crate::http::MAX_CONNECTIONS,
-                    fds_besides_http(&config),
-                ),
-                ..Limits::default()
-            };
+            let limits = Limits::http(crate::http::reserve_fds(
+                crate::http::MAX_CONNECTIONS,
+                fds_besides_http(&config),
+            ));
             let state = Arc::new(HttpState {
                 status: status_rx.clone(),
                 render_metrics: {

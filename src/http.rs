@@ -42,7 +42,9 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::http_server::{self, Connection, RateLimit, RequestId, ResponseBody, Site, Tracker};
+use crate::http_server::{
+    self, Connection, Limits, RateLimit, RequestId, ResponseBody, Site, Tracker,
+};
 use crate::status::{Board, StatusReceiver};
 
 pub use endpoints::path_label;
@@ -72,54 +74,6 @@ pub const MAX_CONNECTIONS: usize = 4096;
 /// (Linux caps this at `net.core.somaxconn`). The accept loop drains the
 /// queue quickly, connections over the cap included.
 const BACKLOG: u32 = 4096;
-
-/// Resource bounds of the server. [`Limits::default`] is what kelpie uses;
-/// the fields exist so the in-process tests can exercise each bound
-/// quickly.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_connections: usize,
-    /// Request line plus headers, in bytes; above this → 431 (JSON).
-    pub max_header_bytes: usize,
-    /// A request head must arrive completely within this time after the
-    /// connection became idle (connect, or the previous response); else
-    /// the connection is closed. This also bounds idle keep-alive.
-    pub header_read_timeout: Duration,
-    /// A client that accepts no byte of its response for this long is
-    /// disconnected (a client that never reads would otherwise hold its
-    /// connection forever).
-    pub write_timeout: Duration,
-    /// How long shutdown waits for in-flight requests.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: MAX_CONNECTIONS,
-            max_header_bytes: 8 * 1024,
-            header_read_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(1),
-        }
-    }
-}
-
-impl From<Limits> for http_server::Limits {
-    fn from(limits: Limits) -> Self {
-        Self {
-            max_connections: limits.max_connections,
-            // Over the cap, the 503 is written at once: no client here is
-            // trusted enough to be read from.
-            max_refusals: 0,
-            max_header_bytes: limits.max_header_bytes,
-            header_read_timeout: limits.header_read_timeout,
-            refusal_timeout: limits.header_read_timeout,
-            write_timeout: Some(limits.write_timeout),
-            shutdown_grace: limits.shutdown_grace,
-        }
-    }
-}
 
 /// Binds the listening socket, with one clear line on failure, e.g.
 /// `cannot listen on 127.0.0.1:9100: address already in use`.
@@ -209,7 +163,7 @@ pub struct Server {
 
 /// Starts serving `listener` on a dedicated thread ("kelpie-http") with a
 /// current-thread runtime of its own, and returns once it serves.
-pub async fn start(
+pub(crate) async fn start(
     listener: TcpListener,
     state: Arc<HttpState>,
     limits: Limits,
@@ -282,19 +236,24 @@ impl Server {
     }
 }
 
-/// Serves until `shutdown` completes, with the default [`Limits`].
+/// The HTTP endpoints' [`Limits`] with the default connection cap.
+pub(crate) fn default_limits() -> Limits {
+    Limits::http(MAX_CONNECTIONS)
+}
+
+/// Serves until `shutdown` completes, with [`default_limits`].
 pub async fn serve(
     listener: TcpListener,
     state: Arc<HttpState>,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_with(listener, state, Limits::default(), shutdown).await
+    serve_with(listener, state, default_limits(), shutdown).await
 }
 
 /// Serves until `shutdown` completes, then closes idle connections, lets
 /// in-flight requests finish for at most `limits.shutdown_grace` and
 /// returns.
-pub async fn serve_with(
+pub(crate) async fn serve_with(
     listener: TcpListener,
     state: Arc<HttpState>,
     limits: Limits,
@@ -313,7 +272,7 @@ pub async fn serve_with(
         max_connections: limits.max_connections,
         warn_gate: RateLimit::new(Duration::from_secs(10)),
     });
-    http_server::serve(listener, site, limits.into(), Tracker::default(), shutdown).await
+    http_server::serve(listener, site, limits, Tracker::default(), shutdown).await
 }
 
 impl http_server::Listener for TcpListener {

@@ -76,6 +76,37 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
+    /// The HTTP endpoints (`http_listen`): reachable over TCP, so a client
+    /// that stops reading is dropped, and over the connection cap the 503
+    /// is written at once (no client there is trusted enough to be read
+    /// from).
+    pub(crate) fn http(max_connections: usize) -> Self {
+        Self {
+            max_connections,
+            max_refusals: 0,
+            max_header_bytes: 8 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            refusal_timeout: Duration::from_secs(10),
+            write_timeout: Some(Duration::from_secs(10)),
+            shutdown_grace: Duration::from_secs(1),
+        }
+    }
+
+    /// The control socket: local, owner-only clients; `logs -f` streams
+    /// may pause reading indefinitely, and refusals (403, 503) are
+    /// answered properly up to a few at a time.
+    pub(crate) fn control() -> Self {
+        Self {
+            max_connections: 64,
+            max_refusals: 16,
+            max_header_bytes: 8 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            refusal_timeout: Duration::from_secs(2),
+            write_timeout: None,
+            shutdown_grace: Duration::from_secs(1),
+        }
+    }
+
     /// hyper's own bound on a request head. Heads between our limit and
     /// this one reach the site's 431; only heads beyond it get hyper's
     /// bare 431. It also bounds hyper's read buffer, i.e. the memory a

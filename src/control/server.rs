@@ -44,7 +44,8 @@ use tokio::task::JoinHandle;
 use super::protocol::{self, code, ErrorReply};
 use super::socket::ControlSocket;
 use crate::http_server::{
-    self, read_body, BodyError, Connection, RateLimit, RequestId, ResponseBody, Site, Tracker,
+    self, read_body, BodyError, Connection, Limits, RateLimit, RequestId, ResponseBody, Site,
+    Tracker,
 };
 
 /// `Content-Type` of JSON replies.
@@ -183,49 +184,6 @@ pub fn parse_json<T: DeserializeOwned>(req: &ControlRequest) -> Result<T, Contro
     })
 }
 
-/// Resource bounds of the server. [`Limits::default`] is what kelpie uses;
-/// the fields exist so the tests can exercise each bound quickly.
-#[derive(Debug, Clone)]
-pub(crate) struct Limits {
-    pub(crate) max_connections: usize,
-    /// Refused connections (403, 503) answered by hyper at once; beyond
-    /// this the refusal is written without reading the request.
-    pub(crate) max_refusals: usize,
-    pub(crate) max_header_bytes: usize,
-    pub(crate) header_read_timeout: Duration,
-    /// Header read timeout of refused connections.
-    pub(crate) refusal_timeout: Duration,
-    /// How long `stop` lets in-flight requests (and streams) finish.
-    pub(crate) shutdown_grace: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 64,
-            max_refusals: 16,
-            max_header_bytes: 8 * 1024,
-            header_read_timeout: Duration::from_secs(10),
-            refusal_timeout: Duration::from_secs(2),
-            shutdown_grace: Duration::from_secs(1),
-        }
-    }
-}
-
-impl From<Limits> for http_server::Limits {
-    fn from(limits: Limits) -> Self {
-        Self {
-            max_connections: limits.max_connections,
-            max_refusals: limits.max_refusals,
-            max_header_bytes: limits.max_header_bytes,
-            header_read_timeout: limits.header_read_timeout,
-            refusal_timeout: limits.refusal_timeout,
-            write_timeout: None,
-            shutdown_grace: limits.shutdown_grace,
-        }
-    }
-}
-
 /// The running server; see [`start`].
 pub struct ControlServer {
     path: PathBuf,
@@ -238,7 +196,7 @@ pub struct ControlServer {
 /// Serves `socket` with `handler` on the current tokio runtime until
 /// [`ControlServer::stop`] (or until the `ControlServer` is dropped).
 pub fn start(socket: ControlSocket, handler: Handler) -> ControlServer {
-    start_with(socket, handler, Limits::default())
+    start_with(socket, handler, Limits::control())
 }
 
 pub(crate) fn start_with(socket: ControlSocket, handler: Handler, limits: Limits) -> ControlServer {
@@ -260,7 +218,7 @@ pub(crate) fn start_with(socket: ControlSocket, handler: Handler, limits: Limits
     let task = tokio::spawn(http_server::serve(
         socket,
         site,
-        limits.into(),
+        limits,
         served.clone(),
         async {
             // Completes on stop() and also when the ControlServer is

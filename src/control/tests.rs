@@ -20,9 +20,10 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use super::protocol::{self, code};
-use super::server::{self, parse_json, ControlRequest, ControlResponse, ControlServer, Limits};
+use super::server::{self, parse_json, ControlRequest, ControlResponse, ControlServer};
 use super::socket;
 use crate::control_client::connection::{ApiError, Client, ClientError};
+use crate::http_server::Limits;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -64,7 +65,7 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
-        Self::start_with(Limits::default(), 0o600).await
+        Self::start_with(Limits::control(), 0o600).await
     }
 
     async fn start_with(limits: Limits, mode: u32) -> Self {
@@ -455,7 +456,7 @@ async fn headers_over_the_limit_get_a_json_431() {
 async fn idle_connections_are_closed_by_the_header_timeout() {
     let limits = Limits {
         header_read_timeout: Duration::from_millis(200),
-        ..Limits::default()
+        ..Limits::control()
     };
     let fixture = Fixture::start_with(limits, 0o600).await;
     let mut idle = UnixStream::connect(&fixture.path).await.unwrap();
@@ -596,7 +597,7 @@ async fn a_streamed_error_is_collected() {
 async fn connections_over_the_cap_are_told_busy() {
     let limits = Limits {
         max_connections: 2,
-        ..Limits::default()
+        ..Limits::control()
     };
     let fixture = Fixture::start_with(limits, 0o600).await;
     let mut held = Vec::new();
@@ -639,7 +640,7 @@ async fn beyond_the_refusal_pool_the_refusal_is_written_at_once() {
     let limits = Limits {
         max_connections: 1,
         max_refusals: 0,
-        ..Limits::default()
+        ..Limits::control()
     };
     let fixture = Fixture::start_with(limits, 0o600).await;
     let mut held = UnixStream::connect(&fixture.path).await.unwrap();
@@ -660,7 +661,7 @@ async fn beyond_the_refusal_pool_the_refusal_is_written_at_once() {
 async fn stop_removes_the_socket_and_ends_streams_after_the_grace_period() {
     let limits = Limits {
         shutdown_grace: Duration::from_millis(200),
-        ..Limits::default()
+        ..Limits::control()
     };
     let mut fixture = Fixture::start_with(limits, 0o600).await;
     let mut lines = fixture
@@ -851,7 +852,7 @@ async fn other_users_are_refused_with_403() {
         return;
     }
     // The socket must let uid 65534 connect, so the refusal is kelpie's.
-    let fixture = Fixture::start_with(Limits::default(), 0o666).await;
+    let fixture = Fixture::start_with(Limits::control(), 0o666).await;
     let dir = fixture.path.parent().unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let result = as_nobody(&fixture.path).await;
@@ -867,7 +868,7 @@ async fn a_socket_of_another_user_is_permission_denied() {
         println!("SKIPPED: {reason}");
         return;
     }
-    let fixture = Fixture::start_with(Limits::default(), 0o600).await;
+    let fixture = Fixture::start_with(Limits::control(), 0o600).await;
     let dir = fixture.path.parent().unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let result = as_nobody(&fixture.path).await;

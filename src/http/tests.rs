@@ -154,7 +154,7 @@ async fn ready_shows_every_program_and_the_first_reason() {
             ),
             program("batch", false, &[(Phase::Backoff, false)]),
         ]),
-        Limits::default(),
+        default_limits(),
     )
     .await;
     let reply = get(server.addr, "/ready").await;
@@ -224,7 +224,7 @@ async fn ready_shows_every_program_and_the_first_reason() {
 
 #[tokio::test]
 async fn headers_between_our_limit_and_hypers_get_a_json_431() {
-    let server = TestServer::start(board(vec![]), Limits::default()).await;
+    let server = TestServer::start(board(vec![]), default_limits()).await;
     let big = "a".repeat(9 * 1024);
     let reply = exchange(
         server.addr,
@@ -260,7 +260,7 @@ async fn headers_between_our_limit_and_hypers_get_a_json_431() {
 async fn a_panicking_renderer_costs_one_500() {
     let server = TestServer::start_with(
         board(vec![]),
-        Limits::default(),
+        default_limits(),
         Arc::new(|_: &Board| panic!("renderer bug")),
     )
     .await;
@@ -276,7 +276,7 @@ async fn a_panicking_renderer_costs_one_500() {
 async fn connections_over_the_cap_get_503_and_are_closed() {
     let limits = Limits {
         max_connections: 2,
-        ..Limits::default()
+        ..default_limits()
     };
     let server = TestServer::start(board(vec![]), limits).await;
     let mut held = Vec::new();
@@ -321,7 +321,7 @@ async fn connections_over_the_cap_get_503_and_are_closed() {
 async fn idle_and_slow_heads_are_closed_by_the_header_timeout() {
     let limits = Limits {
         header_read_timeout: Duration::from_millis(300),
-        ..Limits::default()
+        ..default_limits()
     };
     let server = TestServer::start(board(vec![]), limits).await;
     let started = Instant::now();
@@ -360,8 +360,8 @@ async fn idle_and_slow_heads_are_closed_by_the_header_timeout() {
 #[tokio::test]
 async fn a_client_that_never_reads_is_disconnected() {
     let limits = Limits {
-        write_timeout: Duration::from_millis(300),
-        ..Limits::default()
+        write_timeout: Some(Duration::from_millis(300)),
+        ..default_limits()
     };
     // Far more than the socket buffers hold, so the write stalls.
     let big = Arc::new("x".repeat(64 << 20));
@@ -451,7 +451,7 @@ async fn the_server_thread_serves_until_stopped() {
         on_request: Arc::new(|_, _| {}),
         started: Instant::now(),
     });
-    let server = start(listener, state, Limits::default()).await.unwrap();
+    let server = start(listener, state, default_limits()).await.unwrap();
     assert_eq!(get(addr, "/health").await.status, 200);
     server.stop().await;
     assert!(TcpStream::connect(addr).await.is_err(), "still listening");
@@ -459,7 +459,7 @@ async fn the_server_thread_serves_until_stopped() {
 
 #[tokio::test]
 async fn shutdown_closes_idle_keep_alive_connections_promptly() {
-    let server = TestServer::start(board(vec![]), Limits::default()).await;
+    let server = TestServer::start(board(vec![]), default_limits()).await;
     let mut kept = TcpStream::connect(server.addr).await.unwrap();
     kept.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
