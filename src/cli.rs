@@ -2,14 +2,22 @@
 //! commands. Everything that can be checked without a running supervisor
 //! (signal names, durations, `NAME…` versus `--all`) is checked here, so a
 //! mistake is a usage error (exit 2) before any connection is attempted.
+//!
+//! The value parsers (`values`) and the completion scripts (`completions`)
+//! have their own modules; this file is the command tree.
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use nix::sys::signal::Signal;
+
+mod completions;
+mod values;
+
+pub use completions::{completion_script, print_completions, CompletionShell};
+pub use values::{parse_duration, parse_signal};
 
 /// Most lines `kelpie logs -n` asks for: the supervisor keeps the last 1000
 /// lines of each program in memory (SPEC §3), so more could never be sent.
@@ -74,13 +82,6 @@ pub struct Targets {
     /// Act on every program.
     #[arg(long = "all")]
     pub all: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompletionShell {
-    Bash,
-    Zsh,
-    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -352,66 +353,11 @@ impl Command {
     }
 }
 
-/// Signal argument of `kelpie signal`: a name with or without `SIG`, in
-/// any case, or a number. Real-time signals (`RTMIN+1`) are not accepted:
-/// nix's `Signal` has no value for them.
-pub fn parse_signal(text: &str) -> Result<Signal, String> {
-    crate::signals::parse(text).ok_or_else(|| {
-        format!("unknown signal {text:?}; use a name or number such as TERM, SIGTERM, term, HUP, USR1 or 15")
-    })
-}
-
-/// `--timeout` values: humantime durations (`30s`, `2m`, `1h30m`, `500ms`).
-/// Zero is refused: it could only ever time out.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    // humantime's own messages suggest spellings (`30sec`) that differ
-    // from the ones the docs use; one message with examples is clearer.
-    let duration = humantime::parse_duration(text.trim()).map_err(|_| {
-        format!(
-            "invalid duration {text:?}: expected a number with a unit, such as 30s, 2m or 500ms"
-        )
-    })?;
-    if duration.is_zero() {
-        return Err(format!(
-            "invalid duration {text:?}: must be more than zero, such as 30s, 2m or 500ms"
-        ));
-    }
-    Ok(duration)
-}
-
-/// The completion script for `shell`, generated from the definitions above
-/// so it never drifts from the real options.
-pub fn completion_script(shell: CompletionShell) -> Vec<u8> {
-    let shell = match shell {
-        CompletionShell::Bash => clap_complete::Shell::Bash,
-        CompletionShell::Zsh => clap_complete::Shell::Zsh,
-        CompletionShell::Fish => clap_complete::Shell::Fish,
-    };
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "kelpie", &mut script);
-    script
-}
-
-/// `kelpie completions SHELL`. The script is generated into memory first:
-/// clap_complete panics on a failed write, and `kelpie completions bash |
-/// head` closing the pipe early must not be a panic.
-pub fn print_completions(shell: CompletionShell) -> i32 {
-    let script = completion_script(shell);
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(&script).and_then(|()| stdout.flush()) {
-        Ok(()) => 0,
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => 0,
-        Err(err) => {
-            eprintln!("kelpie: cannot write the completion script: {err}");
-            1
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::error::ErrorKind;
+    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("kelpie").chain(args.iter().copied()))
@@ -427,33 +373,6 @@ mod tests {
     #[test]
     fn the_definitions_are_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn signals_accept_every_spelling() {
-        for text in ["TERM", "SIGTERM", "sigterm", "term", "15"] {
-            assert_eq!(parse_signal(text), Ok(Signal::SIGTERM), "{text}");
-        }
-        assert_eq!(parse_signal("HUP"), Ok(Signal::SIGHUP));
-    }
-
-    #[test]
-    fn signals_reject_what_is_not_one() {
-        for text in ["0", "KILLX", "", "RTMIN+1", "99"] {
-            let err = parse_signal(text).expect_err(text);
-            assert!(err.contains("SIGTERM") && err.contains("15"), "{err}");
-            assert!(!err.contains('\n'), "one line: {err}");
-        }
-    }
-
-    #[test]
-    fn durations_are_humantime() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        for text in ["30", "soon", "0s", "-1s"] {
-            assert!(parse_duration(text).is_err(), "{text}");
-        }
     }
 
     #[test]
@@ -610,20 +529,5 @@ mod tests {
             assert_eq!(cli.command.verb(), *name);
         }
         assert_eq!(names.len(), 16);
-    }
-
-    #[test]
-    fn completion_scripts_cover_the_verbs() {
-        for shell in [
-            CompletionShell::Bash,
-            CompletionShell::Zsh,
-            CompletionShell::Fish,
-        ] {
-            let script = String::from_utf8(completion_script(shell)).expect("utf-8");
-            assert!(
-                script.contains("restart") && script.contains("rolling"),
-                "{shell:?}"
-            );
-        }
     }
 }
