@@ -7,7 +7,7 @@
 #                                         # were >= 90 % idle for 2 s
 #
 # Each run is a fresh process of the ignored unit test
-# metrics::tests::scrape_benchmark (release build): it starts PROGRAMS real
+# metrics::tests::scrape_benchmark::scrape_benchmark (release build): it starts PROGRAMS real
 # `sleep 1000` processes, each in its own process group, builds a board with
 # every metric family populated, times RENDERS calls of Metrics::render
 # (the /proc pass included) and kills and reaps every process it started,
@@ -57,7 +57,7 @@ while [ "$i" -lt "$RUNS" ]; do
     i=$((i + 1))
     wait_idle
     KELPIE_BENCH_PROGRAMS=$PROGRAMS KELPIE_BENCH_RENDERS=$RENDERS \
-        cargo test --release --lib --quiet metrics::tests::scrape_benchmark \
+        cargo test --release --lib --quiet metrics::tests::scrape_benchmark::scrape_benchmark \
         -- --ignored --nocapture --exact 2>&1 |
         grep '^metrics_scrape ' | tee -a "$lines"
 done
