@@ -194,3 +194,45 @@ depends_on = ["once"]
     k.signal("TERM");
     assert!(k.wait_exit(secs(10.0)).success());
 }
+
+/// A dependency that failed for good and is then fixed and started by
+/// hand unblocks its dependents: they start on their own once it is
+/// ready, without a `kelpie start` each.
+#[test]
+fn a_fixed_dependency_unblocks_its_dependents() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.db]
+command = ["sh", "-c", "test -e {dir}/fixed || { echo broken >&2; exit 3; }; exec sleep 1000"]
+start_seconds = "200ms"
+max_restarts = 0
+
+[program.api]
+command = ["sleep", "1000"]
+start_seconds = "0s"
+depends_on = { db = "ready" }
+
+[program.web]
+command = ["sleep", "1000"]
+start_seconds = "0s"
+depends_on = ["api"]
+"#,
+    );
+    let blocked = k.wait_event("program_failed", "web", secs(10.0));
+    assert_eq!(blocked["reason"], "dependency \"api\" failed");
+    assert_eq!(
+        k.events("program_failed", "api")[0]["reason"],
+        "dependency \"db\" failed"
+    );
+    std::fs::write(k.path("fixed"), "").unwrap();
+    k.ctl(&["start", "db"]).expect(0);
+    k.wait_event("program_running", "api", secs(10.0));
+    k.wait_event("program_running", "web", secs(10.0));
+    assert_eq!(k.events("program_unblocked", "api").len(), 1);
+    assert_eq!(k.state("web").as_deref(), Some("running"));
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+}

@@ -51,9 +51,14 @@ pub(super) enum Stage {
         request: Option<Request>,
         relaunch: bool,
     },
-    /// The gate let it through (or blocked it for good); its instances
-    /// follow their own policies from here.
+    /// The gate let it through (or its identity cannot be resolved); its
+    /// instances follow their own policies from here.
     Launched,
+    /// A dependency failed or ended for good: its instances were told so
+    /// (they show as failed with the reason). The gate keeps looking, and
+    /// starts it once the dependency is back (started again by hand, or
+    /// rebuilt by a reload).
+    Blocked,
     /// A requested stop that goes out once every program being stopped
     /// that depends on this one is down.
     StopQueued { request: Request, then: AfterStop },
@@ -123,6 +128,7 @@ impl Stage {
             } => "gated (start waiting)",
             Stage::Gated { relaunch: true, .. } => "gated (relaunch)",
             Stage::Launched => "launched",
+            Stage::Blocked => "blocked",
             Stage::StopQueued {
                 then: AfterStop::Stay,
                 ..

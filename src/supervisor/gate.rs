@@ -70,13 +70,17 @@ impl Fleet {
         }
         for i in 0..self.entries.len() {
             let entry = &self.entries[i];
-            if !matches!(entry.stage, Stage::Gated { .. })
+            let blocked_before = matches!(entry.stage, Stage::Blocked);
+            if !(matches!(entry.stage, Stage::Gated { .. }) || blocked_before)
                 || !entry.should_run()
                 || self.held_by_group(entry.name())
             {
                 continue;
             }
             let blocked = match self.gate(i) {
+                // A blocked program keeps showing why it was blocked until
+                // its dependency is back.
+                Gate::Wait(_) | Gate::Blocked(_) if blocked_before => continue,
                 Gate::Wait(reason) => {
                     self.entries[i].set_reason(Some(reason));
                     continue;
@@ -85,10 +89,12 @@ impl Fleet {
                 Gate::Blocked(reason) => Some(reason),
             };
             let entry = &mut self.entries[i];
-            let Stage::Gated { request, relaunch } =
-                std::mem::replace(&mut entry.stage, Stage::Launched)
-            else {
-                continue;
+            let (request, relaunch) = match std::mem::replace(&mut entry.stage, Stage::Launched) {
+                Stage::Gated { request, relaunch } => (request, relaunch),
+                _ => {
+                    tracing::info!(event = "program_unblocked", program = %entry.config.name, "{}: its dependencies are back; starting it", entry.config.name);
+                    (None, false)
+                }
             };
             let (ack, cause) = match request {
                 Some((seq, cause)) => (Some(seq), cause),
@@ -103,6 +109,7 @@ impl Fleet {
                 (Some(reason), _) => {
                     tracing::error!(event = "program_blocked", program = %entry.config.name, reason = %reason, "{} cannot start: {reason}", entry.config.name);
                     entry.set_reason(None);
+                    entry.stage = Stage::Blocked;
                     reason
                 }
             };

@@ -499,6 +499,28 @@ fn a_dependency_that_waits_shows_why_and_a_failed_one_blocks() {
         w.program("web").reason.as_deref(),
         Some("waiting for dependency \"api\" to be started")
     );
+
+    // The blocked program reports itself failed; its own dependents are
+    // blocked in turn.
+    w.run(&[(
+        Failed("api:0"),
+        &[
+            "web:0 block: dependency \"api\" failed",
+            "web:1 block: dependency \"api\" failed",
+        ],
+    )]);
+    // db fixed and started by hand: once it is ready, api starts without
+    // being asked, and web once api runs.
+    w.run(&[
+        (
+            Act(Verb::Start, &["db"]),
+            &["accepted db", "db:0 start", "db:0 ack 1"],
+        ),
+        (Up("db:0"), &[]),
+        (Ready("db:0"), &["api:0 start"]),
+        (Up("api:0"), &["web:0 start", "web:1 start"]),
+    ]);
+    assert_eq!(w.stage("web"), "launched");
 }
 
 #[test]
