@@ -84,6 +84,16 @@ pub struct SupervisorConfig {
     pub forward_signals: Vec<Signal>,
 }
 
+/// How a reload applies a change to a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadMode {
+    /// Stop every instance, then start them with the new config.
+    Restart,
+    /// Replace the instances one at a time, each ready before the next
+    /// (like `kelpie restart --rolling`), when the program runs.
+    Rolling,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnFailure {
     KeepRunning,
@@ -167,6 +177,7 @@ pub struct ProgramConfig {
     pub on_failure: OnFailure,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
+    pub reload: ReloadMode,
     pub depends_on: Vec<(String, DependencyCondition)>,
     pub required: bool,
     pub readiness: Option<ProbeConfig>,

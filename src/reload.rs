@@ -9,13 +9,16 @@
 
 use std::sync::Arc;
 
-use crate::config::{ProgramConfig, SupervisorConfig};
+use crate::config::{ProgramConfig, ReloadMode, SupervisorConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     Start,
     Stop,
     Restart,
+    /// Changed, with `reload = "rolling"`: its instances are replaced one
+    /// at a time, each ready before the next.
+    Roll,
     Unchanged,
 }
 
@@ -25,6 +28,7 @@ impl Change {
             Change::Start => "start",
             Change::Stop => "stop",
             Change::Restart => "restart",
+            Change::Roll => "roll",
             Change::Unchanged => "unchanged",
         }
     }
@@ -51,13 +55,16 @@ pub fn plan(old: &[Arc<ProgramConfig>], new: &[Arc<ProgramConfig>]) -> Vec<PlanI
             },
             Some(o) => {
                 let keys = changed_keys(o, n);
+                let change = if keys.is_empty() {
+                    Change::Unchanged
+                } else if can_roll(n, &keys) {
+                    Change::Roll
+                } else {
+                    Change::Restart
+                };
                 PlanItem {
                     program: n.name.clone(),
-                    change: if keys.is_empty() {
-                        Change::Unchanged
-                    } else {
-                        Change::Restart
-                    },
+                    change,
                     keys,
                 }
             }
@@ -73,6 +80,18 @@ pub fn plan(old: &[Arc<ProgramConfig>], new: &[Arc<ProgramConfig>]) -> Vec<PlanI
             }),
     );
     items
+}
+
+/// Whether a change of `keys` can be rolled out instance by instance.
+/// Not when the instance count changes (there is no one-to-one
+/// replacement), nor `log` (the program's output and log files are shared
+/// by all its instances), nor `depends_on` (the dependency graph changes
+/// for every instance at once): those restart the program.
+pub fn can_roll(new: &ProgramConfig, keys: &[&str]) -> bool {
+    new.reload == ReloadMode::Rolling
+        && !keys
+            .iter()
+            .any(|k| matches!(*k, "instances" | "log" | "depends_on"))
 }
 
 /// The config keys whose values differ, in config-file order.
@@ -104,6 +123,7 @@ pub fn changed_keys(a: &ProgramConfig, b: &ProgramConfig) -> Vec<&'static str> {
     check("on_failure", a.on_failure != b.on_failure);
     check("stop_signal", a.stop_signal != b.stop_signal);
     check("stop_timeout", a.stop_timeout != b.stop_timeout);
+    // `reload` only says how the next change applies: taken over in place.
     check("depends_on", a.depends_on != b.depends_on);
     check("required", a.required != b.required);
     check("readiness", a.readiness != b.readiness);

@@ -275,7 +275,7 @@ restart = \"always\"
             "supervisor.toml:6:21: program.web.depends_on: unknown program \"cache\"",
             "supervisor.toml:7:16: program.web.stop_timeout: invalid duration \"10\": a unit is required, e.g. \"10s\"",
             "supervisor.toml:10:11: program.db.command: command is empty",
-            "supervisor.toml:12:1: program.db.bogus: unknown key; expected one of: command, directory, environment, env_file, user, group, umask, instances, autostart, type, restart, success_codes, start_seconds, start_timeout, backoff, max_restarts, restart_window, on_failure, stop_signal, stop_timeout, depends_on, required, readiness, liveness, log",
+            "supervisor.toml:12:1: program.db.bogus: unknown key; expected one of: command, directory, environment, env_file, user, group, umask, instances, autostart, type, restart, success_codes, start_seconds, start_timeout, backoff, max_restarts, restart_window, on_failure, stop_signal, stop_timeout, reload, depends_on, required, readiness, liveness, log",
             "supervisor.toml:17:11: program.job.restart: \"always\" would rerun a oneshot forever; use \"on-failure\" or \"never\"",
         ],
     );

@@ -1,7 +1,8 @@
 //! `kelpie restart --rolling`: three instances of an HTTP server sharing a
 //! port (SO_REUSEPORT) are replaced one at a time under continuous load
 //! with zero failed requests; a replacement that never becomes ready
-//! aborts the roll and leaves the old instances serving.
+//! aborts the roll and leaves the old instances serving. A reload of a
+//! changed program with `reload = "rolling"` ships the change the same way.
 //!
 //! Runs kelpie in a network namespace of its own with
 //! `net.ipv4.tcp_migrate_req = 1`: without it the kernel resets connections
@@ -41,6 +42,10 @@ fn namespaces_available() -> Result<(), String> {
 }
 
 fn config(fixtures: &str) -> String {
+    config_with(fixtures, "restart", "1")
+}
+
+fn config_with(fixtures: &str, reload: &str, version: &str) -> String {
     format!(
         r#"
 [supervisor]
@@ -49,7 +54,8 @@ http_listen = "off"
 [program.web]
 command = ["python3", "{fixtures}/reuseport_server.py"]
 instances = 3
-environment = {{ PORT = "8080", BROKEN_FLAG = "{{dir}}/broken" }}
+environment = {{ PORT = "8080", BROKEN_FLAG = "{{dir}}/broken", VERSION = "{version}" }}
+reload = "{reload}"
 start_seconds = "0s"
 start_timeout = "3s"
 stop_timeout = "5s"
@@ -61,6 +67,10 @@ log = "^listening$"
 }
 
 fn start() -> Option<Kelpie> {
+    start_config(config)
+}
+
+fn start_config(config: impl FnOnce(&str) -> String) -> Option<Kelpie> {
     if let Err(why) = namespaces_available() {
         println!("SKIPPED: {why}");
         return None;
@@ -207,6 +217,57 @@ fn a_replacement_that_never_becomes_ready_aborts_the_roll() {
     common::wait_until("the broken replacement to be stopped", secs(10.0), || {
         (k.marked_processes().len() == 3).then_some(())
     });
+
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(15.0)).success());
+}
+
+#[test]
+fn a_rolling_reload_under_load_fails_no_request() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let Some(mut k) = start_config(|f| config_with(f, "rolling", "1")) else {
+        return;
+    };
+    k.wait_control();
+    for n in 1..=3 {
+        k.wait_nth(n, "every instance ready", secs(15.0), |e| {
+            common::is(e, "program_ready", "web")
+        });
+    }
+    let old = k.wait_running("web");
+    let poller = Poller::start(&k);
+
+    k.rewrite_config(&config_with(fixtures, "rolling", "2"));
+    let out = k.ctl(&["reload"]).expect(0);
+    assert!(
+        out.stdout.contains("~ web  roll (environment)"),
+        "the plan says the change rolls: {out:?}"
+    );
+    k.wait_event("rolling_restart_complete", "web", secs(30.0));
+    let tally = poller.finish();
+
+    assert_eq!(
+        tally["failed"], 0,
+        "failed requests during the rolling reload: {tally}"
+    );
+    let new: Vec<i64> = k.pids("web").into_iter().map(Option::unwrap).collect();
+    for pid in &old {
+        assert!(
+            !new.contains(pid),
+            "every instance was replaced: {old:?} -> {new:?}"
+        );
+    }
+    for pid in &new {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(
+            environ.split(|&b| b == 0).any(|v| v == b"VERSION=2"),
+            "instance {pid} runs the new config"
+        );
+    }
+    assert_eq!(k.events("rolling_restart_replaced", "web").len(), 3);
+    // Taken over: the same file again is unchanged.
+    let out = k.ctl(&["diff"]).expect(0);
+    assert!(out.stdout.contains("  web  unchanged"), "{out:?}");
 
     k.signal("TERM");
     assert!(k.wait_exit(secs(15.0)).success());

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::{
     Config, DependencyCondition, GroupStrategy, LogMode, OnFailure, ProbeConfig, ProbeKind,
-    ProgramConfig,
+    ProgramConfig, ReloadMode,
 };
 use crate::logging::LogFormat;
 use crate::restart_policy::{ProgramKind, RestartPolicy};
@@ -195,6 +195,11 @@ fn write_program(out: &mut String, p: &ProgramConfig) {
     let _ = writeln!(out, "on_failure = {}", string(on_failure(p.on_failure)));
     let _ = writeln!(out, "stop_signal = {}", string(short_name(p.stop_signal)));
     let _ = writeln!(out, "stop_timeout = {}", duration(p.stop_timeout));
+    let reload = match p.reload {
+        ReloadMode::Restart => "restart",
+        ReloadMode::Rolling => "rolling",
+    };
+    let _ = writeln!(out, "reload = {}", string(reload));
     let deps: Vec<String> = p
         .depends_on
         .iter()

@@ -19,7 +19,9 @@ use super::diagnostics::{did_you_mean, table_key, Diags};
 use super::env_file::parse_env_file;
 use super::log_section::parse_log;
 use super::probe_section::parse_probe_block;
-use super::{DependencyCondition, Host, LogMode, Mode, OnFailure, ProbeKind, ProgramConfig};
+use super::{
+    DependencyCondition, Host, LogMode, Mode, OnFailure, ProbeKind, ProgramConfig, ReloadMode,
+};
 use crate::backoff::BackoffConfig;
 use crate::os_lookup::{find_executable, io_reason, resolve_group, resolve_user};
 use crate::restart_policy::{ProgramKind, RestartPolicy};
@@ -47,6 +49,7 @@ const PROGRAM_KEYS: &[&str] = &[
     "on_failure",
     "stop_signal",
     "stop_timeout",
+    "reload",
     "depends_on",
     "required",
     "readiness",
@@ -344,6 +347,17 @@ pub(super) fn parse_program(
     let on_failure = parse_on_failure(t, p, diags);
     let stop_signal = get_signal(t, p, "stop_signal", Signal::SIGTERM, diags);
     let stop_timeout = get_duration(t, p, "stop_timeout", Duration::from_secs(10), diags);
+    let reload = get_choice(
+        t,
+        p,
+        "reload",
+        &[
+            ("restart", ReloadMode::Restart),
+            ("rolling", ReloadMode::Rolling),
+        ],
+        ReloadMode::Restart,
+        diags,
+    );
     let depends_on = parse_depends_on(t, p, diags);
     let required = get_bool(t, p, "required", true, diags);
     let readiness = parse_probe_block(t, p, "readiness", Duration::from_secs(2), diags);
@@ -393,6 +407,7 @@ pub(super) fn parse_program(
         on_failure: on_failure?,
         stop_signal: stop_signal?,
         stop_timeout: stop_timeout?,
+        reload: reload?,
         depends_on: depends_on?,
         required: required?,
         readiness: readiness?,

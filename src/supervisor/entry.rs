@@ -300,6 +300,45 @@ impl Entry {
         !matches!(self.stage, Stage::Gated { .. })
     }
 
+    /// The config the program runs, or is on its way to: a reload's
+    /// pending rebuild or roll.
+    pub fn target_config(&self) -> &Arc<ProgramConfig> {
+        if let Some(blueprint) = self.stage.pending() {
+            return &blueprint.config;
+        }
+        match self.roll.as_ref().and_then(|r| r.renewal.as_ref()) {
+            Some(renewal) => &renewal.config,
+            None => &self.config,
+        }
+    }
+
+    /// Takes over a config equal to `target_config` in everything that
+    /// affects how the program runs.
+    pub fn refresh_config(&mut self, config: Arc<ProgramConfig>) {
+        if let Some(renewal) = self.roll.as_mut().and_then(|r| r.renewal.as_mut()) {
+            renewal.config = config;
+            return;
+        }
+        match &mut self.stage {
+            Stage::StopQueued {
+                then: AfterStop::Rebuild { blueprint, .. },
+                ..
+            }
+            | Stage::Stopping {
+                then: AfterStop::Rebuild { blueprint, .. },
+            }
+            | Stage::Rebuilding { blueprint, .. } => blueprint.config = config,
+            _ => self.config = config,
+        }
+    }
+
+    /// Every instance runs under a launched program: a roll keeps serving.
+    pub fn can_roll(&self) -> bool {
+        matches!(self.stage, Stage::Launched)
+            && !self.stopped_by_user()
+            && self.snapshots().all(|s| s.pid.is_some())
+    }
+
     /// Shutting down, and its stop has not gone out yet.
     pub fn awaits_shutdown_stop(&self) -> bool {
         matches!(self.stage, Stage::ShuttingDown { stop_sent: false })

@@ -20,9 +20,21 @@ impl Fleet {
         }
     }
 
-    /// Asks for an actor for instance `index` of entry `i`.
-    pub(super) fn spawn_instance(&mut self, i: usize, index: u32, incarnation: Incarnation) {
-        let action = spawn_of(&self.entries[i], index, incarnation);
+    /// Asks for the actor of a roll's replacement for instance `index` of
+    /// entry `i`: from the new config when a reload's roll renews it.
+    pub(super) fn spawn_replacement(&mut self, i: usize, index: u32, incarnation: Incarnation) {
+        let entry = &self.entries[i];
+        let action = match entry.roll.as_ref().and_then(|r| r.renewal.as_ref()) {
+            Some(renewal) => FleetAction::Spawn(SpawnInstance {
+                entry: entry.id,
+                config: renewal.config.clone(),
+                policy: renewal.policy.clone(),
+                identity: renewal.identity.clone(),
+                index,
+                incarnation,
+            }),
+            None => spawn_of(entry, index, incarnation),
+        };
         self.out.push(action);
     }
 

@@ -16,9 +16,11 @@ use tokio::sync::oneshot;
 
 use super::core::{Answer, Command, Fleet, FleetAction, MetricUpdate};
 use super::entry::{AfterStop, Blueprint, Entry, Stage};
+use super::rolling::{Renewal, Roll};
 use super::Cause;
 use crate::config::{Config, ProgramConfig};
 use crate::reload::{self, Change, PlanItem};
+use crate::state::Policy;
 
 /// `reload` or `diff` as the control API sends it to the Supervisor actor.
 pub struct ReloadCommand {
@@ -124,14 +126,23 @@ impl Fleet {
         let current: Vec<Arc<ProgramConfig>> = self
             .entries
             .iter()
-            .map(|e| {
-                e.stage
-                    .pending()
-                    .map(|p| p.config.clone())
-                    .unwrap_or_else(|| e.config.clone())
-            })
+            .map(|e| e.target_config().clone())
             .collect();
-        let plan = reload::plan(&current, &new.programs);
+        let mut plan = reload::plan(&current, &new.programs);
+        // A roll needs every instance up to keep serving; otherwise the
+        // change restarts the program (as `restart --rolling` does).
+        for item in plan.iter_mut().filter(|i| i.change == Change::Roll) {
+            let rollable = self
+                .index
+                .get(item.program.as_str())
+                .is_some_and(|&i| self.entries[i].can_roll());
+            let resolvable = blueprints
+                .iter()
+                .any(|b| b.config.name == item.program && b.identity.is_ok());
+            if !(rollable && resolvable) {
+                item.change = Change::Restart;
+            }
+        }
         let (live, later) = reload::supervisor_changes(&self.settings, &new.supervisor);
         warnings.extend(later);
         if !apply {
@@ -171,7 +182,25 @@ impl Fleet {
                     entry.rebuild_from(blueprint, cause_id);
                     entries.push(entry);
                 }
-                (_, Some(entry)) => entries.push(entry),
+                (Change::Roll, Some(mut entry)) => {
+                    entry.abort_roll(&mut self.out, "the program changed in a reload");
+                    let renewal = Renewal {
+                        policy: Arc::new(Policy {
+                            budgeted: self.budget.is_some(),
+                            ..Policy::from(blueprint.config.as_ref())
+                        }),
+                        identity: blueprint.identity.clone().ok().flatten(),
+                        config: blueprint.config,
+                    };
+                    entry.roll = Some(Roll::renew(entry.name(), cause_id.clone(), renewal));
+                    entries.push(entry);
+                }
+                (_, Some(mut entry)) => {
+                    // Equal in everything that affects how it runs; keys
+                    // like `reload` are taken over in place.
+                    entry.refresh_config(blueprint.config);
+                    entries.push(entry);
+                }
                 (_, None) => {
                     let mut entry = self.build_entry(blueprint, None);
                     self.spawn_slots(&mut entry);
@@ -200,12 +229,14 @@ impl Fleet {
             started = count(Change::Start),
             stopped = count(Change::Stop),
             restarted = count(Change::Restart),
+            rolled = count(Change::Roll),
             unchanged = count(Change::Unchanged),
             request_id = cause,
-            "config reloaded: {} to start, {} to stop, {} to restart, {} unchanged",
+            "config reloaded: {} to start, {} to stop, {} to restart, {} to roll, {} unchanged",
             count(Change::Start),
             count(Change::Stop),
             count(Change::Restart),
+            count(Change::Roll),
             count(Change::Unchanged)
         );
         Ok(ReloadOutcome {

@@ -6,13 +6,23 @@
 //! and at most one extra runs. A replacement that fails, exits, or is not
 //! ready in time aborts the roll: it is stopped and every instance not yet
 //! replaced keeps running untouched.
+//!
+//! A reload of a program with `reload = "rolling"` is the same roll with a
+//! `Renewal`: replacements are built from the new config, which the
+//! program takes over once the last instance is replaced. An aborted
+//! renewal leaves the program on its old config (the instances already
+//! replaced keep the new one), so `kelpie diff` still shows the change and
+//! the next reload rolls again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::core::{Command, Fleet, FleetAction, FleetTimer, Incarnation};
 use super::entry::{Entry, Retiring};
 use super::Cause;
-use crate::state::Phase;
+use crate::config::ProgramConfig;
+use crate::process::Identity;
+use crate::state::{Phase, Policy};
 use crate::status::InstanceStatus;
 
 pub(super) enum Step {
@@ -32,9 +42,18 @@ pub(super) struct Roll {
     pub index: u32,
     pub step: Step,
     pub cause: Cause,
-    /// The control request that asked for it: its end is reported there.
+    /// The control request that asked for it: its end is reported there
+    /// (0 for a reload's: nobody waits for it).
     pub request: u64,
     pub program: String,
+    pub renewal: Option<Renewal>,
+}
+
+/// What a reload's roll builds replacements from.
+pub(super) struct Renewal {
+    pub config: Arc<ProgramConfig>,
+    pub policy: Arc<Policy>,
+    pub identity: Option<Arc<Identity>>,
 }
 
 impl Roll {
@@ -45,6 +64,15 @@ impl Roll {
             cause,
             request,
             program: program.to_string(),
+            renewal: None,
+        }
+    }
+
+    /// A reload's roll onto `renewal`.
+    pub fn renew(program: &str, cause: Cause, renewal: Renewal) -> Self {
+        Self {
+            renewal: Some(renewal),
+            ..Self::new(program, cause, 0)
         }
     }
 
@@ -71,7 +99,12 @@ impl Roll {
 /// How long a replacement may take to become ready before the roll is
 /// aborted: the program's own start budget and a little slack.
 pub(super) fn ready_deadline(entry: &Entry) -> Duration {
-    entry.config.start_seconds + entry.config.start_timeout + Duration::from_secs(1)
+    let config = entry
+        .roll
+        .as_ref()
+        .and_then(|r| r.renewal.as_ref())
+        .map_or(&entry.config, |r| &r.config);
+    config.start_seconds + config.start_timeout + Duration::from_secs(1)
 }
 
 impl Entry {
@@ -250,6 +283,21 @@ impl Entry {
         roll.index += 1;
         roll.step = Step::Spawn;
         if roll.index >= instances {
+            if let Some(renewal) = roll.renewal.take() {
+                self.config = renewal.config;
+                self.policy = renewal.policy;
+                self.identity = Ok(renewal.identity);
+                if self.status.required != self.config.required {
+                    Arc::make_mut(&mut self.status).required = self.config.required;
+                }
+                tracing::info!(
+                    event = "program_reconfigured",
+                    program = %self.config.name,
+                    request_id = roll.cause.as_deref(),
+                    "{} runs its new config in every instance",
+                    self.config.name
+                );
+            }
             tracing::info!(
                 event = "rolling_restart_complete",
                 program = %self.config.name,
@@ -285,7 +333,7 @@ impl Fleet {
             let Some(index) = self.entries[i].roll.as_ref().map(|r| r.index) else {
                 continue;
             };
-            self.spawn_instance(i, index, incarnation);
+            self.spawn_replacement(i, index, incarnation);
             let entry = &mut self.entries[i];
             let Some(roll) = entry.roll.as_mut() else {
                 continue;

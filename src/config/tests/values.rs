@@ -137,6 +137,15 @@ fn bad_modes_with_hints() {
 }
 
 #[test]
+fn reload_mode_is_restart_or_rolling() {
+    assert_eq!(
+        diags("[program.a]\ncommand = [\"sh\"]\nreload = \"rollin\"\n"),
+        ["supervisor.toml:3:10: program.a.reload: invalid value \"rollin\" (did you mean \"rolling\"?); expected one of: restart, rolling"]
+    );
+    assert!(diags("[program.a]\ncommand = [\"sh\"]\nreload = \"rolling\"\n").is_empty());
+}
+
+#[test]
 fn bad_dependency_condition() {
     let source = "[program.db]\ncommand = [\"sh\"]\n\
                   [program.web]\ncommand = [\"sh\"]\ndepends_on = { db = \"redy\" }\n\

@@ -23,13 +23,14 @@ pub fn plan_lines(reply: &ReloadReply) -> Vec<String> {
         .max()
         .unwrap_or(0);
     let mut lines = Vec::with_capacity(reply.plan.len() + reply.warnings.len() + 1);
-    let mut counts = [0usize; 4];
+    let mut counts = [0usize; 5];
     for entry in &reply.plan {
         let (mark, slot) = match entry.action.as_str() {
             "start" => ('+', Some(0)),
             "stop" => ('-', Some(1)),
             "restart" => ('~', Some(2)),
             "unchanged" => (' ', Some(3)),
+            "roll" => ('~', Some(4)),
             // A newer supervisor may plan something this client does not
             // know: show it rather than hide it.
             _ => ('?', None),
@@ -49,8 +50,14 @@ pub fn plan_lines(reply: &ReloadReply) -> Vec<String> {
     } else {
         "diff"
     };
+    // Rolls are listed only when there are any, so the summary of a
+    // config without `reload = "rolling"` reads as it always did.
+    let rolls = match counts[4] {
+        0 => String::new(),
+        n => format!(", {n} to roll"),
+    };
     lines.push(format!(
-        "{prefix}: {} to start, {} to stop, {} to restart, {} unchanged",
+        "{prefix}: {} to start, {} to stop, {} to restart{rolls}, {} unchanged",
         counts[0], counts[1], counts[2], counts[3]
     ));
     lines
@@ -104,6 +111,27 @@ mod tests {
         assert_eq!(
             lines[6],
             "diff: 1 to start, 1 to stop, 1 to restart, 2 unchanged"
+        );
+    }
+
+    #[test]
+    fn rolls_are_marked_and_counted_only_when_present() {
+        let reply = ReloadReply {
+            applied: true,
+            path: "supervisor.toml".to_string(),
+            plan: vec![
+                entry("web", "roll", &["command"]),
+                entry("db", "unchanged", &[]),
+            ],
+            warnings: Vec::new(),
+        };
+        assert_eq!(
+            plan_lines(&reply),
+            [
+                "~ web  roll (command)",
+                "  db   unchanged",
+                "reload applied: 0 to start, 0 to stop, 0 to restart, 1 to roll, 1 unchanged",
+            ]
         );
     }
 

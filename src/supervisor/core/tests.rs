@@ -94,6 +94,8 @@ struct World {
     next_pid: i32,
     next_request: u64,
     metrics: Vec<MetricUpdate>,
+    /// Each spawned actor's name and the command it was built with.
+    spawned: Vec<(String, String)>,
     exited: Option<i32>,
 }
 
@@ -119,6 +121,7 @@ impl World {
             next_pid: 100,
             next_request: 0,
             metrics: Vec::new(),
+            spawned: Vec::new(),
             exited: None,
         };
         let lines = world.describe_all(actions);
@@ -302,6 +305,8 @@ impl World {
                 }
                 self.names.insert(spawn.incarnation, name.clone());
                 self.current.insert(name.clone(), spawn.incarnation);
+                self.spawned
+                    .push((name.clone(), spawn.config.command.join(" ")));
                 format!("spawn {name}")
             }
             FleetAction::Send { to, command } => {
@@ -1249,4 +1254,169 @@ fn requests_move_a_program_through_its_stages() {
             ),
         ],
     );
+}
+
+const ROLLING_RELOAD: &str = r#"
+[program.web]
+command = ["sleep", "1000"]
+instances = 2
+start_seconds = "1s"
+start_timeout = "5s"
+reload = "rolling"
+"#;
+
+const ROLLING_RELOAD_CHANGED: &str = r#"
+[program.web]
+command = ["sleep", "2000"]
+instances = 2
+start_seconds = "2s"
+start_timeout = "5s"
+reload = "rolling"
+"#;
+
+fn rolling_reload_world() -> World {
+    let mut w = World::start(
+        ROLLING_RELOAD,
+        &[
+            "build web",
+            "spawn web:0",
+            "spawn web:1",
+            "web:0 start",
+            "web:1 start",
+        ],
+    );
+    w.run(&[(Up("web:0"), &[]), (Up("web:1"), &[])]);
+    w
+}
+
+#[test]
+fn a_rolling_reload_replaces_instances_one_at_a_time_with_the_new_config() {
+    let mut w = rolling_reload_world();
+    w.run(&[
+        // No stop of the whole program: a replacement built from the new
+        // config starts beside web:0 (deadline from the new start_seconds).
+        (
+            Reload(ROLLING_RELOAD_CHANGED),
+            &[
+                "reloaded: web roll",
+                "spawn web:0'",
+                "web:0' start",
+                "after 8s roll deadline web",
+            ],
+        ),
+        (Up("web:0'"), &[]),
+        (Ready("web:0'"), &["web:0 cause", "web:0 stop"]),
+        (
+            Down("web:0"),
+            &[
+                "end web:0",
+                "spawn web:1'",
+                "web:1' start",
+                "after 8s roll deadline web",
+            ],
+        ),
+        // The same file again mid-roll is compared with the config being
+        // rolled out: nothing changes, the roll goes on.
+        (Reload(ROLLING_RELOAD_CHANGED), &["reloaded: web unchanged"]),
+        (Up("web:1'"), &[]),
+        (Ready("web:1'"), &["web:1 cause", "web:1 stop"]),
+        (
+            Down("web:1"),
+            &[
+                "end web:1",
+                "roll web done: replaced 2 instances one at a time",
+            ],
+        ),
+    ]);
+    let replacements: Vec<&(String, String)> = w
+        .spawned
+        .iter()
+        .filter(|(n, _)| n.ends_with('\''))
+        .collect();
+    assert_eq!(
+        replacements,
+        [
+            &("web:0'".to_string(), "sleep 2000".to_string()),
+            &("web:1'".to_string(), "sleep 2000".to_string())
+        ]
+    );
+    // The program took the new config over: the same file again changes
+    // nothing.
+    w.run(&[(Reload(ROLLING_RELOAD_CHANGED), &["reloaded: web unchanged"])]);
+}
+
+#[test]
+fn a_rolling_reload_restarts_what_cannot_roll() {
+    // Not every instance is up: nothing to keep serving, so a restart.
+    let mut w = World::start(
+        ROLLING_RELOAD,
+        &[
+            "build web",
+            "spawn web:0",
+            "spawn web:1",
+            "web:0 start",
+            "web:1 start",
+        ],
+    );
+    w.run(&[
+        (Up("web:0"), &[]),
+        (
+            Reload(ROLLING_RELOAD_CHANGED),
+            &[
+                "reloaded: web restart",
+                "web:0 stop",
+                "web:0 ack 0",
+                "web:1 stop",
+                "web:1 ack 0",
+            ],
+        ),
+    ]);
+    // A changed instance count cannot be rolled one for one.
+    let mut w = rolling_reload_world();
+    let three = ROLLING_RELOAD_CHANGED.replace("instances = 2", "instances = 3");
+    w.run(&[(
+        Reload(&three),
+        &[
+            "reloaded: web restart",
+            "web:0 stop",
+            "web:0 ack 0",
+            "web:1 stop",
+            "web:1 ack 0",
+        ],
+    )]);
+}
+
+#[test]
+fn an_aborted_rolling_reload_leaves_the_old_config_in_place() {
+    let mut w = rolling_reload_world();
+    w.run(&[
+        (
+            Reload(ROLLING_RELOAD_CHANGED),
+            &[
+                "reloaded: web roll",
+                "spawn web:0'",
+                "web:0' start",
+                "after 8s roll deadline web",
+            ],
+        ),
+        (Up("web:0'"), &[]),
+        (
+            Crash("web:0'"),
+            &[
+                "web:0' stop",
+                "roll web aborted: rolling restart aborted at web:0: the replacement exited with exit code 1; 0 of 2 instances replaced, the others keep running",
+            ],
+        ),
+        (Down("web:0'"), &["end web:0'"]),
+        // Still on the old config: the next reload rolls again.
+        (
+            Reload(ROLLING_RELOAD_CHANGED),
+            &[
+                "reloaded: web roll",
+                "spawn web:0'",
+                "web:0' start",
+                "after 8s roll deadline web",
+            ],
+        ),
+    ]);
 }
