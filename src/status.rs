@@ -61,6 +61,10 @@ pub struct ProgramStatus {
     pub reason: Option<String>,
     /// `kelpie stop` holds it down until `kelpie start`.
     pub stopped_by_user: bool,
+    /// Meant to run: `autostart`, or started by request, and not held
+    /// down by `kelpie stop`. A program that is not does not count
+    /// against the aggregated readiness.
+    pub enabled: bool,
 }
 
 impl ProgramStatus {
@@ -72,6 +76,7 @@ impl ProgramStatus {
             instances: vec![InstanceStatus::new(); instances],
             reason: None,
             stopped_by_user: false,
+            enabled: true,
         }
     }
 
@@ -156,12 +161,14 @@ impl Board {
     }
 
     /// The aggregated readiness: not shutting down and every required
-    /// program ready. `Err` carries the first reason.
+    /// program that is meant to run ready (one stopped on purpose, or not
+    /// started with `autostart = false`, is not waited for). `Err` carries
+    /// the first reason.
     pub fn ready(&self) -> Result<(), String> {
         if self.shutting_down {
             return Err("shutting down".into());
         }
-        for program in self.programs.iter().filter(|p| p.required) {
+        for program in self.programs.iter().filter(|p| p.required && p.enabled) {
             if let Some(reason) = program.reason() {
                 return Err(reason);
             }
@@ -200,6 +207,7 @@ mod tests {
             instances,
             reason: None,
             stopped_by_user: false,
+            enabled: true,
         })
     }
 
@@ -265,6 +273,28 @@ mod tests {
     }
 
     #[test]
+    fn readiness_does_not_wait_for_programs_not_meant_to_run() {
+        let stopped = ProgramStatus {
+            stopped_by_user: true,
+            enabled: false,
+            ..(*program("admin", true, vec![instance(Phase::Stopped, false)])).clone()
+        };
+        let board = Board {
+            shutting_down: false,
+            programs: vec![
+                program("web", true, vec![instance(Phase::Running, true)]),
+                Arc::new(stopped.clone()),
+            ],
+        };
+        assert_eq!(board.ready(), Ok(()));
+        // The program itself still says why it is not ready.
+        assert_eq!(
+            stopped.reason().as_deref(),
+            Some("admin was stopped by `kelpie stop`")
+        );
+    }
+
+    #[test]
     fn a_completed_oneshot_is_ready() {
         let mut done = instance(Phase::Exited, false);
         done.snapshot.last_exit_kind = Some(ExitKind::Success);
@@ -275,6 +305,7 @@ mod tests {
             instances: vec![done.clone()],
             reason: None,
             stopped_by_user: false,
+            enabled: true,
         };
         assert!(p.ready());
         let service = ProgramStatus {

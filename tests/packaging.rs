@@ -43,6 +43,7 @@ const SPEC_METRICS: &[&str] = &[
     "kelpie_shutting_down",
     "kelpie_program_state",
     "kelpie_program_ready",
+    "kelpie_program_enabled",
     "kelpie_program_instances_running",
     "kelpie_program_restarts_total",
     "kelpie_program_exits_total",

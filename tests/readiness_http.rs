@@ -247,3 +247,73 @@ fn which(tool: &str) -> Option<std::path::PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// A program stopped on purpose (`kelpie stop`) or not started with
+/// `autostart = false` is not waited for by /ready; started, it counts
+/// again. kelpie_program_enabled says which are meant to run.
+#[test]
+fn ready_ignores_programs_not_meant_to_run() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "127.0.0.1:0"
+
+[program.web]
+command = ["sleep", "1000"]
+start_seconds = "0s"
+
+[program.admin]
+command = ["sleep", "1000"]
+start_seconds = "300ms"
+autostart = false
+
+[program.worker]
+command = ["sleep", "1000"]
+start_seconds = "0s"
+"#,
+    );
+    let addr = k.http_addr();
+    let reply = wait_until("/ready to turn 200 without admin", secs(10.0), || {
+        let reply = get(addr, "/ready");
+        (reply.status == 200).then_some(reply)
+    });
+    let body = reply.json();
+    assert_eq!(body["programs"]["admin"]["enabled"], false, "{body}");
+    assert_eq!(body["programs"]["admin"]["ready"], false, "{body}");
+    assert_eq!(
+        get(addr, "/ready/admin").status,
+        503,
+        "admin itself is not ready"
+    );
+
+    k.ctl(&["stop", "worker"]).expect(0);
+    let reply = get(addr, "/ready");
+    assert_eq!(
+        reply.status, 200,
+        "a stopped program is not waited for: {}",
+        reply.body
+    );
+    let metrics = get(addr, "/metrics").body;
+    assert_eq!(
+        metric(&metrics, "kelpie_program_enabled{program=\"worker\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&metrics, "kelpie_program_enabled{program=\"web\"}"),
+        Some(1.0)
+    );
+
+    // Started, admin counts: /ready waits for it, then is ready again.
+    k.ctl(&["start", "admin"]).expect(0);
+    assert_eq!(
+        get(addr, "/ready").status,
+        200,
+        "admin is ready when start returns"
+    );
+    assert_eq!(
+        get(addr, "/ready").json()["programs"]["admin"]["enabled"],
+        true
+    );
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+}

@@ -81,6 +81,10 @@ pub struct ProgramInfo {
     /// Stopped by `kelpie stop`: not started again by a crash or reload
     /// until `kelpie start`.
     pub stopped_by_user: bool,
+    /// Meant to run (`autostart`, or started by request, and not stopped
+    /// by `kelpie stop`); only these count against the aggregated `ready`.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
     pub instances: Vec<InstanceInfo>,
 }
 
@@ -233,4 +237,9 @@ pub struct HealthReply {
     pub pid: u32,
     pub uptime_seconds: u64,
     pub config: String,
+}
+
+/// A supervisor from before `enabled` existed counted every program.
+fn enabled_by_default() -> bool {
+    true
 }

@@ -172,10 +172,11 @@ struct ProgramJson<'a>(&'a ProgramStatus);
 impl Serialize for ProgramJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let p = self.0;
-        let mut s = serializer.serialize_struct("Program", 6)?;
+        let mut s = serializer.serialize_struct("Program", 7)?;
         s.serialize_field("state", p.state().as_str())?;
         s.serialize_field("ready", &p.ready())?;
         s.serialize_field("required", &p.required)?;
+        s.serialize_field("enabled", &p.enabled)?;
         s.serialize_field("instances", &Instances(p))?;
         s.serialize_field("restarts", &p.restarts())?;
         s.serialize_field("reason", &p.reason())?;

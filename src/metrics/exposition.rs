@@ -93,6 +93,16 @@ impl Metrics {
         }
 
         w.header(
+            "kelpie_program_enabled",
+            "gauge",
+            "1 if the program is meant to run: autostart, or started by request, and not stopped by `kelpie stop`.",
+        );
+        for ((program, name), _) in rows() {
+            w.series("kelpie_program_enabled", name);
+            w.end_u64(u64::from(program.enabled));
+        }
+
+        w.header(
             "kelpie_program_instances_running",
             "gauge",
             "Instances with a live process.",

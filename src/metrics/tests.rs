@@ -28,6 +28,7 @@ const SPEC: &[(&str, &str, &[&str])] = &[
     ("kelpie_shutting_down", "gauge", &[]),
     ("kelpie_program_state", "gauge", &["program", "state"]),
     ("kelpie_program_ready", "gauge", &["program"]),
+    ("kelpie_program_enabled", "gauge", &["program"]),
     ("kelpie_program_instances_running", "gauge", &["program"]),
     ("kelpie_program_restarts_total", "counter", &["program"]),
     (
@@ -128,6 +129,7 @@ fn program(name: &str, oneshot: bool, instances: Vec<InstanceStatus>) -> Arc<Pro
         instances,
         reason: None,
         stopped_by_user: false,
+        enabled: true,
     })
 }
 
@@ -160,7 +162,12 @@ fn realistic(groups: &mut Groups) -> Board {
                 vec![worker, instance(Phase::Running, None, None)],
             ),
             program("migrate", true, vec![migrate]),
-            program("cron", false, vec![instance(Phase::Stopped, None, None)]),
+            // Stopped with `kelpie stop`.
+            Arc::new(ProgramStatus {
+                stopped_by_user: true,
+                enabled: false,
+                ..(*program("cron", false, vec![instance(Phase::Stopped, None, None)])).clone()
+            }),
             program(
                 "odd.name_1-x",
                 false,
@@ -337,6 +344,8 @@ fn a_realistic_scrape_passes_promtool_and_matches_the_spec() {
     assert_eq!(e.get("kelpie_program_ready", &p("web")), Some(1.0));
     assert_eq!(e.get("kelpie_program_ready", &p("migrate")), Some(1.0));
     assert_eq!(e.get("kelpie_program_ready", &p("worker")), Some(0.0));
+    assert_eq!(e.get("kelpie_program_enabled", &p("web")), Some(1.0));
+    assert_eq!(e.get("kelpie_program_enabled", &p("cron")), Some(0.0));
     assert_eq!(
         e.get("kelpie_program_instances_running", &p("web")),
         Some(2.0)

@@ -224,12 +224,15 @@ impl Entry {
             }),
             identity: blueprint.identity,
             slots: Vec::new(),
-            status: Arc::new(ProgramStatus::new(
-                &config.name,
-                config.required,
-                config.kind == crate::restart_policy::ProgramKind::Oneshot,
-                config.instances as usize,
-            )),
+            status: Arc::new(ProgramStatus {
+                enabled: config.autostart,
+                ..ProgramStatus::new(
+                    &config.name,
+                    config.required,
+                    config.kind == crate::restart_policy::ProgramKind::Oneshot,
+                    config.instances as usize,
+                )
+            }),
             stage: Stage::Gated {
                 request: None,
                 relaunch: false,
@@ -274,6 +277,10 @@ impl Entry {
         let stopped = want == Want::Stopped;
         if self.status.stopped_by_user != stopped {
             Arc::make_mut(&mut self.status).stopped_by_user = stopped;
+        }
+        let enabled = self.should_run();
+        if self.status.enabled != enabled {
+            Arc::make_mut(&mut self.status).enabled = enabled;
         }
     }
 

@@ -282,39 +282,44 @@ impl Entry {
         };
         roll.index += 1;
         roll.step = Step::Spawn;
-        if roll.index >= instances {
-            if let Some(renewal) = roll.renewal.take() {
-                self.config = renewal.config;
-                self.policy = renewal.policy;
-                self.identity = Ok(renewal.identity);
-                if self.status.required != self.config.required {
-                    Arc::make_mut(&mut self.status).required = self.config.required;
-                }
-                tracing::info!(
-                    event = "program_reconfigured",
-                    program = %self.config.name,
-                    request_id = roll.cause.as_deref(),
-                    "{} runs its new config in every instance",
-                    self.config.name
-                );
+        if roll.index < instances {
+            return;
+        }
+        let Some(roll) = self.roll.take() else {
+            return;
+        };
+        if let Some(renewal) = roll.renewal.as_ref() {
+            self.config = renewal.config.clone();
+            self.policy = renewal.policy.clone();
+            self.identity = Ok(renewal.identity.clone());
+            if self.status.required != self.config.required {
+                Arc::make_mut(&mut self.status).required = self.config.required;
             }
+            // `autostart` may have changed with it.
+            self.set_want(self.want());
             tracing::info!(
-                event = "rolling_restart_complete",
+                event = "program_reconfigured",
                 program = %self.config.name,
-                instances,
                 request_id = roll.cause.as_deref(),
-                "rolling restart of {} complete",
+                "{} runs its new config in every instance",
                 self.config.name
             );
-            roll.finish(
-                out,
-                Ok(format!(
-                    "replaced {instances} instance{} one at a time",
-                    if instances == 1 { "" } else { "s" }
-                )),
-            );
-            self.roll = None;
         }
+        tracing::info!(
+            event = "rolling_restart_complete",
+            program = %self.config.name,
+            instances,
+            request_id = roll.cause.as_deref(),
+            "rolling restart of {} complete",
+            self.config.name
+        );
+        roll.finish(
+            out,
+            Ok(format!(
+                "replaced {instances} instance{} one at a time",
+                if instances == 1 { "" } else { "s" }
+            )),
+        );
     }
 }
 

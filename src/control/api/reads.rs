@@ -100,6 +100,7 @@ pub fn program_info(program: &ProgramStatus, now: SystemTime) -> ProgramInfo {
         restarts: program.restarts(),
         reason: program.reason(),
         stopped_by_user: program.stopped_by_user,
+        enabled: program.enabled,
         instances: program
             .instances
             .iter()

@@ -258,6 +258,7 @@ mod tests {
             restarts: instances.iter().map(|i| i.restarts).sum(),
             reason: None,
             stopped_by_user: false,
+            enabled: true,
             instances,
         }
     }
