@@ -27,7 +27,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use nix::errno::Errno;
@@ -36,6 +35,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::procfs::read_stat;
+use crate::spawn::{Command, Spawned};
 use crate::state::ExitStatus;
 
 /// Called once with the leader's pid, its status and whether other members
@@ -100,10 +100,10 @@ impl Reaper {
     /// Spawns `command` (which must put the child in its own process group)
     /// and registers `on_exit` for its pid, atomically with respect to
     /// `reap`.
-    pub fn spawn(&self, command: &mut Command, on_exit: OnExit) -> io::Result<Child> {
+    pub fn spawn(&self, command: &mut Command, on_exit: OnExit) -> io::Result<Spawned> {
         let _spawning = self.gate.read().unwrap_or_else(|p| p.into_inner());
         let child = command.spawn()?;
-        self.lock().leaders.insert(child.id() as i32, on_exit);
+        self.lock().leaders.insert(child.pid, on_exit);
         Ok(child)
     }
 
@@ -295,6 +295,7 @@ pub fn kill_with_group(pid: i32, signal: Signal) {
 mod tests {
     use super::*;
     use std::os::unix::process::CommandExt;
+    use std::process::Command;
     use std::sync::mpsc;
     use std::time::Duration;
 
@@ -359,13 +360,13 @@ mod tests {
             .process_group(0);
         let child = reaper
             .spawn(
-                &mut command,
+                &mut command.into(),
                 Box::new(move |pid, status, alive| {
                     let _ = exited_tx.send((pid, status, alive));
                 }),
             )
             .unwrap();
-        let pgid = child.id() as i32;
+        let pgid = child.pid;
         let (pid, status, alive) = reap_until(&reaper, &exited_rx, "the leader's exit");
         assert_eq!((pid, status, alive), (pgid, ExitStatus::Code(3), true));
         assert!(
@@ -406,13 +407,13 @@ mod tests {
                 .process_group(0);
             let child = reaper
                 .spawn(
-                    &mut command,
+                    &mut command.into(),
                     Box::new(move |pid, status, _| {
                         let _ = tx.send((pid, status));
                     }),
                 )
                 .unwrap();
-            pids.push((child.id() as i32, code));
+            pids.push((child.pid, code));
         }
         let mut seen = Vec::new();
         for _ in 0..3 {
