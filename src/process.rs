@@ -139,7 +139,7 @@ pub fn command(launch: Launch<'_>) -> spawn::Command {
     // before exec, so what it needs is prepared in kelpie: inherited fds are
     // made close-on-exec at startup (`seal_inherited_fds`), and the spawn
     // itself clears the signal mask and resets every disposition (see
-    // `spawn`). Only umask and credentials need the fork path's hook. An
+    // `crate::spawn`). Only umask and credentials need the fork path's hook. An
     // executable that did not resolve goes through std, whose PATH search
     // gives the same error exec would.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

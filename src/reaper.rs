@@ -2,13 +2,14 @@
 //!
 //! Linux hands out each child's exit status once. If two parts of kelpie
 //! waited (say tokio's `Child::wait` and a `waitpid(-1)` loop for orphans),
-//! one would steal the other's statuses; and std's own `spawn` waits on a
-//! failed exec, which a concurrent `waitpid(-1)` can make panic. So:
+//! one would steal the other's statuses; and std's own `spawn` and glibc's
+//! `posix_spawn` wait on a failed exec, which a concurrent `waitpid(-1)`
+//! would race (std panics when it loses). So:
 //!
 //! - every spawn happens while holding a gate shared (spawns run in
 //!   parallel) and registers the new pid before releasing it; a reap pass
 //!   holds the gate exclusively, so it can never reap a pid it does not know
-//!   yet, nor race std's own wait for a failed exec;
+//!   yet, nor race std's or glibc's own wait for a failed exec;
 //! - on SIGCHLD, one pass reaps with `waitpid(-1, WNOHANG)` under the same
 //!   lock and routes each status to its owner by pid. Unknown pids are
 //!   orphans (kelpie is PID 1 or a subreaper) and are simply reaped;

@@ -91,8 +91,7 @@ pub use direct::Direct;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod direct {
-    use std::collections::BTreeMap;
-    use std::ffi::{CString, OsStr, OsString};
+    use std::ffi::{CString, OsString};
     use std::io;
     use std::mem::MaybeUninit;
     use std::os::fd::{AsRawFd, OwnedFd};
@@ -195,21 +194,22 @@ mod direct {
         })
     }
 
-    /// kelpie's environment with `changes` applied, as `KEY=VALUE` strings
-    /// sorted by key (the order std passes too).
+    /// kelpie's environment with `changes` applied, as `KEY=VALUE` strings:
+    /// the variables std would pass (std also sorts them by key, which
+    /// nothing needs and which costs code that every spawn would touch).
     fn environment(changes: &[(OsString, Option<OsString>)]) -> io::Result<Vec<CString>> {
-        let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
         for (key, value) in changes {
-            match value {
-                Some(value) => env.insert(key.clone(), value.clone()),
-                None => env.remove(key),
-            };
+            env.retain(|(name, _)| name != key);
+            if let Some(value) = value {
+                env.push((key.clone(), value.clone()));
+            }
         }
         env.into_iter()
             .map(|(key, value)| {
                 let mut entry = key.into_vec();
                 entry.push(b'=');
-                entry.extend_from_slice(OsStr::as_bytes(&value));
+                entry.extend_from_slice(value.as_bytes());
                 c_string(&entry)
             })
             .collect()
