@@ -371,7 +371,8 @@ mod direct {
     }
 }
 
-#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+#[cfg(test)]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod tests {
     use std::io::Read;
     use std::path::{Path, PathBuf};
