@@ -420,7 +420,7 @@ impl Exec {
         }
         let tx = self.events_tx.clone();
         let spawned = self.reaper.spawn(
-            &mut command,
+            &mut command.into(),
             Box::new(move |pid, status, group_alive| {
                 let _ = tx.send(ReaperEvent::Exited {
                     pid,
@@ -431,10 +431,9 @@ impl Exec {
         );
         match spawned {
             Ok(child) => {
-                // pid_max is at most 2^22: a pid always fits.
-                let pid = child.id() as i32;
-                // Dropping std's Child neither waits nor kills: the reaper
-                // owns the exit status.
+                let pid = child.pid;
+                // Dropping it neither waits nor kills: the reaper owns the
+                // exit status.
                 drop(child);
                 if foreground {
                     self.handed_to = Some(Pid::from_raw(pid));

@@ -12,8 +12,9 @@
 //!
 //! - `config`: supervisor.toml → validated `Config`, every error with a location
 //! - `state`, `backoff`: the pure lifecycle and restart arithmetic
-//! - `process`, `reaper`, `procfs`, `os_lookup`: the OS boundary (spawn,
-//!   signal, wait, `/proc`, users and executables)
+//! - `process`, `spawn`, `reaper`, `procfs`, `os_lookup`: the OS boundary
+//!   (what a child gets, starting it, signal, wait, `/proc`, users and
+//!   executables)
 //! - `program`, `supervisor`: the actors; `supervisor::core` is the pure
 //!   fleet state machine they carry out, `report` what instances tell it
 //! - `output`: program stdout/stderr handling
@@ -57,6 +58,7 @@ pub mod report;
 pub mod restart_policy;
 pub mod service_manager;
 pub mod signals;
+pub mod spawn;
 pub mod state;
 pub mod status;
 pub mod supervisor;

@@ -20,7 +20,7 @@ use crate::state::{ExitStatus, ProbeRole};
 
 /// What an exec probe runs, prepared by the caller (environment, directory
 /// and credentials of the program).
-pub type ExecBuilder = Box<dyn Fn(&[String]) -> std::process::Command + Send + Sync>;
+pub type ExecBuilder = Box<dyn Fn(&[String]) -> crate::spawn::Command + Send + Sync>;
 
 /// One probe's answer about run `run`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +195,7 @@ async fn run_exec(argv: &[String], reaper: &Reaper, exec: &ExecBuilder) -> Resul
         .map_err(|e| crate::process::spawn_error(&argv[0], &e, None))?;
     let _guard = ExecGuard {
         reaper: reaper.clone(),
-        pgid: child.id() as i32,
+        pgid: child.pid,
     };
     drop(child);
     match rx.await {

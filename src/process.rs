@@ -3,6 +3,7 @@
 //! needs between fork and exec.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -12,6 +13,7 @@ use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::unistd::{Gid, Uid};
 
 use crate::config::ProgramConfig;
+use crate::spawn;
 
 /// Variables kelpie's own service manager gave kelpie; a child must not
 /// answer systemd (or inherit sockets) on kelpie's behalf.
@@ -106,67 +108,78 @@ pub struct Launch<'a> {
     pub identity: Option<&'a Identity>,
     /// `KELPIE_RUN_ID` (see `run_id`).
     pub run_id: &'a str,
-    pub stdout: Stdio,
-    pub stderr: Stdio,
+    pub stdout: spawn::Stdio,
+    pub stderr: spawn::Stdio,
 }
 
 /// Builds the command. The child gets its own process group, an empty
-/// signal mask, the configured umask and credentials, and no file
-/// descriptors beyond 0/1/2.
-pub fn command(launch: Launch<'_>) -> Command {
+/// signal mask, default signal dispositions, the configured umask and
+/// credentials, and no file descriptors beyond 0/1/2.
+pub fn command(launch: Launch<'_>) -> spawn::Command {
     let program = launch.program;
     // Resolving the path here, once, spares the child a failed execve per
-    // PATH entry and keeps std on its posix_spawn path even when the
-    // program's environment sets PATH.
+    // PATH entry and lets it be spawned without a PATH search, whatever PATH
+    // the program's environment sets.
     let path_var = program
         .environment
         .get("PATH")
         .cloned()
         .or_else(|| std::env::var("PATH").ok());
     let argv = launch.argv;
-    let executable = crate::os_lookup::find_executable(
+    let resolved = crate::os_lookup::find_executable(
         &argv[0],
         program.directory.as_deref(),
         path_var.as_deref(),
-    )
-    .unwrap_or_else(|_| std::path::PathBuf::from(&argv[0]));
+    );
+    let env = environment(&launch);
+
+    // A child that needs no code between fork and exec is started by
+    // `posix_spawn` (vfork semantics: no page-table copy of kelpie), which
+    // matters when hundreds of programs start at once. It cannot run code
+    // before exec, so what it needs is prepared in kelpie: inherited fds are
+    // made close-on-exec at startup (`seal_inherited_fds`), and the spawn
+    // itself clears the signal mask and resets every disposition (see
+    // `crate::spawn`). Only umask and credentials need the fork path's hook. An
+    // executable that did not resolve goes through std, whose PATH search
+    // gives the same error exec would.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if program.umask.is_none() && launch.identity.is_none() {
+        if let Ok(executable) = resolved {
+            return spawn::Command::Direct(spawn::Direct {
+                executable,
+                argv: argv.to_vec(),
+                env,
+                directory: program.directory.clone(),
+                stdout: launch.stdout,
+                stderr: launch.stderr,
+            });
+        }
+    }
+
+    let executable = resolved.unwrap_or_else(|_| std::path::PathBuf::from(&argv[0]));
     let mut cmd = Command::new(executable);
     cmd.arg0(&argv[0]);
     cmd.args(&argv[1..]);
-    for name in PRIVATE_VARIABLES {
-        cmd.env_remove(name);
-    }
-    if let Some(identity) = launch.identity {
-        if !identity.name.is_empty() {
-            cmd.env("USER", &identity.name);
-            cmd.env("LOGNAME", &identity.name);
-            cmd.env("HOME", &identity.home);
-        }
-    }
-    cmd.envs(&program.environment);
-    cmd.env("KELPIE_PROGRAM", &program.name);
-    cmd.env("KELPIE_INSTANCE", launch.index.to_string());
-    cmd.env(RUN_ID_VARIABLE, launch.run_id);
-    if let Some(socket) = launch.notify_socket {
-        cmd.env("NOTIFY_SOCKET", socket);
+    for (key, value) in env {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
     }
     if let Some(dir) = &program.directory {
         cmd.current_dir(dir);
     }
     cmd.stdin(Stdio::null());
-    cmd.stdout(launch.stdout);
-    cmd.stderr(launch.stderr);
+    cmd.stdout(launch.stdout.to_std());
+    cmd.stderr(launch.stderr.to_std());
     // setpgid(0, 0) runs in the child before any pre_exec hook.
     cmd.process_group(0);
 
-    // Without a pre_exec hook std uses posix_spawn (vfork semantics: no
-    // page-table copy of kelpie), which matters when hundreds of programs
-    // start at once. It already clears the signal mask; kelpie makes its
-    // own fds close-on-exec at startup (`seal_inherited_fds`) and handles
-    // the signals a parent may have ignored (`daemon.rs`), so children get
-    // default dispositions. Only umask and credentials need the hook.
     if program.umask.is_none() && launch.identity.is_none() {
-        return cmd;
+        // std's posix_spawn: clears the mask but leaves glibc's signals 32
+        // and 33 ignored; only on non-glibc targets or for an executable
+        // that did not resolve.
+        return cmd.into();
     }
     let umask = program.umask;
     let identity = launch.identity.map(|i| (i.uid, i.gid, i.groups.clone()));
@@ -197,7 +210,35 @@ pub fn command(launch: Launch<'_>) -> Command {
             Ok(())
         });
     }
-    cmd
+    cmd.into()
+}
+
+/// The changes to kelpie's environment a program gets, in order (`None`
+/// removes): both spawn paths apply the same list.
+fn environment(launch: &Launch<'_>) -> Vec<(OsString, Option<OsString>)> {
+    let program = launch.program;
+    let mut env: Vec<(OsString, Option<OsString>)> = PRIVATE_VARIABLES
+        .iter()
+        .map(|name| (OsString::from(name), None))
+        .collect();
+    let mut set = |key: &str, value: OsString| env.push((key.into(), Some(value)));
+    if let Some(identity) = launch.identity {
+        if !identity.name.is_empty() {
+            set("USER", identity.name.as_str().into());
+            set("LOGNAME", identity.name.as_str().into());
+            set("HOME", identity.home.clone().into_os_string());
+        }
+    }
+    for (key, value) in &program.environment {
+        set(key, value.into());
+    }
+    set("KELPIE_PROGRAM", program.name.as_str().into());
+    set("KELPIE_INSTANCE", launch.index.to_string().into());
+    set(RUN_ID_VARIABLE, launch.run_id.into());
+    if let Some(socket) = launch.notify_socket {
+        set("NOTIFY_SOCKET", socket.as_os_str().to_owned());
+    }
+    env
 }
 
 /// Handled signals revert to their default on exec, but ignored ones stay

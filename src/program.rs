@@ -4,8 +4,6 @@
 //! are `send_after` timers tagged with the state machine's generation.
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
-use std::process::Stdio;
 use std::sync::Arc;
 
 use nix::sys::signal::Signal;
@@ -23,6 +21,7 @@ use crate::probe::{ExecBuilder, ProbeResult, Probes};
 use crate::process::{self, Identity, Launch};
 use crate::reaper::{kill_with_group, Reaper};
 use crate::report::{InstanceEvent, InstanceReport, Reporter, Reports};
+use crate::spawn::Stdio;
 use crate::state::{
     Action, Event, ExitStatus, Instance, Note, Phase, Policy, ProbeRole, Snapshot, TimerKind,
 };
@@ -558,12 +557,12 @@ impl ProgramState {
                 ))
             }
         };
-        let pid = child.id() as i32;
+        let pid = child.pid;
         self.pgid = Some(pid);
         self.started_at = Some(std::time::SystemTime::now());
         let pipes = [
-            (child.stdout.take().map(OwnedFd::from), Stream::Stdout),
-            (child.stderr.take().map(OwnedFd::from), Stream::Stderr),
+            (child.stdout.take(), Stream::Stdout),
+            (child.stderr.take(), Stream::Stderr),
         ];
         for (fd, stream) in pipes {
             let Some(fd) = fd else { continue };
@@ -588,7 +587,7 @@ impl ProgramState {
                 ),
             }
         }
-        // std's Child neither waits nor kills on drop; the reaper owns it.
+        // Dropping it neither waits nor kills; the reaper owns the child.
         drop(child);
         Ok(pid)
     }

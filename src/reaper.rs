@@ -2,13 +2,14 @@
 //!
 //! Linux hands out each child's exit status once. If two parts of kelpie
 //! waited (say tokio's `Child::wait` and a `waitpid(-1)` loop for orphans),
-//! one would steal the other's statuses; and std's own `spawn` waits on a
-//! failed exec, which a concurrent `waitpid(-1)` can make panic. So:
+//! one would steal the other's statuses; and std's own `spawn` and glibc's
+//! `posix_spawn` wait on a failed exec, which a concurrent `waitpid(-1)`
+//! would race (std panics when it loses). So:
 //!
 //! - every spawn happens while holding a gate shared (spawns run in
 //!   parallel) and registers the new pid before releasing it; a reap pass
 //!   holds the gate exclusively, so it can never reap a pid it does not know
-//!   yet, nor race std's own wait for a failed exec;
+//!   yet, nor race std's or glibc's own wait for a failed exec;
 //! - on SIGCHLD, one pass reaps with `waitpid(-1, WNOHANG)` under the same
 //!   lock and routes each status to its owner by pid. Unknown pids are
 //!   orphans (kelpie is PID 1 or a subreaper) and are simply reaped;
@@ -27,7 +28,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use nix::errno::Errno;
@@ -36,6 +36,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::procfs::read_stat;
+use crate::spawn::{Command, Spawned};
 use crate::state::ExitStatus;
 
 /// Called once with the leader's pid, its status and whether other members
@@ -100,10 +101,10 @@ impl Reaper {
     /// Spawns `command` (which must put the child in its own process group)
     /// and registers `on_exit` for its pid, atomically with respect to
     /// `reap`.
-    pub fn spawn(&self, command: &mut Command, on_exit: OnExit) -> io::Result<Child> {
+    pub fn spawn(&self, command: &mut Command, on_exit: OnExit) -> io::Result<Spawned> {
         let _spawning = self.gate.read().unwrap_or_else(|p| p.into_inner());
         let child = command.spawn()?;
-        self.lock().leaders.insert(child.id() as i32, on_exit);
+        self.lock().leaders.insert(child.pid, on_exit);
         Ok(child)
     }
 
@@ -295,6 +296,7 @@ pub fn kill_with_group(pid: i32, signal: Signal) {
 mod tests {
     use super::*;
     use std::os::unix::process::CommandExt;
+    use std::process::Command;
     use std::sync::mpsc;
     use std::time::Duration;
 
@@ -359,13 +361,13 @@ mod tests {
             .process_group(0);
         let child = reaper
             .spawn(
-                &mut command,
+                &mut command.into(),
                 Box::new(move |pid, status, alive| {
                     let _ = exited_tx.send((pid, status, alive));
                 }),
             )
             .unwrap();
-        let pgid = child.id() as i32;
+        let pgid = child.pid;
         let (pid, status, alive) = reap_until(&reaper, &exited_rx, "the leader's exit");
         assert_eq!((pid, status, alive), (pgid, ExitStatus::Code(3), true));
         assert!(
@@ -406,13 +408,13 @@ mod tests {
                 .process_group(0);
             let child = reaper
                 .spawn(
-                    &mut command,
+                    &mut command.into(),
                     Box::new(move |pid, status, _| {
                         let _ = tx.send((pid, status));
                     }),
                 )
                 .unwrap();
-            pids.push((child.id() as i32, code));
+            pids.push((child.pid, code));
         }
         let mut seen = Vec::new();
         for _ in 0..3 {
