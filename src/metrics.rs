@@ -6,8 +6,8 @@
 //!   them per program in plain atomics;
 //! - **state gauges** computed from the status [`Board`](crate::status::Board) at scrape time:
 //!   state, readiness, running instances, start times, backoff, and the CPU
-//!   and memory of each program's process groups (one pass over `/proc`,
-//!   see `metrics/proc.rs`).
+//!   and memory of each program's processes: its process groups and every
+//!   descendant (one pass over `/proc`, see `metrics/proc.rs`).
 //!
 //! [`Metrics::render`] writes the text exposition format (0.0.4) itself and
 //! only iterates the board's programs, so a program removed by reload

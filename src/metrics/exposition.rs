@@ -305,7 +305,7 @@ impl Metrics {
         w.header(
             "kelpie_program_cpu_seconds_total",
             "counter",
-            "CPU time (user + system) of the program's process groups.",
+            "CPU time (user + system) of the program's processes: its process groups and their descendants.",
         );
         for (name, u) in names.iter().zip(usage) {
             w.series("kelpie_program_cpu_seconds_total", name);
@@ -314,7 +314,7 @@ impl Metrics {
         w.header(
             "kelpie_program_resident_memory_bytes",
             "gauge",
-            "Sum of the resident set sizes of the program's process groups.",
+            "Sum of the resident set sizes of the program's processes: its process groups and their descendants.",
         );
         for (name, u) in names.iter().zip(usage) {
             w.series("kelpie_program_resident_memory_bytes", name);

@@ -1,16 +1,22 @@
-//! CPU and memory of whole process groups, from one pass over `/proc`.
+//! CPU and memory of each program's processes, from one pass over `/proc`.
 //!
-//! A program instance runs in its own process group whose id is the pid
-//! of the process kelpie spawned, so the board's pids name the groups. Each
-//! scrape lists `/proc`, reads `/proc/<pid>/stat` of the processes that may
-//! be in a group, keeps those whose `pgrp` is one of the groups, and sums
-//! their resident memory and CPU time per program.
+//! A program's processes are, per running instance, the main process (the
+//! board's pid), the members of its process group (whose id is that pid),
+//! and every descendant of either, followed through the `ppid` links of the
+//! same pass: children that made a group or a session of their own
+//! (postgres backends call `setsid`) are still the program's. A process
+//! counted once stays its program's until it exits, even after its parent
+//! died and kelpie, the subreaper, adopted it. Each scrape lists `/proc`,
+//! reads `/proc/<pid>/stat` of the processes that may be a program's,
+//! attributes each one once, and sums resident memory and CPU per program.
 //!
 //! The reads are the cost of a scrape (a few microseconds of kernel time
 //! each), so `ProcReader` avoids what it can:
-//! - a process can only be in a group of its own session, and program
-//!   groups are in kelpie's session, so processes of other sessions are read
-//!   once and then skipped (a process never returns to a session it left);
+//! - a process of another session that does not descend from kelpie is
+//!   read once and then skipped: it cannot join a program group (groups do
+//!   not span sessions, and program groups are in kelpie's session), and it
+//!   can never become kelpie's descendant (an orphan is adopted by an
+//!   ancestor, a subreaper or init);
 //! - the stat files of the others stay open between scrapes, so each scrape
 //!   costs one `pread` per process instead of open + read + close (bounded by
 //!   a quarter of RLIMIT_NOFILE);
@@ -22,21 +28,26 @@
 //! scanner remembers, per process, the ticks it had at the last scrape; when
 //! a process is gone at the next scrape its last-seen ticks move into the
 //! program's "exited" total. The counter is therefore
-//! `exited + sum(live processes)`, which never decreases.
+//! `exited + sum(live processes)`, which never decreases, whichever group or
+//! session the process was in. `cutime`/`cstime` are not used: they would
+//! count again the children a process waited for.
 //!
 //! Approximations (documented in docs/metrics.md):
 //! - CPU a process used between the last scrape and its death is lost. The
 //!   reaper could close most of that gap later by passing the leader's
 //!   `rusage` from `wait4` (children it waited for are included there, which
 //!   would then need de-duplicating against what was seen here).
+//! - A descendant that lost its parent before any scrape saw it (the parent
+//!   exited, kelpie adopted it) is no longer in any tree; it is counted only
+//!   if it is in a group the program's processes lead or led.
 //! - A group keeps being attributed to its program after the leader exited
 //!   (the board drops the pid then) for as long as members remain: the
 //!   kernel does not reuse a pid while it names a live process group, so the
 //!   remembered group id cannot point at someone else's processes.
 //! - Memory is the sum of each process's RSS, so pages shared between
-//!   processes of a group (libraries, fork copy-on-write) count once per
-//!   process, like summing `ps` output. PSS (smaps_rollup) would be exact
-//!   but costs far more per scrape.
+//!   processes (libraries, fork copy-on-write) count once per process, like
+//!   summing `ps` output. PSS (smaps_rollup) would be exact but costs far
+//!   more per scrape.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -49,16 +60,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::procfs::{parse_decimal, parse_stat, Stat};
 use crate::status::Board;
 
-/// Resource use of one program's process groups, at one scrape.
+/// Resource use of one program's processes, at one scrape.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
     pub rss_bytes: u64,
     pub cpu_seconds: f64,
-    /// Processes found in the program's groups.
+    /// Processes counted for the program.
     pub processes: u32,
 }
 
-/// A process seen at an earlier scrape.
+/// A process counted at an earlier scrape: it stays `program`'s until it
+/// exits (`starttime` tells a reused pid apart).
 #[derive(Debug)]
 struct Tracked {
     starttime: u64,
@@ -86,6 +98,15 @@ pub struct GroupScanner {
     /// Ticks of processes that are gone, per program. Also interns the
     /// program names shared by `tracked` and `groups`.
     exited: HashMap<Arc<str>, u64>,
+    /// kelpie's pid: the processes under it are the ones that can be, or
+    /// become, a program's.
+    own_pid: i32,
+    /// What the last pass read, kept for its allocation.
+    reads: Vec<(i32, Read)>,
+    attribution: Attribution,
+    /// How long the last pass spent attributing (the scrape benchmark).
+    #[cfg(test)]
+    pub attribute_time: std::time::Duration,
 }
 
 impl GroupScanner {
@@ -113,6 +134,11 @@ impl GroupScanner {
             tracked: HashMap::new(),
             groups: HashMap::new(),
             exited: HashMap::new(),
+            own_pid: nix::unistd::getpid().as_raw(),
+            reads: Vec::new(),
+            attribution: Attribution::default(),
+            #[cfg(test)]
+            attribute_time: std::time::Duration::ZERO,
         }
     }
 
@@ -136,13 +162,14 @@ impl GroupScanner {
             }
         }
 
-        // pgid → board index: the running instances, then groups that were
-        // seen before and may still be draining.
-        let mut wanted: HashMap<i32, usize> = HashMap::with_capacity(n + self.groups.len());
+        // The instances' main processes (roots of their trees), and the
+        // groups they lead plus those seen before that may still be
+        // draining, each with its board index.
+        let mut roots: HashMap<i32, usize> = HashMap::with_capacity(n);
         for (index, program) in board.programs.iter().enumerate() {
             for instance in &program.instances {
                 if let Some(pid) = instance.snapshot.pid {
-                    wanted.insert(pid, index);
+                    roots.insert(pid, index);
                 }
             }
         }
@@ -151,6 +178,7 @@ impl GroupScanner {
             .enumerate()
             .map(|(i, name)| (name.as_ref(), i))
             .collect();
+        let mut wanted = roots.clone();
         for (pgid, program) in &self.groups {
             if let Some(&index) = by_name.get(program.as_ref()) {
                 wanted.entry(*pgid).or_insert(index);
@@ -161,76 +189,105 @@ impl GroupScanner {
         let mut live_ticks = vec![0u64; n];
         let mut processes = vec![0u32; n];
         let mut groups = HashMap::with_capacity(self.groups.len().max(wanted.len()));
-        if !wanted.is_empty() {
-            let tracked = &mut self.tracked;
-            let exited = &mut self.exited;
-            // A process can only be in a group of its own session. Program
-            // groups live in kelpie's session; the group ids themselves
-            // cover a program that made itself a session leader (setsid
-            // keeps pgid == pid).
-            let own_session = self.own_session;
-            let candidate = |session: i32| {
-                own_session.is_none_or(|own| own == session) || wanted.contains_key(&session)
+        let reads = &mut self.reads;
+        reads.clear();
+        if !wanted.is_empty() || !self.tracked.is_empty() {
+            self.reader.scan(reads);
+        }
+        #[cfg(test)]
+        let attribute_start = tokio::time::Instant::now();
+        let owners = attribute(
+            &mut self.attribution,
+            reads,
+            &Claims {
+                tracked: &self.tracked,
+                by_name: &by_name,
+                roots: &roots,
+                wanted: &wanted,
+                own_pid: self.own_pid,
+            },
+        );
+        #[cfg(test)]
+        {
+            self.attribute_time = attribute_start.elapsed();
+        }
+        let tracked = &mut self.tracked;
+        let exited = &mut self.exited;
+        for (&(pid, read), &owner) in reads.iter().zip(owners) {
+            let index = match owner {
+                Owner::Program(index) => index,
+                Owner::Unclaimed | Owner::Unresolved => continue,
+                Owner::Outside => {
+                    // Outside kelpie's tree: it can never enter it (an
+                    // orphan is adopted by an ancestor), and a process of
+                    // another session cannot join a program group, so it
+                    // is not read again (bar the recheck).
+                    if let Read::Stat(stat) = read {
+                        let own = self.own_session.is_none_or(|own| own == stat.session);
+                        if !own && !wanted.contains_key(&stat.session) {
+                            self.reader.set_outsider(pid);
+                        }
+                    }
+                    continue;
+                }
             };
-            self.reader.scan(candidate, |pid, read| {
-                let stat = match read {
-                    Read::Stat(stat) => stat,
-                    Read::Nothing => return,
-                    Read::Unreadable => {
-                        // Keep counting what it had, so the counter does
-                        // not dip (a dip reads as a reset to Prometheus).
-                        if let Some(t) = tracked.get_mut(&pid) {
-                            if let Some(&index) = by_name.get(t.program.as_ref()) {
-                                t.seen = generation;
-                                live_ticks[index] = live_ticks[index].saturating_add(t.ticks);
-                                processes[index] = processes[index].saturating_add(1);
-                            }
-                        }
-                        return;
-                    }
-                };
-                let Some(&index) = wanted.get(&stat.pgrp) else {
-                    return;
-                };
-                let program = &names[index];
-                rss_pages[index] = rss_pages[index].saturating_add(stat.rss_pages);
-                processes[index] = processes[index].saturating_add(1);
-                let ticks = match tracked.get_mut(&pid) {
-                    Some(t)
-                        if t.starttime == stat.starttime && Arc::ptr_eq(&t.program, program) =>
-                    {
-                        // Never let a counter step back, whatever procfs says.
-                        t.ticks = t.ticks.max(stat.cpu_ticks());
+            let stat = match read {
+                Read::Stat(stat) => stat,
+                Read::Nothing => continue,
+                Read::Unreadable => {
+                    // Keep counting what it had, so the counter does not
+                    // dip (a dip reads as a reset to Prometheus).
+                    if let Some(t) = tracked.get_mut(&pid) {
                         t.seen = generation;
-                        t.ticks
+                        live_ticks[index] = live_ticks[index].saturating_add(t.ticks);
+                        processes[index] = processes[index].saturating_add(1);
                     }
-                    previous => {
-                        // New, or the pid now names another process: the
-                        // old one is gone and keeps what it had used.
-                        if let Some(old) = previous {
-                            if let Some(total) = exited.get_mut(&old.program) {
-                                *total = total.saturating_add(old.ticks);
-                            }
+                    continue;
+                }
+            };
+            let program = &names[index];
+            rss_pages[index] = rss_pages[index].saturating_add(stat.rss_pages);
+            processes[index] = processes[index].saturating_add(1);
+            let ticks = match tracked.get_mut(&pid) {
+                Some(t) if t.starttime == stat.starttime && Arc::ptr_eq(&t.program, program) => {
+                    // Never let a counter step back, whatever procfs says.
+                    t.ticks = t.ticks.max(stat.cpu_ticks());
+                    t.seen = generation;
+                    t.ticks
+                }
+                previous => {
+                    // New, or the pid now names another process: the old
+                    // one is gone and keeps what it had used.
+                    if let Some(old) = previous {
+                        if let Some(total) = exited.get_mut(&old.program) {
+                            *total = total.saturating_add(old.ticks);
                         }
-                        tracked.insert(
-                            pid,
-                            Tracked {
-                                starttime: stat.starttime,
-                                ticks: stat.cpu_ticks(),
-                                program: program.clone(),
-                                seen: generation,
-                            },
-                        );
-                        stat.cpu_ticks()
                     }
-                };
-                live_ticks[index] = live_ticks[index].saturating_add(ticks);
+                    tracked.insert(
+                        pid,
+                        Tracked {
+                            starttime: stat.starttime,
+                            ticks: stat.cpu_ticks(),
+                            program: program.clone(),
+                            seen: generation,
+                        },
+                    );
+                    stat.cpu_ticks()
+                }
+            };
+            live_ticks[index] = live_ticks[index].saturating_add(ticks);
+            // A group is remembered when it is already a program's, or
+            // when a counted process leads it (a descendant that made its
+            // own group). Not merely because a member is counted: a
+            // descendant could join a group that is not the program's
+            // (kelpie's own, say) with setpgid.
+            if pid == stat.pgrp || wanted.contains_key(&stat.pgrp) {
                 groups.insert(stat.pgrp, program.clone());
-            });
+            }
         }
         self.groups = groups;
 
-        // Processes not seen this time have exited (or left their group).
+        // Processes not seen this time have exited.
         let exited = &mut self.exited;
         self.tracked.retain(|_, t| {
             if t.seen == generation {
@@ -285,6 +342,126 @@ impl Default for GroupScanner {
     }
 }
 
+/// Whose a process read in this pass is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Not looked at yet (or being looked at: its ancestors are).
+    Unresolved,
+    /// The program at this board index.
+    Program(usize),
+    /// Under kelpie but no program's (kelpie itself, a probe command, an
+    /// orphan never seen in a program), or its ancestry could not be read:
+    /// read again next time.
+    Unclaimed,
+    /// Not a descendant of kelpie.
+    Outside,
+}
+
+/// What makes a process a program's by itself, without its ancestors.
+struct Claims<'a> {
+    tracked: &'a HashMap<i32, Tracked>,
+    by_name: &'a HashMap<&'a str, usize>,
+    /// Main pid of each running instance.
+    roots: &'a HashMap<i32, usize>,
+    /// Program process groups.
+    wanted: &'a HashMap<i32, usize>,
+    own_pid: i32,
+}
+
+impl Claims<'_> {
+    /// An instance's main process and the members of a program group are
+    /// the program's; so is a process counted before, until it exits (its
+    /// start time tells a reused pid apart). The two disagree only if a
+    /// process moved into another program's group, and the group wins then;
+    /// it is also the cheaper lookup, so it goes first.
+    fn of(&self, pid: i32, read: &Read) -> Option<usize> {
+        if let Read::Stat(stat) = read {
+            if let Some(&index) = self.roots.get(&pid).or_else(|| self.wanted.get(&stat.pgrp)) {
+                return Some(index);
+            }
+        }
+        let counted = self.tracked.get(&pid).filter(|t| match read {
+            Read::Stat(stat) => t.starttime == stat.starttime,
+            Read::Unreadable | Read::Nothing => true,
+        })?;
+        self.by_name.get(counted.program.as_ref()).copied()
+    }
+}
+
+/// The buffers of `attribute`, kept between passes.
+#[derive(Debug, Default)]
+struct Attribution {
+    /// pid → position in the pass's reads.
+    at: HashMap<i32, usize>,
+    owners: Vec<Owner>,
+    chain: Vec<usize>,
+}
+
+/// The owner of every process read, in the order of `reads`: its own
+/// claim (see `Claims::of`), else its parent's owner, so a program owns
+/// the whole tree under its main processes and group members, including
+/// children that moved to a group or session of their own.
+///
+/// One walk up the ppid links per process, each stopping at the first
+/// process already resolved, so the whole pass is linear in the number of
+/// processes read.
+fn attribute<'a>(
+    buffers: &'a mut Attribution,
+    reads: &[(i32, Read)],
+    claims: &Claims<'_>,
+) -> &'a [Owner] {
+    let Attribution { at, owners, chain } = buffers;
+    // Built on the first parent lookup: usually every process read is a
+    // main process, a group member or kelpie's, and none is needed.
+    at.clear();
+    let mut indexed = false;
+    owners.clear();
+    owners.resize(reads.len(), Owner::Unresolved);
+    for start in 0..reads.len() {
+        chain.clear();
+        let mut i = start;
+        let owner = loop {
+            if owners[i] != Owner::Unresolved {
+                break owners[i];
+            }
+            if chain.contains(&i) {
+                // A loop in ppid links: reads taken at different instants
+                // while pids were reused. Decide next time.
+                break Owner::Unclaimed;
+            }
+            chain.push(i);
+            let (pid, read) = &reads[i];
+            if let Some(index) = claims.of(*pid, read) {
+                break Owner::Program(index);
+            }
+            let Read::Stat(stat) = read else {
+                // Its parent is unknown.
+                break Owner::Unclaimed;
+            };
+            if *pid == claims.own_pid || stat.ppid == claims.own_pid {
+                break Owner::Unclaimed;
+            }
+            if !indexed {
+                at.extend(reads.iter().enumerate().map(|(i, (pid, _))| (*pid, i)));
+                indexed = true;
+            }
+            match at.get(&stat.ppid) {
+                Some(&parent) => i = parent,
+                // pid 0 above init and kthreadd, or a parent already known
+                // to be outside (not read): outside too. (A parent that
+                // died before the listing left an orphan whose ppid names
+                // its adopter; one that died during the pass is in `reads`
+                // as gone.)
+                None => break Owner::Outside,
+            }
+        };
+        for &c in chain.iter() {
+            owners[c] = owner;
+        }
+    }
+    owners
+}
+
 /// Scans with an outsider re-read at least this often: it bounds the damage
 /// should a dead outsider's pid and inode number both be reused.
 const OUTSIDER_RECHECK: u64 = 32;
@@ -327,10 +504,8 @@ const CHUNK: usize = 64;
 const MAX_THREADS: usize = 4;
 
 /// Shared by the threads of one scan.
-struct ReadContext<'a, C> {
+struct ReadContext<'a> {
     root: &'a str,
-    candidate: &'a C,
-    generation: u64,
     open_files: AtomicUsize,
     max_files: usize,
 }
@@ -345,10 +520,10 @@ impl ProcReader {
         }
     }
 
-    /// Calls `f(pid, read)` for every process that may be in a program
-    /// group (`candidate(session)`): its stat, or `Read::Unreadable`.
-    /// Processes that exit during the scan are skipped; that is normal.
-    fn scan(&mut self, candidate: impl Fn(i32) -> bool + Sync, mut f: impl FnMut(i32, Read)) {
+    /// Reads every process not marked an outsider into `out`: its stat,
+    /// `Read::Unreadable`, or `Read::Nothing` if it exited since the
+    /// listing (that is normal).
+    fn scan(&mut self, out: &mut Vec<(i32, Read)>) {
         self.generation += 1;
         let generation = self.generation;
         let Ok(dir) = std::fs::read_dir(&self.root) else {
@@ -381,8 +556,6 @@ impl ProcReader {
         // time, one process at a time, so they spread over threads well.
         let context = ReadContext {
             root: &self.root,
-            candidate: &candidate,
-            generation,
             open_files: AtomicUsize::new(
                 self.entries.values().filter(|e| e.file.is_some()).count(),
             ),
@@ -413,15 +586,12 @@ impl ProcReader {
             while let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let mut chunk = chunk.lock().unwrap_or_else(PoisonError::into_inner);
                 for (pid, entry) in chunk.iter_mut() {
-                    match read_entry(&context, *pid, entry, &mut buf, &mut path) {
-                        Read::Nothing => {}
-                        read => stats.push((*pid, read)),
-                    }
+                    stats.push((*pid, read_entry(&context, *pid, entry, &mut buf, &mut path)));
                 }
             }
             stats
         };
-        let stats = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             let helpers: Vec<_> = (1..threads)
                 .filter_map(|_| {
                     std::thread::Builder::new()
@@ -430,17 +600,22 @@ impl ProcReader {
                         .ok()
                 })
                 .collect();
-            let mut stats = drain();
+            out.extend(drain());
             for helper in helpers {
                 // A panicked helper's reads are lost for this scrape.
                 if let Ok(more) = helper.join() {
-                    stats.extend(more);
+                    out.extend(more);
                 }
             }
-            stats
         });
-        for (pid, read) in stats {
-            f(pid, read);
+    }
+
+    /// Skips `pid` for the next `OUTSIDER_RECHECK` scans, closing its file:
+    /// it is outside kelpie's tree and session.
+    fn set_outsider(&mut self, pid: i32) {
+        if let Some(entry) = self.entries.get_mut(&pid) {
+            entry.skip_until = self.generation + OUTSIDER_RECHECK;
+            entry.file = None;
         }
     }
 }
@@ -460,7 +635,7 @@ impl ProcEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
     Stat(Stat),
-    /// Gone, or in a session no program group can be in: nothing to count.
+    /// Gone since the listing: nothing to count.
     Nothing,
     /// Alive as far as we know, but unreadable this time (out of file
     /// descriptors, an unexpected error). Its previous figures should
@@ -475,10 +650,10 @@ fn is_gone(err: &std::io::Error) -> bool {
 }
 
 /// Reads one process's stat: through its kept-open file, or by opening it
-/// (and keeping it open if it may be in a program group and the budget
-/// allows). Marks outsiders.
-fn read_entry<C: Fn(i32) -> bool>(
-    context: &ReadContext<'_, C>,
+/// (and keeping it open if the budget allows; the scanner closes the files
+/// of outsiders).
+fn read_entry(
+    context: &ReadContext<'_>,
     pid: i32,
     entry: &mut ProcEntry,
     buf: &mut Vec<u8>,
@@ -508,16 +683,6 @@ fn read_entry<C: Fn(i32) -> bool>(
     let Some(stat) = buf.get(..len).and_then(parse_stat) else {
         return Read::Unreadable;
     };
-    if !(context.candidate)(stat.session) {
-        // setsid() is the only way out of a session and never leads into
-        // an existing one, so this holds for the process's lifetime;
-        // re-read now and then all the same.
-        entry.skip_until = context.generation + OUTSIDER_RECHECK;
-        if entry.file.take().is_some() {
-            open_files.fetch_sub(1, Ordering::Relaxed);
-        }
-        return Read::Nothing;
-    }
     if let Some(file) = fresh {
         if open_files.fetch_add(1, Ordering::Relaxed) < context.max_files {
             entry.file = Some(file);

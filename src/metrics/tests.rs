@@ -95,6 +95,27 @@ impl Groups {
         self.0.push(pid);
         pid
     }
+
+    /// Like `spawn`, with the process's stdout piped to the test.
+    fn spawn_piped(&mut self, argv: &[&str]) -> (i32, std::process::ChildStdout) {
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        let pid = child.id() as i32;
+        self.0.push(pid);
+        (pid, child.stdout.take().expect("piped stdout"))
+    }
 }
 
 impl Drop for Groups {
@@ -625,6 +646,137 @@ fn cpu_of_a_process_group_is_counted_and_survives_its_exit() {
     assert!(last >= 0.4, "the busy loop's 0.5 s of CPU was seen: {last}");
     let after = cpu(&m.render(&board(false)));
     assert!(after >= last, "after exit {after} < {last}");
+}
+
+/// The instance's main process forks a child that stays in its group and a
+/// child that calls `setsid` (like a postgres backend): both burn half a
+/// second of CPU, and the one in its own session holds 64 MiB.
+const FAMILY: &str = r#"
+import ctypes, os, sys, time
+def burn(seconds):
+    t = time.process_time()
+    while time.process_time() - t < seconds:
+        pass
+def say(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+if os.fork() == 0:
+    burn(0.5)
+    say("grouped")
+    time.sleep(600)
+    os._exit(0)
+escaped = os.fork()
+if escaped == 0:
+    os.setsid()
+    # Not in the test's process group: die with the main process.
+    ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)
+    held = b"x" * (64 << 20)
+    burn(0.5)
+    say("escaped %d" % os.getpid())
+    time.sleep(600)
+    os._exit(0)
+os.waitpid(escaped, 0)
+say("reaped")
+time.sleep(600)
+"#;
+
+/// Kills a process the test knows by pid (one outside its process groups).
+struct KillOnDrop(Option<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+#[test]
+fn descendants_in_their_own_session_are_counted_once_and_their_cpu_survives_them() {
+    let mut groups = Groups(Vec::new());
+    let (pid, stdout) = groups.spawn_piped(&["python3", "-c", FAMILY]);
+    let (lines, from_family) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let next_line = |awaited: &str| {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        from_family
+            .recv_timeout(left)
+            .unwrap_or_else(|err| panic!("waiting for the line {awaited:?}: {err}"))
+    };
+    let mut escaped = KillOnDrop(None);
+    let mut seen = BTreeSet::new();
+    while seen.len() < 2 {
+        let line = next_line("grouped and escaped <pid>");
+        match line.split_once(' ') {
+            Some(("escaped", child)) => {
+                escaped.0 = Some(child.parse().expect("a pid"));
+                seen.insert("escaped");
+            }
+            _ if line == "grouped" => {
+                seen.insert("grouped");
+            }
+            _ => panic!("unexpected line {line:?}"),
+        }
+    }
+    let escaped_pid = escaped.0.expect("escaped pid");
+    // It really is in another session and another group.
+    let stat = crate::procfs::read_stat(escaped_pid).expect("stat of the escaped child");
+    assert_eq!(stat.session, escaped_pid, "{stat:?}");
+    assert_eq!(stat.ppid, pid, "{stat:?}");
+
+    let board = Board {
+        shutting_down: false,
+        programs: vec![program(
+            "family",
+            false,
+            vec![instance(Phase::Running, Some(pid), None)],
+        )],
+    };
+    let m = Metrics::new().unwrap();
+    let usage = |text: &str| {
+        let e = Exposition::parse(text);
+        let get = |family| e.get(family, &[("program", "family")]).unwrap();
+        (
+            get("kelpie_program_cpu_seconds_total"),
+            get("kelpie_program_resident_memory_bytes"),
+        )
+    };
+    let (cpu, rss) = usage(&m.render(&board));
+    assert!(
+        rss >= f64::from(64u32 << 20),
+        "the escaped child's 64 MiB are counted: {rss}"
+    );
+    // Two busy children of 0.5 s each, plus interpreter start-up, less up
+    // to a tick of rounding each; a process counted twice (it is both in
+    // the group and in the tree) would add another 0.5 s.
+    assert!(
+        (0.9..1.45).contains(&cpu),
+        "both children's CPU, each once: {cpu}"
+    );
+    assert_eq!(lock(&m.scanner).scan(&board)[0].processes, 3);
+
+    // The escaped child exits and its parent reaps it: its CPU stays.
+    let _ = nix::sys::signal::kill(Pid::from_raw(escaped_pid), Signal::SIGKILL);
+    escaped.0 = None;
+    assert_eq!(next_line("reaped"), "reaped");
+    let (after, rss_after) = usage(&m.render(&board));
+    assert!(after >= cpu, "cpu went back from {cpu} to {after}");
+    assert!(
+        rss_after < f64::from(64u32 << 20),
+        "the exited child's memory is gone: {rss_after}"
+    );
+    assert_eq!(lock(&m.scanner).scan(&board)[0].processes, 2);
 }
 
 #[test]

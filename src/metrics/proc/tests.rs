@@ -3,10 +3,40 @@
 use super::*;
 use crate::status::{InstanceStatus, ProgramStatus};
 
-fn stat_line(pid: i32, comm: &str, pgrp: i32, ticks: (u64, u64), start: u64, rss: u64) -> String {
+/// Who a fake process is: its parent, group and session.
+#[derive(Clone, Copy)]
+struct Family {
+    ppid: i32,
+    pgrp: i32,
+    session: i32,
+}
+
+impl Family {
+    /// A child of kelpie (the test process plays kelpie) leading a group
+    /// and a session of its own, as a program that called setsid.
+    fn of_kelpie(pgrp: i32) -> Self {
+        Self {
+            ppid: kelpie(),
+            pgrp,
+            session: pgrp,
+        }
+    }
+}
+
+/// The pid the scanner takes for kelpie's.
+fn kelpie() -> i32 {
+    nix::unistd::getpid().as_raw()
+}
+
+fn stat_line(pid: i32, comm: &str, who: Family, ticks: (u64, u64), start: u64, rss: u64) -> String {
+    let Family {
+        ppid,
+        pgrp,
+        session,
+    } = who;
     // Fields 3..=24 of proc(5), then the rest of a real line.
     format!(
-        "{pid} ({comm}) S 1 {pgrp} {pgrp} 0 -1 4194560 100 0 0 0 {} {} 0 0 20 0 1 0 {start} \
+        "{pid} ({comm}) S {ppid} {pgrp} {session} 0 -1 4194560 100 0 0 0 {} {} 0 0 20 0 1 0 {start} \
          8941568 {rss} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
         ticks.0, ticks.1
     )
@@ -30,12 +60,26 @@ impl FakeProc {
         self.dir.path().to_str().unwrap()
     }
 
+    /// A process under kelpie in group (and session) `pgrp`.
     fn set(&self, pid: i32, pgrp: i32, ticks: u64, start: u64, rss: u64) {
+        self.set_in(pid, Family::of_kelpie(pgrp), ticks, start, rss);
+    }
+
+    /// A process that is not kelpie's descendant (its parent is init).
+    fn set_foreign(&self, pid: i32, pgrp: i32, ticks: u64, start: u64, rss: u64) {
+        let who = Family {
+            ppid: 1,
+            ..Family::of_kelpie(pgrp)
+        };
+        self.set_in(pid, who, ticks, start, rss);
+    }
+
+    fn set_in(&self, pid: i32, who: Family, ticks: u64, start: u64, rss: u64) {
         let dir = self.dir.path().join(pid.to_string());
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("stat"),
-            stat_line(pid, "p", pgrp, (ticks, 0), start, rss),
+            stat_line(pid, "p", who, (ticks, 0), start, rss),
         )
         .unwrap();
     }
@@ -73,7 +117,7 @@ fn sums_groups_and_keeps_cpu_monotonic_as_processes_come_and_go() {
     proc.set(100, 100, 15, 1, 10); // a's leader
     proc.set(101, 100, 20, 2, 5); // a's child
     proc.set(200, 200, 7, 3, 1); // b
-    proc.set(300, 300, 1000, 4, 99); // not ours
+    proc.set_foreign(300, 300, 1000, 4, 99); // not ours
     proc.set(400, 100, 0, 0, 0); // a "zombie-like" member with nothing used
     let both = board(&[("a", &[Some(100)]), ("b", &[Some(200)])]);
     let u = scanner.scan(&both);
@@ -140,22 +184,30 @@ fn processes_of_other_sessions_are_read_once_until_their_pid_is_reused() {
     scanner.own_session = Some(1);
     let a = board(&[("a", &[Some(100)])]);
     proc.set(100, 100, 1, 1, 1); // session 100: a's leader did setsid
-    proc.set(300, 300, 10, 2, 1); // another session
+    proc.set_foreign(300, 300, 10, 2, 1); // another session
     proc.set(301, 1, 0, 3, 1); // kelpie's session, not in a group (yet)
     assert_eq!(scanner.scan(&a)[0].processes, 1);
     assert!(scanner.reader.entries[&300].file.is_none());
     assert!(scanner.reader.entries[&301].file.is_some());
 
     // (Impossible in reality, which is the point: 300 is not re-read.)
-    proc.set(300, 100, 10, 2, 1);
+    proc.set_foreign(300, 100, 10, 2, 1);
     // 301 joins a's group (setpgid within the session).
-    proc.set(301, 100, 0, 3, 1);
+    let joined = Family {
+        session: 1,
+        ..Family::of_kelpie(100)
+    };
+    proc.set_in(301, joined, 0, 3, 1);
     assert_eq!(scanner.scan(&a)[0].processes, 2, "100 and 301");
 
     // A new process under pid 300 (a new /proc/300 inode): read again.
     let dir = proc.dir.path();
     std::fs::create_dir(dir.join("new")).unwrap();
-    std::fs::write(dir.join("new/stat"), stat_line(300, "p", 100, (5, 0), 9, 1)).unwrap();
+    std::fs::write(
+        dir.join("new/stat"),
+        stat_line(300, "p", Family::of_kelpie(100), (5, 0), 9, 1),
+    )
+    .unwrap();
     std::fs::remove_dir_all(dir.join("300")).unwrap();
     std::fs::rename(dir.join("new"), dir.join("300")).unwrap();
     assert_eq!(scanner.scan(&a)[0].processes, 3);
@@ -173,9 +225,9 @@ fn outsiders_are_rechecked_now_and_then() {
     scanner.own_session = Some(1);
     let a = board(&[("a", &[Some(100)])]);
     proc.set(100, 100, 1, 1, 1);
-    proc.set(300, 300, 10, 2, 1);
+    proc.set_foreign(300, 300, 10, 2, 1);
     scanner.scan(&a);
-    proc.set(300, 100, 10, 2, 1);
+    proc.set_foreign(300, 100, 10, 2, 1);
     let mut scans = 1;
     while scanner.scan(&a)[0].processes == 1 {
         scans += 1;
@@ -257,4 +309,125 @@ fn a_missing_proc_tree_yields_zero_usage() {
     let mut scanner = GroupScanner::with_root("/nonexistent/proc");
     let u = scanner.scan(&board(&[("a", &[Some(1)])]));
     assert_eq!(u, vec![Usage::default()]);
+}
+
+#[test]
+fn the_whole_tree_under_a_main_process_counts_each_process_once() {
+    let proc = FakeProc::new();
+    let mut scanner = GroupScanner::with_root(proc.root());
+    let (hz, page) = (scanner.clk_tck(), scanner.page_size);
+    let child = |ppid, pgrp, session| Family {
+        ppid,
+        pgrp,
+        session,
+    };
+    proc.set(100, 100, 1, 1, 1); // a's main process
+    proc.set_in(101, child(100, 101, 101), 10, 2, 2); // setsid: a postgres backend
+    proc.set_in(102, child(101, 101, 101), 100, 3, 4); // its child
+    proc.set_in(103, child(100, 100, 100), 1000, 4, 8); // in the group and the tree
+    proc.set_in(104, child(100, 104, 100), 10000, 5, 16); // setpgid only
+    proc.set(500, 500, 7, 6, 1); // kelpie's child, no program's (a probe)
+    proc.set_foreign(600, 600, 7, 7, 1); // not under kelpie
+    let a = board(&[("a", &[Some(100)])]);
+    for _ in 0..2 {
+        let u = scanner.scan(&a);
+        assert_eq!(u[0].processes, 5);
+        assert_eq!(u[0].cpu_seconds, 11111.0 / hz);
+        assert_eq!(u[0].rss_bytes, 31 * page);
+    }
+    // Processes of other sessions under a program are read every time,
+    // through a kept-open file; the one outside kelpie's tree is not.
+    for pid in [101, 102] {
+        assert!(scanner.reader.entries[&pid].file.is_some(), "{pid}");
+    }
+    assert!(scanner.reader.entries[&600].file.is_none());
+    assert!(scanner.reader.entries[&600].skip_until > scanner.reader.generation);
+}
+
+#[test]
+fn cpu_of_descendants_in_other_groups_survives_them_and_orphans_stay_counted() {
+    let proc = FakeProc::new();
+    let mut scanner = GroupScanner::with_root(proc.root());
+    let hz = scanner.clk_tck();
+    let child = |ppid, pgrp| Family {
+        ppid,
+        pgrp,
+        session: pgrp,
+    };
+    proc.set(100, 100, 1, 1, 1);
+    proc.set_in(101, child(100, 101), 10, 2, 1); // leads a session and group
+    proc.set_in(102, child(101, 101), 100, 3, 1); // a member of it
+    let a = board(&[("a", &[Some(100)])]);
+    assert_eq!(scanner.scan(&a)[0].cpu_seconds, 111.0 / hz);
+
+    // 101 exits; kelpie, the subreaper, adopts 102. It was seen under a,
+    // so it is still a's, and 101's CPU is kept.
+    proc.kill(101);
+    proc.set_in(102, child(kelpie(), 101), 150, 3, 1);
+    let u = scanner.scan(&a);
+    assert_eq!((u[0].processes, u[0].cpu_seconds), (2, 161.0 / hz));
+
+    // A process that joins the drained group 101 after that is a's too:
+    // the group was a's and the kernel keeps its id while it has members.
+    proc.set_in(103, child(kelpie(), 101), 5, 4, 1);
+    let u = scanner.scan(&a);
+    assert_eq!((u[0].processes, u[0].cpu_seconds), (3, 166.0 / hz));
+
+    // Even with the main process gone from the board.
+    proc.kill(100);
+    let gone = board(&[("a", &[None])]);
+    let u = scanner.scan(&gone);
+    assert_eq!((u[0].processes, u[0].cpu_seconds), (2, 166.0 / hz));
+    proc.kill(102);
+    proc.kill(103);
+    let u = scanner.scan(&gone);
+    assert_eq!((u[0].processes, u[0].cpu_seconds), (0, 166.0 / hz));
+}
+
+#[test]
+fn joining_a_group_that_is_not_the_programs_does_not_bring_the_group_in() {
+    let proc = FakeProc::new();
+    let mut scanner = GroupScanner::with_root(proc.root());
+    scanner.own_session = Some(7);
+    let in_session = |ppid, pgrp| Family {
+        ppid,
+        pgrp,
+        session: 7,
+    };
+    // Group 7 is kelpie's (its leader here is kelpie's parent, a shell).
+    proc.set_in(7, in_session(1, 7), 1000, 1, 50);
+    proc.set_in(100, in_session(kelpie(), 100), 1, 2, 1);
+    proc.set_in(101, in_session(100, 7), 10, 3, 1); // setpgid(0, 7)
+    let a = board(&[("a", &[Some(100)])]);
+    for _ in 0..3 {
+        let u = scanner.scan(&a);
+        assert_eq!(u[0].processes, 2, "100 and 101, not the shell");
+    }
+    // 100 exits and kelpie adopts 101. Neither its group nor its parent
+    // is a's now, but it was seen as a's and still is.
+    proc.kill(100);
+    proc.set_in(101, in_session(kelpie(), 7), 10, 3, 1);
+    let u = scanner.scan(&board(&[("a", &[None])]));
+    assert_eq!(u[0].processes, 1);
+}
+
+#[test]
+fn a_child_of_kelpie_the_board_does_not_list_yet_is_not_written_off() {
+    // kelpie spawned it, it called setsid, and the scrape came before the
+    // board had its pid: it must be counted as soon as the board does.
+    let proc = FakeProc::new();
+    let mut scanner = GroupScanner::with_root(proc.root());
+    scanner.own_session = Some(1);
+    proc.set(100, 100, 3, 1, 1);
+    let child = Family {
+        ppid: 100,
+        pgrp: 101,
+        session: 101,
+    };
+    proc.set_in(101, child, 4, 2, 1);
+    proc.set(200, 200, 1, 3, 1); // b, so that the pass has work
+    let u = scanner.scan(&board(&[("a", &[None]), ("b", &[Some(200)])]));
+    assert_eq!((u[0].processes, u[1].processes), (0, 1));
+    let u = scanner.scan(&board(&[("a", &[Some(100)]), ("b", &[Some(200)])]));
+    assert_eq!(u[0].processes, 2);
 }
