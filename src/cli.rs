@@ -20,7 +20,7 @@ pub use completions::{completion_script, print_completions, CompletionShell};
 pub use values::{parse_duration, parse_signal};
 
 /// Most lines `kelpie logs -n` asks for: the supervisor keeps the last 1000
-/// lines of each program in memory (SPEC §3), so more could never be sent.
+/// lines of each program in memory (docs/cli.md, `kelpie logs`), so more could never be sent.
 /// A larger `-n` is accepted and shows everything kept, as `tail -n` does.
 pub const MAX_LOG_LINES: u32 = 1000;
 
@@ -285,13 +285,37 @@ pub enum Command {
         control: ControlOpts,
     },
     /// Print the effective config (every default filled in) as TOML.
-    #[command(
-        after_long_help = "Examples:\n  kelpie config > effective.toml && kelpie check -c effective.toml"
-    )]
+    ///
+    /// By default the file as it is on disk now, which the supervisor may
+    /// not run yet (until a reload); --running asks the running supervisor
+    /// for the config it uses. The first line says which one it is.
+    #[command(after_long_help = "Examples:\n  \
+        kelpie config > effective.toml && kelpie check -c effective.toml\n  \
+        kelpie config --running\n  \
+        diff <(kelpie config --running | tail -n +2) <(kelpie config | tail -n +2)")]
     Config {
-        /// Config file (default: $KELPIE_CONFIG, ./supervisor.toml, /etc/kelpie/supervisor.toml).
+        /// Config file to print (default: $KELPIE_CONFIG, ./supervisor.toml,
+        /// /etc/kelpie/supervisor.toml); with --running, the config whose
+        /// supervisor.control_socket to use.
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Print the config the running supervisor uses (asked over the
+        /// control socket) instead of the file on disk.
+        #[arg(long)]
+        running: bool,
+        /// With --running: control socket of the running supervisor
+        /// (default: $KELPIE_SOCKET, else the config's
+        /// supervisor.control_socket, else the default path).
+        #[arg(
+            short = 's',
+            long = "socket",
+            value_name = "PATH",
+            requires = "running"
+        )]
+        socket: Option<PathBuf>,
+        /// With --running: give up after this long (default 10s).
+        #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration, requires = "running")]
+        timeout: Option<Duration>,
     },
     /// Run one command as a tini-style init: forward signals, reap zombies,
     /// exit with its status. No config file.

@@ -19,7 +19,7 @@ use crate::http::HttpState;
 use crate::http_server::Limits;
 use crate::output::Relay;
 use crate::reaper::Reaper;
-use crate::status::{Board, ProgramStatus};
+use crate::status::{Board, ProgramStatus, RunningConfig};
 use crate::supervisor::{SupervisorActor, SupervisorArgs, SupervisorMsg};
 use crate::EXIT_CONFIG;
 
@@ -248,6 +248,10 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         }
     };
     let (status_tx, status_rx) = crate::status::channel(initial_board(&config));
+    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(RunningConfig {
+        config: config.clone(),
+        loaded_at: std::time::SystemTime::now(),
+    }));
     // The server starts before the Supervisor so /health answers while
     // programs are being spawned; /ready says 503 until they are ready.
     let http = match listener {
@@ -286,6 +290,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         exit: exit_tx,
         pumps: pumps.clone(),
         status: status_tx,
+        running_config: config_tx,
         metrics: metrics.clone(),
         systemd: crate::service_manager::Systemd::from_env(),
     };
@@ -310,6 +315,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
     let api = Arc::new(ControlApi {
         supervisor: supervisor.clone(),
         status: status_rx,
+        running_config: config_rx,
         started,
         config_path,
         finished: finished_rx,

@@ -19,7 +19,12 @@ pub fn dispatch(cli: Cli) -> i32 {
             stop_timeout,
             command,
         } => crate::exec::run(restart, stop_timeout, command),
-        Command::Config { config } => print_config(config.as_deref()),
+        Command::Config {
+            config,
+            running: false,
+            ..
+        } => print_config(config.as_deref()),
+        // `config --running` asks the supervisor, like the control verbs.
         command => crate::control_client::run(command),
     }
 }
@@ -73,7 +78,12 @@ fn print_config(explicit: Option<&Path>) -> i32 {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
             // A closed pipe (`| head`) just ends the output.
-            let _ = out.write_all(config::print::to_toml(config).as_bytes());
+            let text = format!(
+                "{}\n\n{}",
+                config::print::disk_header(&config.path),
+                config::print::to_toml(config)
+            );
+            let _ = out.write_all(text.as_bytes());
             0
         }
         _ => {

@@ -67,7 +67,7 @@ pub struct HttpState {
     pub started: Instant,
 }
 
-/// The default cap on concurrent connections (SPEC §4).
+/// The default cap on concurrent connections (docs/http.md, limits).
 pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Pending connections the kernel may queue before kelpie accepts them

@@ -1,4 +1,4 @@
-//! Prometheus metrics for `GET /metrics` (SPEC §4, docs/metrics.md).
+//! Prometheus metrics for `GET /metrics` (docs/metrics.md).
 //!
 //! Two kinds of series:
 //! - **event counters** the actors report as things happen: exits, restarts,
@@ -36,7 +36,7 @@
 //! - `program_restarted(program, count)` *adds* `count` (normally 1); it is
 //!   not the instance's running total.
 //! - `probe_result` accepts the probe names `readiness` and `liveness`
-//!   (SPEC label values); anything else is ignored rather than creating an
+//!   (the label values docs/metrics.md lists); anything else is ignored rather than creating an
 //!   unbounded label.
 //! - `http_request` folds the path into a fixed route set (`/health`,
 //!   `/ready`, `/ready/{program}`, `/metrics`, `other`) so that clients

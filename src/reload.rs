@@ -168,6 +168,18 @@ pub fn supervisor_changes(
     (live, later)
 }
 
+/// The `[supervisor]` section kelpie runs with after applying `new` over
+/// `running`: the keys `supervisor_changes` calls live take the new value,
+/// every other key keeps its running one until kelpie restarts.
+pub fn applied_supervisor(running: &SupervisorConfig, new: &SupervisorConfig) -> SupervisorConfig {
+    SupervisorConfig {
+        shutdown_timeout: new.shutdown_timeout,
+        drain_delay: new.drain_delay,
+        restart_budget: new.restart_budget,
+        ..running.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +261,26 @@ mod tests {
             later[0].starts_with("supervisor.http_listen changed"),
             "{later:?}"
         );
+    }
+
+    #[test]
+    fn applying_takes_exactly_the_live_keys() {
+        let (_, old) = programs("[program.a]\ncommand = \"true\"\n");
+        let (_, new) = programs(
+            "[supervisor]\nshutdown_timeout = \"5s\"\ndrain_delay = \"1s\"\n\
+             restart_budget = { max = 3, per = \"10s\" }\n\
+             http_listen = \"127.0.0.1:9999\"\nlog_level = \"debug\"\n\
+             forward_signals = [\"USR2\"]\nsocket_mode = \"0640\"\n\
+             control_socket = \"/tmp/other.sock\"\nlog_format = \"json\"\n\
+             [program.a]\ncommand = \"true\"\n",
+        );
+        let applied = applied_supervisor(&old, &new);
+        // Nothing live is left to apply, and nothing restart-only moved.
+        let (live, _) = supervisor_changes(&applied, &new);
+        assert!(live.is_empty(), "{live:?}");
+        let (_, later) = supervisor_changes(&old, &applied);
+        assert!(later.is_empty(), "{later:?}");
+        assert_eq!(applied.shutdown_timeout, new.shutdown_timeout);
+        assert_eq!(applied.http_listen, old.http_listen);
     }
 }

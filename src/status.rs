@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use tokio::sync::watch;
 
+use crate::config::Config;
 use crate::state::{ExitKind, Phase, Snapshot};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +177,21 @@ impl Board {
         Ok(())
     }
 }
+
+/// The config the supervisor runs: what it started with, or the file of
+/// the last reload it applied, with the `[supervisor]` keys that only take
+/// effect at a restart of kelpie still at their running values. Published
+/// on its own channel because it changes only on a reload, while the board
+/// changes with every state change.
+#[derive(Debug, Clone)]
+pub struct RunningConfig {
+    pub config: Config,
+    /// Wall-clock time it was loaded (for display only).
+    pub loaded_at: SystemTime,
+}
+
+pub type ConfigSender = watch::Sender<Arc<RunningConfig>>;
+pub type ConfigReceiver = watch::Receiver<Arc<RunningConfig>>;
 
 pub type StatusSender = watch::Sender<Arc<Board>>;
 pub type StatusReceiver = watch::Receiver<Arc<Board>>;

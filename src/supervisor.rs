@@ -44,7 +44,7 @@ use crate::process::Identity;
 use crate::program::{ProgramActor, ProgramArgs, ProgramMsg};
 use crate::reaper::Reaper;
 use crate::report::{InstanceReport, Reports};
-use crate::status::StatusSender;
+use crate::status::{ConfigSender, RunningConfig, StatusSender};
 
 /// The control request behind an action: its id, logged with every event
 /// the action causes.
@@ -83,6 +83,9 @@ pub struct SupervisorArgs {
     pub exit: oneshot::Sender<i32>,
     pub pumps: PumpTracker,
     pub status: StatusSender,
+    /// Where the running config is published: it starts out holding
+    /// `config`, and the shell replaces it after every reload it applies.
+    pub running_config: ConfigSender,
     pub metrics: Arc<Metrics>,
     /// The service manager to notify, when kelpie runs under one.
     pub systemd: Option<crate::service_manager::Systemd>,
@@ -94,6 +97,10 @@ pub struct SupervisorState {
     relay: Relay,
     pumps: PumpTracker,
     status: StatusSender,
+    running_config: ConfigSender,
+    /// The config of a reload being applied, published as running once the
+    /// core accepts it.
+    pending_config: Option<Config>,
     metrics: Arc<Metrics>,
     exit: Option<oneshot::Sender<i32>>,
     systemd: Option<crate::service_manager::Systemd>,
@@ -150,6 +157,8 @@ impl Actor for SupervisorActor {
             relay: args.relay,
             pumps: args.pumps,
             status: args.status,
+            running_config: args.running_config,
+            pending_config: None,
             metrics: args.metrics,
             exit: Some(args.exit),
             systemd: args.systemd,
@@ -309,6 +318,7 @@ impl SupervisorState {
             self.next_request
         });
         let path = path.unwrap_or_else(|| self.fleet.config_path().to_path_buf());
+        self.pending_config = None;
         let loaded = if apply && self.fleet.is_shutting_down() {
             Err(Vec::new())
         } else {
@@ -316,11 +326,16 @@ impl SupervisorState {
             let errors: Vec<String> = validation.errors().map(|d| d.to_string()).collect();
             let warnings: Vec<String> = validation.warnings().map(|d| d.to_string()).collect();
             match validation.config {
-                Some(config) if errors.is_empty() => Ok(Loaded {
-                    blueprints: blueprints(&config),
-                    config,
-                    warnings,
-                }),
+                Some(config) if errors.is_empty() => {
+                    if apply {
+                        self.pending_config = Some(config.clone());
+                    }
+                    Ok(Loaded {
+                        blueprints: blueprints(&config),
+                        config,
+                        warnings,
+                    })
+                }
                 _ => Err(errors),
             }
         };
@@ -418,6 +433,11 @@ impl SupervisorState {
                 }
             }
             FleetAction::Answer(Answer::Reload { request, result }) => {
+                // Before the reply: a `kelpie config --running` right after
+                // `kelpie reload` returns must see the new config.
+                if let (Some(config), true) = (self.pending_config.take(), result.is_ok()) {
+                    self.publish_config(config);
+                }
                 if let Some(reply) = request.and_then(|r| self.reload_replies.remove(&r)) {
                     let _ = reply.send(result);
                 }
@@ -537,6 +557,16 @@ impl SupervisorState {
             systemd.board_changed(&board, &self.fleet.autostart());
         }
         self.status.send_replace(Arc::new(board));
+    }
+
+    /// Publishes `config`, just applied by a reload, as the running one.
+    fn publish_config(&mut self, mut config: Config) {
+        let running = self.running_config.borrow().config.supervisor.clone();
+        config.supervisor = crate::reload::applied_supervisor(&running, &config.supervisor);
+        self.running_config.send_replace(Arc::new(RunningConfig {
+            config,
+            loaded_at: std::time::SystemTime::now(),
+        }));
     }
 
     fn exit(&mut self, myself: &ActorRef<SupervisorMsg>, code: i32, elapsed: std::time::Duration) {

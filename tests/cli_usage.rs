@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Every verb of SPEC §1 that this binary offers.
+/// Every verb of docs/cli.md that this binary offers.
 const VERBS: &[&str] = &[
     "run",
     "check",

@@ -1,4 +1,4 @@
-//! The control socket's security (SPEC §5) against a running `kelpie run`:
+//! The control socket's security (docs/security.md) against a running `kelpie run`:
 //! its file mode and owner, other uids refused (by the file mode, and by
 //! SO_PEERCRED when the mode lets them connect), planted symlinks and live
 //! sockets never taken over, malformed and oversized requests answered with
@@ -655,6 +655,7 @@ start_seconds = "0s"
         ("GET", "/v1/programs/web"),
         ("GET", "/v1/programs/web/logs"),
         ("GET", "/v1/health"),
+        ("GET", "/v1/config"),
     ] {
         let reply = http(addr, method, path, &[("Content-Length", "0")]);
         assert!(
@@ -662,7 +663,9 @@ start_seconds = "0s"
             "{method} {path} on the TCP port: {reply:?}"
         );
         assert!(
-            !reply.body.contains("\"programs\"") && !reply.body.contains("\"results\""),
+            !reply.body.contains("\"programs\"")
+                && !reply.body.contains("\"results\"")
+                && !reply.body.contains("\"toml\""),
             "{method} {path} on the TCP port answered with control data: {reply:?}"
         );
     }

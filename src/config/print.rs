@@ -69,14 +69,22 @@ fn float(x: f64) -> String {
     }
 }
 
+/// The header line of `kelpie config` for a file read from disk: it says
+/// where the text comes from, since the supervisor may run another version
+/// of the file (until a reload) and `--running` shows that one.
+pub fn disk_header(path: &Path) -> String {
+    format!(
+        "# kelpie config: {} as on disk, every default filled in \
+         (not necessarily what is running; see `kelpie config --running`)",
+        path.display()
+    )
+}
+
+/// The config as TOML, starting at `[supervisor]`; callers put their
+/// header line (which source it is) in front.
 pub fn to_toml(config: &Config) -> String {
     let mut out = String::new();
     let s = &config.supervisor;
-    let _ = writeln!(
-        out,
-        "# Effective config of {} (`kelpie config`): every default filled in.\n",
-        config.path.display()
-    );
     let _ = writeln!(out, "[supervisor]");
     let _ = writeln!(
         out,

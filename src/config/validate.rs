@@ -241,7 +241,7 @@ fn parse_document(
 }
 
 /// A program whose own stop cannot finish inside the shutdown bound is
-/// legal but risky (SPEC §7 startup warnings).
+/// legal but risky: a warning (docs/configuration.md, `stop_timeout`).
 fn stop_headroom_warnings(
     settings: &SupervisorConfig,
     programs: &[(Range<usize>, ProgramConfig)],

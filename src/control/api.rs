@@ -5,7 +5,7 @@
 //!
 //! This file is the router and what every route shares (the error replies,
 //! NDJSON framing, path decoding); each kind of request has its own module:
-//! `reads` (programs, ready, health), `actions` (start/stop/restart/signal
+//! `reads` (programs, ready, health, config), `actions` (start/stop/restart/signal
 //! and waiting for their outcome), `reload` (reload and diff), `shutdown`
 //! and `logs`.
 
@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::protocol::{self, code, DiffRequest};
 use super::server::{parse_json, ControlRequest, ControlResponse, Handler};
-use crate::status::{Board, StatusReceiver};
+use crate::status::{Board, ConfigReceiver, StatusReceiver};
 use crate::supervisor::{SupervisorMsg, Verb};
 
 mod actions;
@@ -35,6 +35,7 @@ pub use reload::reload_reply;
 pub struct ControlApi {
     pub supervisor: ActorRef<SupervisorMsg>,
     pub status: StatusReceiver,
+    pub running_config: ConfigReceiver,
     pub started: Instant,
     pub config_path: PathBuf,
     /// Set to kelpie's exit code once the supervisor is done.
@@ -85,12 +86,14 @@ impl ControlApi {
             ["ready"] if get => self.ready(),
             ["ready", name] if get => self.program_ready(name, &id),
             ["health"] if get => self.health(),
+            ["config"] if get => self.running_config(),
             ["programs"]
             | ["programs", _]
             | ["programs", _, "logs"]
             | ["ready"]
             | ["ready", _]
-            | ["health"] => method_not_allowed("GET", &id),
+            | ["health"]
+            | ["config"] => method_not_allowed("GET", &id),
             ["programs", _, verb] | ["actions", verb] if Verb::parse(verb).is_some() => {
                 method_not_allowed("POST", &id)
             }

@@ -14,6 +14,7 @@
 //! | POST | `/v1/shutdown` | → NDJSON of [`ShutdownEvent`], the last one when kelpie is done |
 //! | GET  | `/v1/ready`, `/v1/ready/{name}` | → [`ReadyReply`] |
 //! | GET  | `/v1/health` | → [`HealthReply`] |
+//! | GET  | `/v1/config` | → [`ConfigReply`] |
 //!
 //! Field names are part of the contract (docs/control.md): add fields, never
 //! rename or remove them.
@@ -237,6 +238,18 @@ pub struct HealthReply {
     pub pid: u32,
     pub uptime_seconds: u64,
     pub config: String,
+}
+
+/// The config the supervisor runs (`kelpie config --running`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigReply {
+    /// The file it was read from.
+    pub path: String,
+    /// Unix time it was loaded: kelpie's start, or the last applied reload.
+    pub loaded_at: f64,
+    /// The effective config as TOML, like `kelpie config` prints a file
+    /// (without the header line).
+    pub toml: String,
 }
 
 /// A supervisor from before `enabled` existed counted every program.

@@ -1,5 +1,6 @@
 //! Running the control commands: find the socket, send the request, print
-//! the reply with `render`, and map the outcome to SPEC's exit codes.
+//! the reply with `render`, and map the outcome to the exit codes in
+//! docs/cli.md.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,8 +13,8 @@ use super::render;
 use crate::cli::{Command, ControlOpts, Targets};
 use crate::config::{self, Host, Mode};
 use crate::control::protocol::{
-    self, ActionReply, ActionRequest, DiffRequest, ErrorReply, HealthReply, LogEvent, ProgramInfo,
-    ProgramsReply, ReadyReply, ReloadReply, ShutdownEvent,
+    self, ActionReply, ActionRequest, ConfigReply, DiffRequest, ErrorReply, HealthReply, LogEvent,
+    ProgramInfo, ProgramsReply, ReadyReply, ReloadReply, ShutdownEvent,
 };
 use crate::control_client::connection::{ApiError, Client, ClientError};
 use crate::EXIT_CONFIG;
@@ -175,6 +176,19 @@ async fn execute(command: Command) -> Outcome {
             control,
         } => ready(name.as_deref(), json, &control).await,
         Command::Health { json, control } => health(json, &control).await,
+        Command::Config {
+            config,
+            running: true,
+            socket,
+            timeout,
+        } => {
+            let control = ControlOpts {
+                socket,
+                config,
+                timeout,
+            };
+            running_config(&control).await
+        }
         Command::Run { .. }
         | Command::Check { .. }
         | Command::Config { .. }
@@ -473,5 +487,14 @@ async fn health(json: bool, control: &ControlOpts) -> Outcome {
     } else {
         say(&render::health_line(&reply));
     }
+    Ok(0)
+}
+
+async fn running_config(control: &ControlOpts) -> Outcome {
+    let reply: ConfigReply = quick(control, Method::GET, "/v1/config").await?;
+    say(&render::running_config_text(
+        &reply,
+        std::time::SystemTime::now(),
+    ));
     Ok(0)
 }

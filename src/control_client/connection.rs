@@ -44,7 +44,7 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// The exit status SPEC §1 gives this error.
+    /// The exit status docs/cli.md gives this error.
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Unavailable { .. } => EXIT_UNAVAILABLE,

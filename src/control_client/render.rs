@@ -5,9 +5,11 @@
 //!
 //! One module per output: `status` (the table and its colors), `actions`
 //! (start/stop/restart/signal results), `plan` (reload and diff), `logs`,
-//! `health` (ready and health) and `errors` (refusals, for every command).
+//! `health` (ready and health), `config` (`config --running`) and `errors`
+//! (refusals, for every command).
 
 mod actions;
+mod config;
 mod errors;
 mod health;
 mod logs;
@@ -15,6 +17,7 @@ mod plan;
 mod status;
 
 pub use actions::action_lines;
+pub use config::running_config_text;
 pub use errors::{error_line, error_lines};
 pub use health::{health_line, ready_line};
 pub use logs::{log_line, skipped_notice};

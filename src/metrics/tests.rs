@@ -21,8 +21,9 @@ use super::*;
 use crate::state::{Phase, Snapshot};
 use crate::status::{Board, InstanceStatus, ProgramStatus};
 
-/// SPEC §4: every kelpie family, its type and its label names.
-const SPEC: &[(&str, &str, &[&str])] = &[
+/// Every kelpie family, its type and its label names, as docs/metrics.md
+/// lists them.
+const FAMILIES: &[(&str, &str, &[&str])] = &[
     ("kelpie_build_info", "gauge", &["version"]),
     ("kelpie_up", "gauge", &[]),
     ("kelpie_shutting_down", "gauge", &[]),
@@ -296,7 +297,7 @@ fn a_realistic_scrape_passes_promtool_and_matches_the_spec() {
     promtool_check(&text);
 
     let e = Exposition::parse(&text);
-    for (name, kind, labels) in SPEC {
+    for (name, kind, labels) in FAMILIES {
         assert_eq!(
             e.types.get(*name).map(String::as_str),
             Some(*kind),
@@ -314,10 +315,10 @@ fn a_realistic_scrape_passes_promtool_and_matches_the_spec() {
             assert_eq!(got, want, "labels of {s:?}");
         }
     }
-    // Nothing but the SPEC families and process_*.
+    // Nothing but those families and process_*.
     for name in e.types.keys() {
         assert!(
-            SPEC.iter().any(|(n, _, _)| n == name) || name.starts_with("process_"),
+            FAMILIES.iter().any(|(n, _, _)| n == name) || name.starts_with("process_"),
             "unexpected family {name}"
         );
     }

@@ -1,6 +1,7 @@
 //! The read-only routes: `/programs`, `/programs/NAME`, `/ready`,
-//! `/ready/NAME` and `/health`. They answer from the latest status board
-//! (or, for health, from what the API itself knows) and never message the
+//! `/ready/NAME`, `/health` and `/config`. They answer from the latest
+//! status board or running config the Supervisor published (or, for
+//! health, from what the API itself knows) and never message the
 //! Supervisor.
 
 use std::time::SystemTime;
@@ -9,7 +10,7 @@ use hyper::StatusCode;
 
 use super::{no_such_program, ControlApi};
 use crate::control::protocol::{
-    HealthReply, InstanceInfo, LastExit, ProgramInfo, ProgramsReply, ReadyReply,
+    ConfigReply, HealthReply, InstanceInfo, LastExit, ProgramInfo, ProgramsReply, ReadyReply,
 };
 use crate::control::server::ControlResponse;
 use crate::state::ExitStatus;
@@ -80,6 +81,24 @@ impl ControlApi {
                 pid: std::process::id(),
                 uptime_seconds: self.started.elapsed().as_secs(),
                 config: self.config_path.display().to_string(),
+            },
+        )
+    }
+
+    pub(super) fn running_config(&self) -> ControlResponse {
+        // Rendered here rather than by the Supervisor: only a request pays
+        // for it, and the Supervisor's mailbox never waits on it.
+        let running = self.running_config.borrow().clone();
+        ControlResponse::json(
+            StatusCode::OK,
+            &ConfigReply {
+                path: running.config.path.display().to_string(),
+                loaded_at: running
+                    .loaded_at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+                toml: crate::config::print::to_toml(&running.config),
             },
         )
     }
