@@ -244,8 +244,27 @@ start_seconds = "0s"
 "#,
     );
     k.wait_event("program_running", "daemonizer", secs(5.0));
-    common::wait_until("all three sleeps", secs(5.0), || {
-        (k.marked_processes().len() >= 3).then_some(())
+    // Counting processes is not enough: a forked shell that has not exec'd
+    // `setsid` yet is still in the group and dies with it. Wait until all
+    // three are `sleep`, one of them leading a session of its own.
+    common::wait_until("three sleeps, one in its own session", secs(5.0), || {
+        let stats: Vec<(String, i32, i32)> = k
+            .marked_processes()
+            .into_iter()
+            .filter_map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let open = stat.find('(')?;
+                let close = stat.rfind(')')?;
+                let comm = stat[open + 1..close].to_string();
+                let session = stat[close + 2..].split(' ').nth(3)?.parse().ok()?;
+                Some((comm, pid, session))
+            })
+            .collect();
+        let sleeps = stats.iter().filter(|(comm, _, _)| comm == "sleep").count();
+        let own_session = stats
+            .iter()
+            .any(|(comm, pid, session)| comm == "sleep" && pid == session);
+        (stats.len() == 3 && sleeps == 3 && own_session).then_some(())
     });
     k.signal("TERM");
     assert!(k.wait_exit(secs(10.0)).success());
