@@ -45,8 +45,50 @@ pub const DEFAULT_LOG_LINES: u32 = 100;
     propagate_version = true
 )]
 pub struct Cli {
+    /// `kelpie -s SOCK status` as well as `kelpie status -s SOCK`: the
+    /// connection options may come before the verb. `merged` folds them
+    /// into the verb's own (given after the verb wins).
+    #[command(flatten)]
+    pub control: LeadingOpts,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The command with the options given before the verb folded in. `-c`
+    /// also names the config of `run`, `check` and `config`; an option the
+    /// verb has no use for is a usage error (exit 2), never ignored.
+    pub fn merged(self) -> Result<Command, String> {
+        let outer = self.control;
+        let mut command = self.command;
+        let verb = command.verb();
+        if let Some(inner) = command.control_mut() {
+            inner.socket = inner.socket.take().or(outer.socket);
+            inner.config = inner.config.take().or(outer.config);
+            inner.timeout = inner.timeout.or(outer.timeout);
+            return Ok(command);
+        }
+        let unused = match (&outer.socket, &outer.timeout) {
+            (Some(_), _) => Some("-s/--socket"),
+            (None, Some(_)) => Some("--timeout"),
+            (None, None) => None,
+        };
+        if let Some(option) = unused {
+            return Err(format!(
+                "{option} applies to control commands, not to `kelpie {verb}`"
+            ));
+        }
+        match &mut command {
+            Command::Run { config } | Command::Check { config } | Command::Config { config } => {
+                *config = config.take().or(outer.config);
+            }
+            _ if outer.config.is_some() => {
+                return Err(format!("-c/--config does not apply to `kelpie {verb}`"))
+            }
+            _ => {}
+        }
+        Ok(command)
+    }
 }
 
 /// How a control command finds the supervisor, and how long it waits.
@@ -66,6 +108,23 @@ pub struct ControlOpts {
     pub config: Option<PathBuf>,
     /// Give up after this long, e.g. 30s, 2m, 500ms (default: derived from
     /// the programs' start/stop timeouts for waiting commands, 10s otherwise).
+    #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// The options that may also come before the verb (`kelpie -s SOCK
+/// status`); `Cli::merged` hands them to the verb.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Options before the verb (also accepted after it)")]
+pub struct LeadingOpts {
+    /// Control socket of the running supervisor (control commands).
+    #[arg(short = 's', long = "socket", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Config file: of `run`, `check`, `config`, and whose
+    /// supervisor.control_socket a control command uses.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Give up after this long, e.g. 30s, 2m (control commands).
     #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 }
@@ -330,6 +389,28 @@ pub enum Command {
 }
 
 impl Command {
+    /// The connection options of a control command.
+    pub fn control_mut(&mut self) -> Option<&mut ControlOpts> {
+        match self {
+            Command::Status { control, .. }
+            | Command::Start { control, .. }
+            | Command::Stop { control, .. }
+            | Command::Restart { control, .. }
+            | Command::Signal { control, .. }
+            | Command::Reload { control, .. }
+            | Command::Diff { control, .. }
+            | Command::Logs { control, .. }
+            | Command::Shutdown { control, .. }
+            | Command::Ready { control, .. }
+            | Command::Health { control, .. } => Some(control),
+            Command::Run { .. }
+            | Command::Check { .. }
+            | Command::Config { .. }
+            | Command::Exec { .. }
+            | Command::Completions { .. } => None,
+        }
+    }
+
     /// The subcommand's name as typed (`status`, `restart`, …), for messages.
     pub fn verb(&self) -> &'static str {
         match self {

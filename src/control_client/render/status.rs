@@ -236,6 +236,7 @@ mod tests {
             reason: None,
             backoff_seconds: None,
             status_text: None,
+            stopped_by_user: false,
         }
     }
 
