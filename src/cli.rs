@@ -553,6 +553,55 @@ mod tests {
     }
 
     #[test]
+    fn connection_options_may_come_before_the_verb() {
+        let cli = parse(&[
+            "-s",
+            "/a.sock",
+            "--timeout",
+            "3s",
+            "status",
+            "-s",
+            "/b.sock",
+        ])
+        .expect("options before the verb");
+        let Ok(Command::Status { control, .. }) = cli.merged() else {
+            panic!("not status")
+        };
+        // Given after the verb wins; the rest comes from before it.
+        assert_eq!(
+            control,
+            ControlOpts {
+                socket: Some(PathBuf::from("/b.sock")),
+                config: None,
+                timeout: Some(Duration::from_secs(3)),
+            }
+        );
+        let cli = parse(&["-c", "k.toml", "check"]).expect("-c before check");
+        let Ok(Command::Check { config }) = cli.merged() else {
+            panic!("not check")
+        };
+        assert_eq!(config, Some(PathBuf::from("k.toml")));
+        let cli = parse(&["-c", "a.toml", "run", "-c", "b.toml"]).expect("-c twice");
+        let Ok(Command::Run { config }) = cli.merged() else {
+            panic!("not run")
+        };
+        assert_eq!(config, Some(PathBuf::from("b.toml")));
+        for args in [
+            &["-s", "x.sock", "run"][..],
+            &["--timeout", "1s", "check"],
+            &["-c", "k.toml", "completions", "bash"],
+            &["-s", "x.sock", "exec", "--", "true"],
+        ] {
+            let cli = parse(args).unwrap_or_else(|err| panic!("{args:?}: {err}"));
+            let err = cli.merged().expect_err("an option the verb does not use");
+            assert!(
+                err.contains("does not apply") || err.contains("applies to control"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn logs_lines_default_and_bounds() {
         let cli = parse(&["logs", "web"]).expect("logs");
         let Command::Logs {

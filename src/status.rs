@@ -365,6 +365,42 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_stopped_on_purpose_does_not_hold_its_program_down() {
+        let mut held = instance(Phase::Stopped, false);
+        held.snapshot.reason = Some(INSTANCE_STOPPED_BY_USER.into());
+        let p = program(
+            "web",
+            true,
+            vec![instance(Phase::Running, true), held.clone()],
+        );
+        assert!(p.ready());
+        assert_eq!(p.instance_reason(0), None);
+        assert_eq!(
+            p.instance_reason(1).as_deref(),
+            Some("web:1 was stopped by `kelpie stop`")
+        );
+        let all = program("web", true, vec![held.clone(), held.clone()]);
+        assert!(!all.ready());
+        assert_eq!(
+            all.reason().as_deref(),
+            Some("every instance of web was stopped by `kelpie stop`")
+        );
+        // The mark counts only while the instance is down.
+        held.snapshot.phase = Phase::Starting;
+        assert!(!held.stopped_by_user());
+
+        let board = Board {
+            shutting_down: false,
+            programs: vec![p],
+        };
+        assert_eq!(board.lookup("web").map(|(_, n)| n), Some(None));
+        assert_eq!(board.lookup("web:1").map(|(_, n)| n), Some(Some(1)));
+        for missing in ["web:2", "web:", "web:x", "db:0", "web:1:0"] {
+            assert!(board.lookup(missing).is_none(), "{missing}");
+        }
+    }
+
+    #[test]
     fn reasons_name_the_instance_and_its_cause() {
         let mut failing = instance(Phase::Backoff, false);
         failing.snapshot.reason = Some("exited with exit code 1".into());

@@ -169,6 +169,21 @@ mod tests {
     }
 
     #[test]
+    fn one_addressed_instance_is_all_that_is_waited_for() {
+        // web:0 never saw the action (ack 1 < 2); web:1 is down.
+        let p = program(
+            false,
+            vec![(Phase::Running, Some(10), 1), (Phase::Stopped, None, 2)],
+        );
+        assert_eq!(progress(Target::Down, 2, &p, None), Progress::Pending);
+        assert_eq!(
+            progress(Target::Down, 2, &p, Some(1)),
+            Progress::Done("stopped".into())
+        );
+        assert_eq!(progress(Target::Down, 2, &p, Some(0)), Progress::Pending);
+    }
+
+    #[test]
     fn down_means_no_process_left() {
         let p = program(false, vec![(Phase::Stopping, None, 2)]);
         assert_eq!(progress(Target::Down, 2, &p, None), Progress::Pending);
