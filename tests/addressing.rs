@@ -46,6 +46,16 @@ fn stop_start_and_restart_address_one_instance() {
     assert_eq!(web["stopped_by_user"], false, "the program is not: {web}");
     assert_eq!(web["instances"][1]["stopped_by_user"], true, "{web}");
     assert_eq!(web["instances"][0]["stopped_by_user"], false, "{web}");
+    // `status` narrows to the instance too.
+    let one = k.ctl(&["status", "web:1", "--json"]).expect(0).json();
+    let instances = one["programs"][0]["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1, "{one}");
+    assert_eq!(instances[0]["name"], "web:1");
+    let table = k.ctl(&["status", "web:1"]).expect(0).stdout;
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{table}");
+    assert!(rows[0].starts_with("web:1  stopped"), "{table}");
+    assert!(rows[0].ends_with("stopped by `kelpie stop`"), "{table}");
 
     // The instance comes back only when asked, the other one untouched.
     k.ctl(&["start", "web:1"]).expect(0);
