@@ -39,6 +39,7 @@ pub const DEFAULT_LOG_LINES: u32 = 100;
     after_long_help = "Examples:\n  \
         kelpie run -c supervisor.toml\n  \
         kelpie status\n  \
+        kelpie -s /run/kelpie.sock restart backend\n  \
         kelpie restart web --rolling\n  \
         kelpie logs web -f\n  \
         kelpie ready || echo not ready",
@@ -135,7 +136,7 @@ pub struct LeadingOpts {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 #[group(required = true, multiple = false)]
 pub struct Targets {
-    /// Programs to act on.
+    /// Programs (web), instances (web:1) or groups (every member) to act on.
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
     /// Act on every program.
@@ -171,7 +172,7 @@ pub enum Command {
         after_long_help = "Examples:\n  kelpie status\n  kelpie status web db\n  kelpie status --json | jq '.programs[].state'"
     )]
     Status {
-        /// Programs to show (default: all).
+        /// Programs or instances (web:1) to show (default: all).
         #[arg(value_name = "NAME")]
         names: Vec<String>,
         /// Print the reply as JSON (the control API's ProgramsReply).
@@ -204,7 +205,9 @@ pub enum Command {
     ///
     /// Sticky: a stopped program is not started again by a crash or a
     /// reload until `kelpie start`.
-    #[command(after_long_help = "Examples:\n  kelpie stop worker\n  kelpie stop --all")]
+    #[command(
+        after_long_help = "Examples:\n  kelpie stop worker\n  kelpie stop web:1\n  kelpie stop --all"
+    )]
     Stop {
         #[command(flatten)]
         targets: Targets,
@@ -325,7 +328,7 @@ pub enum Command {
         after_long_help = "Examples:\n  kelpie ready\n  kelpie ready db --timeout 2s\n  HEALTHCHECK CMD [\"kelpie\", \"ready\"]"
     )]
     Ready {
-        /// Program to ask about (default: the supervisor as a whole).
+        /// Program or instance (web:0) to ask about (default: the supervisor as a whole).
         #[arg(value_name = "NAME")]
         name: Option<String>,
         /// Print the reply as JSON (the control API's ReadyReply).
