@@ -39,14 +39,76 @@ pub const DEFAULT_LOG_LINES: u32 = 100;
     after_long_help = "Examples:\n  \
         kelpie run -c supervisor.toml\n  \
         kelpie status\n  \
+        kelpie -s /run/kelpie.sock restart backend\n  \
         kelpie restart web --rolling\n  \
         kelpie logs web -f\n  \
         kelpie ready || echo not ready",
     propagate_version = true
 )]
 pub struct Cli {
+    /// `kelpie -s SOCK status` as well as `kelpie status -s SOCK`: the
+    /// connection options may come before the verb. `merged` folds them
+    /// into the verb's own (given after the verb wins).
+    #[command(flatten)]
+    pub control: LeadingOpts,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The command with the options given before the verb folded in. `-c`
+    /// also names the config of `run`, `check` and `config`; an option the
+    /// verb has no use for is a usage error (exit 2), never ignored.
+    pub fn merged(self) -> Result<Command, String> {
+        let outer = self.control;
+        let mut command = self.command;
+        let verb = command.verb();
+        if let Some(inner) = command.control_mut() {
+            inner.socket = inner.socket.take().or(outer.socket);
+            inner.config = inner.config.take().or(outer.config);
+            inner.timeout = inner.timeout.or(outer.timeout);
+            return Ok(command);
+        }
+        // `config --running` is a control command too (its -s and --timeout
+        // are rejected without --running, as if given after the verb).
+        if let Command::Config {
+            config,
+            running,
+            socket,
+            timeout,
+        } = &mut command
+        {
+            if !*running && (outer.socket.is_some() || outer.timeout.is_some()) {
+                return Err(
+                    "-s/--socket and --timeout apply to `kelpie config --running` only".into(),
+                );
+            }
+            *config = config.take().or(outer.config);
+            *socket = socket.take().or(outer.socket);
+            *timeout = timeout.or(outer.timeout);
+            return Ok(command);
+        }
+        let unused = match (&outer.socket, &outer.timeout) {
+            (Some(_), _) => Some("-s/--socket"),
+            (None, Some(_)) => Some("--timeout"),
+            (None, None) => None,
+        };
+        if let Some(option) = unused {
+            return Err(format!(
+                "{option} applies to control commands, not to `kelpie {verb}`"
+            ));
+        }
+        match &mut command {
+            Command::Run { config } | Command::Check { config } => {
+                *config = config.take().or(outer.config);
+            }
+            _ if outer.config.is_some() => {
+                return Err(format!("-c/--config does not apply to `kelpie {verb}`"))
+            }
+            _ => {}
+        }
+        Ok(command)
+    }
 }
 
 /// How a control command finds the supervisor, and how long it waits.
@@ -70,13 +132,30 @@ pub struct ControlOpts {
     pub timeout: Option<Duration>,
 }
 
+/// The options that may also come before the verb (`kelpie -s SOCK
+/// status`); `Cli::merged` hands them to the verb.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Options before the verb (also accepted after it)")]
+pub struct LeadingOpts {
+    /// Control socket of the running supervisor (control commands).
+    #[arg(short = 's', long = "socket", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Config file: of `run`, `check`, `config`, and whose
+    /// supervisor.control_socket a control command uses.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Give up after this long, e.g. 30s, 2m (control commands).
+    #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
 /// The programs an action applies to: some names, or `--all`, never both
 /// and never neither (a bare `kelpie stop` stopping everything would be a
 /// dangerous default).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 #[group(required = true, multiple = false)]
 pub struct Targets {
-    /// Programs to act on.
+    /// Programs (web), instances (web:1) or groups (every member) to act on.
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
     /// Act on every program.
@@ -112,7 +191,7 @@ pub enum Command {
         after_long_help = "Examples:\n  kelpie status\n  kelpie status web db\n  kelpie status --json | jq '.programs[].state'"
     )]
     Status {
-        /// Programs to show (default: all).
+        /// Programs or instances (web:1) to show (default: all).
         #[arg(value_name = "NAME")]
         names: Vec<String>,
         /// Print the reply as JSON (the control API's ProgramsReply).
@@ -145,7 +224,9 @@ pub enum Command {
     ///
     /// Sticky: a stopped program is not started again by a crash or a
     /// reload until `kelpie start`.
-    #[command(after_long_help = "Examples:\n  kelpie stop worker\n  kelpie stop --all")]
+    #[command(
+        after_long_help = "Examples:\n  kelpie stop worker\n  kelpie stop web:1\n  kelpie stop --all"
+    )]
     Stop {
         #[command(flatten)]
         targets: Targets,
@@ -266,7 +347,7 @@ pub enum Command {
         after_long_help = "Examples:\n  kelpie ready\n  kelpie ready db --timeout 2s\n  HEALTHCHECK CMD [\"kelpie\", \"ready\"]"
     )]
     Ready {
-        /// Program to ask about (default: the supervisor as a whole).
+        /// Program or instance (web:0) to ask about (default: the supervisor as a whole).
         #[arg(value_name = "NAME")]
         name: Option<String>,
         /// Print the reply as JSON (the control API's ReadyReply).
@@ -354,6 +435,28 @@ pub enum Command {
 }
 
 impl Command {
+    /// The connection options of a control command.
+    pub fn control_mut(&mut self) -> Option<&mut ControlOpts> {
+        match self {
+            Command::Status { control, .. }
+            | Command::Start { control, .. }
+            | Command::Stop { control, .. }
+            | Command::Restart { control, .. }
+            | Command::Signal { control, .. }
+            | Command::Reload { control, .. }
+            | Command::Diff { control, .. }
+            | Command::Logs { control, .. }
+            | Command::Shutdown { control, .. }
+            | Command::Ready { control, .. }
+            | Command::Health { control, .. } => Some(control),
+            Command::Run { .. }
+            | Command::Check { .. }
+            | Command::Config { .. }
+            | Command::Exec { .. }
+            | Command::Completions { .. } => None,
+        }
+    }
+
     /// The subcommand's name as typed (`status`, `restart`, …), for messages.
     pub fn verb(&self) -> &'static str {
         match self {
@@ -493,6 +596,71 @@ mod tests {
             usage_error(&["status", "--timeout", "soon"]).kind(),
             ErrorKind::ValueValidation
         );
+    }
+
+    #[test]
+    fn connection_options_may_come_before_the_verb() {
+        let cli = parse(&[
+            "-s",
+            "/a.sock",
+            "--timeout",
+            "3s",
+            "status",
+            "-s",
+            "/b.sock",
+        ])
+        .expect("options before the verb");
+        let Ok(Command::Status { control, .. }) = cli.merged() else {
+            panic!("not status")
+        };
+        // Given after the verb wins; the rest comes from before it.
+        assert_eq!(
+            control,
+            ControlOpts {
+                socket: Some(PathBuf::from("/b.sock")),
+                config: None,
+                timeout: Some(Duration::from_secs(3)),
+            }
+        );
+        let cli = parse(&["-c", "k.toml", "check"]).expect("-c before check");
+        let Ok(Command::Check { config }) = cli.merged() else {
+            panic!("not check")
+        };
+        assert_eq!(config, Some(PathBuf::from("k.toml")));
+        let cli = parse(&["-c", "a.toml", "run", "-c", "b.toml"]).expect("-c twice");
+        let Ok(Command::Run { config }) = cli.merged() else {
+            panic!("not run")
+        };
+        assert_eq!(config, Some(PathBuf::from("b.toml")));
+        for args in [
+            &["-s", "x.sock", "run"][..],
+            &["--timeout", "1s", "check"],
+            &["-c", "k.toml", "completions", "bash"],
+            &["-s", "x.sock", "exec", "--", "true"],
+        ] {
+            let cli = parse(args).unwrap_or_else(|err| panic!("{args:?}: {err}"));
+            let err = cli.merged().expect_err("an option the verb does not use");
+            assert!(
+                err.contains("does not apply") || err.contains("applies to control"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_running_takes_connection_options_from_before_the_verb() {
+        let cli = parse(&["-s", "/a.sock", "config", "--running"]).expect("config --running");
+        let Ok(Command::Config {
+            socket, running, ..
+        }) = cli.merged()
+        else {
+            panic!("not config")
+        };
+        assert!(running);
+        assert_eq!(socket, Some(PathBuf::from("/a.sock")));
+        let cli = parse(&["-s", "/a.sock", "config"]).expect("parses");
+        let err = cli.merged().expect_err("-s without --running");
+        assert!(err.contains("--running"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,14 @@ use crate::config::{self, Host, Mode};
 use crate::EXIT_CONFIG;
 
 pub fn dispatch(cli: Cli) -> i32 {
-    match cli.command {
+    let command = match cli.merged() {
+        Ok(command) => command,
+        Err(usage) => {
+            eprintln!("error: {usage}\n\nFor more information, try '--help'.");
+            return 2;
+        }
+    };
+    match command {
         Command::Check { config } => check(config.as_deref()),
         Command::Run { config } => crate::daemon::run(config.as_deref()),
         Command::Completions { shell } => crate::cli::print_completions(shell),

@@ -15,6 +15,10 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::state::{ExitKind, Phase, Snapshot};
 
+/// The reason of an instance held down by `kelpie stop web:1` (set by the
+/// fleet core, which alone knows it was asked for).
+pub const INSTANCE_STOPPED_BY_USER: &str = "stopped by `kelpie stop`";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceStatus {
     pub snapshot: Snapshot,
@@ -43,6 +47,15 @@ impl InstanceStatus {
             || (oneshot
                 && self.snapshot.phase == Phase::Exited
                 && self.snapshot.last_exit_kind == Some(ExitKind::Success))
+    }
+
+    /// Held down by `kelpie stop NAME:N` and down: it does not count
+    /// against its program's readiness.
+    pub fn stopped_by_user(&self) -> bool {
+        let s = &self.snapshot;
+        s.pid.is_none()
+            && s.phase.is_down()
+            && s.reason.as_deref() == Some(INSTANCE_STOPPED_BY_USER)
     }
 }
 
@@ -100,8 +113,15 @@ impl ProgramStatus {
             .unwrap_or(Phase::Stopped)
     }
 
+    /// Every instance ready, except those stopped one by one on purpose
+    /// (at least one instance must be left to be ready).
     pub fn ready(&self) -> bool {
-        !self.instances.is_empty() && self.instances.iter().all(|i| i.is_ready(self.oneshot))
+        let mut counted = self.instances.iter().filter(|i| !i.stopped_by_user());
+        let mut any = false;
+        counted.all(|i| {
+            any = true;
+            i.is_ready(self.oneshot)
+        }) && any
     }
 
     /// Instances with a live process.
@@ -127,22 +147,38 @@ impl ProgramStatus {
         if self.stopped_by_user {
             return Some(format!("{} was stopped by `kelpie stop`", self.name));
         }
-        let not_ready = self
-            .instances
-            .iter()
-            .enumerate()
-            .find(|(_, i)| !i.is_ready(self.oneshot));
+        let not_ready = (0..self.instances.len()).find_map(|n| {
+            let instance = &self.instances[n];
+            (!instance.stopped_by_user() && !instance.is_ready(self.oneshot))
+                .then(|| self.instance_reason(n))
+                .flatten()
+        });
         Some(match not_ready {
-            Some((n, instance)) => {
-                let name = format!("{}:{n}", self.name);
-                match &instance.snapshot.reason {
-                    Some(reason) => {
-                        format!("{name} is {}: {reason}", instance.snapshot.phase.as_str())
-                    }
-                    None => format!("{name} is {}", instance.snapshot.phase.as_str()),
-                }
+            Some(reason) => reason,
+            None if self.instances.is_empty() => format!("{} has no instances", self.name),
+            None => format!(
+                "every instance of {} was stopped by `kelpie stop`",
+                self.name
+            ),
+        })
+    }
+
+    /// Why instance `n` is not ready, if it is not (`None` also when there
+    /// is no such instance).
+    pub fn instance_reason(&self, n: usize) -> Option<String> {
+        let instance = self.instances.get(n)?;
+        if instance.is_ready(self.oneshot) {
+            return None;
+        }
+        let name = format!("{}:{n}", self.name);
+        let phase = instance.snapshot.phase.as_str();
+        Some(if instance.stopped_by_user() {
+            format!("{name} was stopped by `kelpie stop`")
+        } else {
+            match &instance.snapshot.reason {
+                Some(reason) => format!("{name} is {phase}: {reason}"),
+                None => format!("{name} is {phase}"),
             }
-            None => format!("{} has no instances", self.name),
         })
     }
 }
@@ -159,6 +195,19 @@ impl Board {
             .iter()
             .find(|p| p.name == name)
             .map(|p| p.as_ref())
+    }
+
+    /// `web`, or `web:0` for one instance: the program and the instance's
+    /// index. `None` when there is no such program or instance (program
+    /// names never contain `:`).
+    pub fn lookup(&self, name: &str) -> Option<(&ProgramStatus, Option<usize>)> {
+        if let Some(program) = self.program(name) {
+            return Some((program, None));
+        }
+        let (program, n) = name.rsplit_once(':')?;
+        let program = self.program(program)?;
+        let n: usize = n.parse().ok()?;
+        (n < program.instances.len()).then_some((program, Some(n)))
     }
 
     /// The aggregated readiness: not shutting down and every required
@@ -329,6 +378,42 @@ mod tests {
             ..p
         };
         assert!(!service.ready(), "an exited service is not ready");
+    }
+
+    #[test]
+    fn an_instance_stopped_on_purpose_does_not_hold_its_program_down() {
+        let mut held = instance(Phase::Stopped, false);
+        held.snapshot.reason = Some(INSTANCE_STOPPED_BY_USER.into());
+        let p = program(
+            "web",
+            true,
+            vec![instance(Phase::Running, true), held.clone()],
+        );
+        assert!(p.ready());
+        assert_eq!(p.instance_reason(0), None);
+        assert_eq!(
+            p.instance_reason(1).as_deref(),
+            Some("web:1 was stopped by `kelpie stop`")
+        );
+        let all = program("web", true, vec![held.clone(), held.clone()]);
+        assert!(!all.ready());
+        assert_eq!(
+            all.reason().as_deref(),
+            Some("every instance of web was stopped by `kelpie stop`")
+        );
+        // The mark counts only while the instance is down.
+        held.snapshot.phase = Phase::Starting;
+        assert!(!held.stopped_by_user());
+
+        let board = Board {
+            shutting_down: false,
+            programs: vec![p],
+        };
+        assert_eq!(board.lookup("web").map(|(_, n)| n), Some(None));
+        assert_eq!(board.lookup("web:1").map(|(_, n)| n), Some(Some(1)));
+        for missing in ["web:2", "web:", "web:x", "db:0", "web:1:0"] {
+            assert!(board.lookup(missing).is_none(), "{missing}");
+        }
     }
 
     #[test]

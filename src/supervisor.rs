@@ -470,6 +470,7 @@ impl SupervisorState {
                 });
                 AcceptedProgram {
                     name: p.name,
+                    instance: p.instance,
                     timeout: p.timeout,
                     outcome: p.outcome,
                     roll,

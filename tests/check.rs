@@ -198,6 +198,16 @@ fn program_in_two_groups() {
 }
 
 #[test]
+fn group_named_like_a_program() {
+    assert_rejected(
+        "[program.web]\ncommand = [\"/bin/sh\"]\n\
+         [program.db]\ncommand = [\"/bin/sh\"]\n\
+         [group.web]\nprograms = [\"db\"]\n",
+        &["supervisor.toml:5:8: group.web: group name \"web\" is also the name of a program; `kelpie restart web` could not tell them apart: rename the group"],
+    );
+}
+
+#[test]
 fn two_probe_kinds() {
     assert_rejected(
         "[program.web]\ncommand = [\"/bin/sh\"]\n[program.web.readiness]\nhttp = \"http://127.0.0.1:80/\"\nlog = \"up\"\n",

@@ -199,6 +199,17 @@ fn parse_document(
             let name = key.get_ref().to_string();
             let key_path = table_key("group", &name);
             check_name(&name, &key.span(), &key_path, "group", diags);
+            if declared.iter().any(|d| d.name == name) {
+                // `kelpie restart NAME` addresses a program or a group's
+                // members: one name must not mean both.
+                diags.error(
+                    &key.span(),
+                    &key_path,
+                    format!(
+                        "group name {name:?} is also the name of a program; `kelpie restart {name}` could not tell them apart: rename the group"
+                    ),
+                );
+            }
             if let Some(table) = expect_table(value, &key_path, diags) {
                 group_members.push((key.span(), name.clone(), group_programs(table)));
                 if let Some(group) = parse_group(&name, table, &key.span(), diags) {

@@ -12,7 +12,7 @@
 //! | POST | `/v1/reload` | → [`ReloadReply`] (422 + [`ErrorReply`] when the config is invalid) |
 //! | POST | `/v1/diff` | [`DiffRequest`] → [`ReloadReply`] with `applied = false` |
 //! | POST | `/v1/shutdown` | → NDJSON of [`ShutdownEvent`], the last one when kelpie is done |
-//! | GET  | `/v1/ready`, `/v1/ready/{name}` | → [`ReadyReply`] |
+//! | GET  | `/v1/ready`, `/v1/ready/{name}`, `/v1/ready/{name}:{index}` | → [`ReadyReply`] |
 //! | GET  | `/v1/health` | → [`HealthReply`] |
 //! | GET  | `/v1/config` | → [`ConfigReply`] |
 //!
@@ -108,6 +108,10 @@ pub struct InstanceInfo {
     pub backoff_seconds: Option<f64>,
     /// The program's own status line (sd_notify `STATUS=`).
     pub status_text: Option<String>,
+    /// Held down by `kelpie stop NAME:N` (the program is not marked):
+    /// down until `kelpie start NAME:N` or a start of the whole program.
+    #[serde(default)]
+    pub stopped_by_user: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

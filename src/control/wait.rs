@@ -22,9 +22,19 @@ pub enum Target {
     Down,
 }
 
-pub fn progress(target: Target, seq: u64, program: &ProgramStatus) -> Progress {
+/// `only`: the one instance addressed (`kelpie stop web:1`); the others
+/// are not looked at.
+pub fn progress(
+    target: Target,
+    seq: u64,
+    program: &ProgramStatus,
+    only: Option<usize>,
+) -> Progress {
     let mut pending = false;
     for (n, instance) in program.instances.iter().enumerate() {
+        if only.is_some_and(|only| only != n) {
+            continue;
+        }
         let name = format!("{}:{n}", program.name);
         if instance.ack < seq {
             pending = true;
@@ -107,9 +117,9 @@ mod tests {
     #[test]
     fn a_status_from_before_the_action_never_counts() {
         let p = program(false, vec![(Phase::Running, Some(10), 4)]);
-        assert_eq!(progress(Target::Up, 5, &p), Progress::Pending);
+        assert_eq!(progress(Target::Up, 5, &p, None), Progress::Pending);
         assert_eq!(
-            progress(Target::Up, 4, &p),
+            progress(Target::Up, 4, &p, None),
             Progress::Done("running".into())
         );
     }
@@ -123,7 +133,7 @@ mod tests {
                 (Phase::Starting, Some(11), 7),
             ],
         );
-        assert_eq!(progress(Target::Up, 7, &p), Progress::Pending);
+        assert_eq!(progress(Target::Up, 7, &p, None), Progress::Pending);
     }
 
     #[test]
@@ -132,13 +142,13 @@ mod tests {
         p.instances[0].snapshot.last_exit = Some(ExitStatus::Code(2));
         p.instances[0].snapshot.backoff = Duration::from_millis(200);
         assert_eq!(
-            progress(Target::Up, 3, &p),
+            progress(Target::Up, 3, &p, None),
             Progress::Failed("web:0 exited with exit code 2; restarting in 200ms".into())
         );
         let mut p = program(false, vec![(Phase::Failed, None, 3)]);
         p.instances[0].snapshot.reason = Some("dependency \"db\" failed".into());
         assert_eq!(
-            progress(Target::Up, 3, &p),
+            progress(Target::Up, 3, &p, None),
             Progress::Failed("web:0 failed: dependency \"db\" failed".into())
         );
     }
@@ -148,23 +158,41 @@ mod tests {
         let mut p = program(true, vec![(Phase::Exited, None, 1)]);
         p.instances[0].snapshot.last_exit_kind = Some(ExitKind::Success);
         assert_eq!(
-            progress(Target::Up, 1, &p),
+            progress(Target::Up, 1, &p, None),
             Progress::Done("completed".into())
         );
         p.instances[0].snapshot.last_exit_kind = Some(ExitKind::Failure);
-        assert!(matches!(progress(Target::Up, 1, &p), Progress::Failed(_)));
+        assert!(matches!(
+            progress(Target::Up, 1, &p, None),
+            Progress::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn one_addressed_instance_is_all_that_is_waited_for() {
+        // web:0 never saw the action (ack 1 < 2); web:1 is down.
+        let p = program(
+            false,
+            vec![(Phase::Running, Some(10), 1), (Phase::Stopped, None, 2)],
+        );
+        assert_eq!(progress(Target::Down, 2, &p, None), Progress::Pending);
+        assert_eq!(
+            progress(Target::Down, 2, &p, Some(1)),
+            Progress::Done("stopped".into())
+        );
+        assert_eq!(progress(Target::Down, 2, &p, Some(0)), Progress::Pending);
     }
 
     #[test]
     fn down_means_no_process_left() {
         let p = program(false, vec![(Phase::Stopping, None, 2)]);
-        assert_eq!(progress(Target::Down, 2, &p), Progress::Pending);
+        assert_eq!(progress(Target::Down, 2, &p, None), Progress::Pending);
         let p = program(
             false,
             vec![(Phase::Stopped, None, 2), (Phase::Failed, None, 2)],
         );
         assert_eq!(
-            progress(Target::Down, 2, &p),
+            progress(Target::Down, 2, &p, None),
             Progress::Done("stopped".into())
         );
     }

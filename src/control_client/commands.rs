@@ -282,19 +282,56 @@ fn segment(name: &str) -> String {
     out
 }
 
+/// Whether `name` addresses `program` as a whole (`web`) or one of its
+/// instances (`web:1`, `Some(1)`).
+fn addresses(name: &str, program: &ProgramInfo) -> Option<Option<u32>> {
+    if name == program.name {
+        return Some(None);
+    }
+    let (prefix, n) = name.rsplit_once(':')?;
+    let n: u32 = n.parse().ok()?;
+    (prefix == program.name && (n as usize) < program.instances.len()).then_some(Some(n))
+}
+
 async fn status(names: &[String], json: bool, control: &ControlOpts) -> Outcome {
     let mut reply: ProgramsReply = quick(control, Method::GET, "/v1/programs").await?;
     let unknown: Vec<&String> = names
         .iter()
-        .filter(|n| !reply.programs.iter().any(|p| &p.name == *n))
+        .filter(|n| !reply.programs.iter().any(|p| addresses(n, p).is_some()))
         .collect();
     if !names.is_empty() {
-        reply.programs.retain(|p| names.contains(&p.name));
+        reply
+            .programs
+            .retain(|p| names.iter().any(|n| addresses(n, p).is_some()));
     }
     if json {
+        for program in &mut reply.programs {
+            // Only instances named: the program keeps just those.
+            if names.is_empty() || names.iter().any(|n| addresses(n, program) == Some(None)) {
+                continue;
+            }
+            let wanted: Vec<u32> = names
+                .iter()
+                .filter_map(|n| addresses(n, program).flatten())
+                .collect();
+            program.instances.retain(|i| wanted.contains(&i.index));
+        }
         print_json(&reply);
     } else if names.is_empty() || !reply.programs.is_empty() {
-        say(&render::status_table(&reply, render::use_color(false)));
+        // A row is `web`, or `web:1` of a program with several instances.
+        let keep = |row: &str| {
+            let program = row.rsplit_once(':').map_or(row, |(p, _)| p);
+            names.is_empty()
+                || names.iter().any(|n| n == row || n == program)
+                || names
+                    .iter()
+                    .any(|n| n.rsplit_once(':').is_some_and(|(p, _)| p == row))
+        };
+        say(&render::status_table_of(
+            &reply,
+            render::use_color(false),
+            keep,
+        ));
     }
     match unknown.as_slice() {
         [] => Ok(0),

@@ -22,4 +22,4 @@ pub use errors::{error_line, error_lines};
 pub use health::{health_line, ready_line};
 pub use logs::{log_line, skipped_notice};
 pub use plan::plan_lines;
-pub use status::{color_wanted, format_uptime, status_table, use_color};
+pub use status::{color_wanted, format_uptime, status_table, status_table_of, use_color};

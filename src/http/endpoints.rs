@@ -134,12 +134,14 @@ fn ready(board: &Board) -> Response<ResponseBody> {
     json(readiness.code(), &readiness)
 }
 
+/// `/ready/web`, or `/ready/web:0` for one instance (the body still shows
+/// the whole program; status and reason are the instance's).
 fn ready_program(board: &Board, name: &str, id: &RequestId) -> Response<ResponseBody> {
-    let Some(program) = board.program(name) else {
+    let Some((program, instance)) = board.lookup(name) else {
         return error(
             StatusCode::NOT_FOUND,
             "unknown_program",
-            &format!("no program named {name:?}"),
+            &format!("no program or instance named {name:?}"),
             id,
         );
     };
@@ -148,7 +150,10 @@ fn ready_program(board: &Board, name: &str, id: &RequestId) -> Response<Response
     let reason = if board.shutting_down {
         Some("shutting down".to_string())
     } else {
-        program.reason()
+        match instance {
+            Some(n) => program.instance_reason(n),
+            None => program.reason(),
+        }
     };
     let readiness = Readiness::new(reason, vec![program]);
     json(readiness.code(), &readiness)

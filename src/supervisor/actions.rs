@@ -50,6 +50,8 @@ impl Verb {
 /// A control action as the control API sends it to the Supervisor actor.
 pub struct ActionCommand {
     pub verb: Verb,
+    /// Programs (`web`), instances (`web:1`) or groups (`backend`), as
+    /// given; the core resolves them.
     pub programs: Vec<String>,
     pub all: bool,
     pub rolling: bool,
@@ -64,6 +66,7 @@ pub struct ActionCommand {
 pub struct ActionRequest {
     pub request: u64,
     pub verb: Verb,
+    /// Programs, instances (`web:1`) or groups, as given.
     pub programs: Vec<String>,
     pub all: bool,
     pub rolling: bool,
@@ -82,6 +85,8 @@ pub struct Dispatched {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispatchedProgram {
     pub name: String,
+    /// The one instance addressed (`web:1`); `None`: every instance.
+    pub instance: Option<u32>,
     pub timeout: Duration,
     pub outcome: Option<Result<String, String>>,
     /// A rolling restart started: its end comes as `FleetAction::RollEnded`.
@@ -97,6 +102,8 @@ pub struct Accepted {
 
 pub struct AcceptedProgram {
     pub name: String,
+    /// The one instance addressed; `None`: the whole program.
+    pub instance: Option<u32>,
     /// How long a caller waits for the outcome unless told otherwise.
     pub timeout: Duration,
     /// Known at once (a signal was sent, or there was nothing to signal).
@@ -107,7 +114,19 @@ pub struct AcceptedProgram {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionError {
+    /// Names that are neither a program, an instance nor a group.
     NoSuchProgram(Vec<String>),
+    /// `web:5` of a program with fewer instances.
+    NoSuchInstance {
+        name: String,
+        program: String,
+        instances: u32,
+    },
+    /// `restart --rolling web:1`: a roll replaces every instance.
+    RollingInstance {
+        name: String,
+        program: String,
+    },
     ShuttingDown,
 }
 
@@ -120,6 +139,20 @@ impl std::fmt::Display for ActionError {
             ActionError::NoSuchProgram(names) => {
                 write!(f, "no such programs: {}", names.join(", "))
             }
+            ActionError::NoSuchInstance {
+                name,
+                program,
+                instances,
+            } => write!(
+                f,
+                "no such instance: {name} ({program} has {instances} instance{})",
+                if *instances == 1 { "" } else { "s" }
+            ),
+            ActionError::RollingInstance { name, program } => write!(
+                f,
+                "cannot restart {name} with --rolling: --rolling replaces every instance of \
+                 {program} one at a time; use `restart {name}` (or `restart --rolling {program}`)"
+            ),
             ActionError::ShuttingDown => write!(f, "kelpie is shutting down"),
         }
     }
@@ -151,35 +184,108 @@ impl Fleet {
             }));
     }
 
+    /// Programs, instances (`web:1`) and groups (every member, in the
+    /// group's order) to what they address, in the order given. A program
+    /// named as a whole takes the place of its instances named elsewhere.
+    pub(super) fn resolve(
+        &self,
+        names: &[String],
+        rolling: bool,
+    ) -> Result<Vec<(usize, Option<u32>)>, ActionError> {
+        let mut unknown = Vec::new();
+        let mut out_of_range = None;
+        let mut targets: Vec<(usize, Option<u32>)> = Vec::new();
+        fn add(target: (usize, Option<u32>), targets: &mut Vec<(usize, Option<u32>)>) {
+            let (program, instance) = target;
+            if targets.contains(&(program, None)) || targets.contains(&target) {
+                return;
+            }
+            if instance.is_some() {
+                targets.push(target);
+                return;
+            }
+            let mut placed = false;
+            targets.retain_mut(|t| {
+                if t.0 != program {
+                    return true;
+                }
+                if placed {
+                    return false;
+                }
+                *t = target;
+                placed = true;
+                true
+            });
+            if !placed {
+                targets.push(target);
+            }
+        }
+        for name in names {
+            if let Some(&i) = self.index.get(name.as_str()) {
+                add((i, None), &mut targets);
+                continue;
+            }
+            if let Some(group) = self.groups.iter().find(|g| g.config.name == *name) {
+                for member in &group.config.programs {
+                    if let Some(&i) = self.index.get(member.as_str()) {
+                        add((i, None), &mut targets);
+                    }
+                }
+                continue;
+            }
+            let instance = name.rsplit_once(':').and_then(|(program, n)| {
+                let i = *self.index.get(program)?;
+                Some((i, n.parse::<u32>().ok()?))
+            });
+            let Some((i, n)) = instance else {
+                unknown.push(name.clone());
+                continue;
+            };
+            let instances = self.entries[i].status.instances.len() as u32;
+            if n >= instances {
+                out_of_range.get_or_insert_with(|| ActionError::NoSuchInstance {
+                    name: name.clone(),
+                    program: self.entries[i].name().to_string(),
+                    instances,
+                });
+                continue;
+            }
+            if rolling {
+                return Err(ActionError::RollingInstance {
+                    name: name.clone(),
+                    program: self.entries[i].name().to_string(),
+                });
+            }
+            add((i, Some(n)), &mut targets);
+        }
+        if !unknown.is_empty() {
+            return Err(ActionError::NoSuchProgram(unknown));
+        }
+        match out_of_range {
+            Some(error) => Err(error),
+            None => Ok(targets),
+        }
+    }
+
     fn dispatch_action(&mut self, command: &ActionRequest) -> Result<Dispatched, ActionError> {
         if self.shutdown.is_some() {
             return Err(ActionError::ShuttingDown);
         }
-        let mut targets: Vec<usize> = Vec::new();
-        if command.all {
-            targets.extend(0..self.entries.len());
+        let targets: Vec<(usize, Option<u32>)> = if command.all {
+            (0..self.entries.len()).map(|i| (i, None)).collect()
         } else {
-            let unknown: Vec<String> = command
-                .programs
-                .iter()
-                .filter(|name| !self.index.contains_key(name.as_str()))
-                .cloned()
-                .collect();
-            if !unknown.is_empty() {
-                return Err(ActionError::NoSuchProgram(unknown));
-            }
-            for name in &command.programs {
-                if let Some(&i) = self.index.get(name.as_str()) {
-                    if !targets.contains(&i) {
-                        targets.push(i);
-                    }
-                }
-            }
-        }
+            self.resolve(&command.programs, command.rolling)?
+        };
         self.next_seq += 1;
         let seq = self.next_seq;
         let cause = &command.cause;
-        let names: Vec<&str> = targets.iter().map(|&i| self.entries[i].name()).collect();
+        let names: Vec<String> = targets
+            .iter()
+            .map(|&(i, n)| match n {
+                Some(n) => self.entries[i].config.instance_name(n),
+                None => self.entries[i].name().to_string(),
+            })
+            .collect();
         tracing::info!(
             event = "control_action",
             action = command.verb.as_str(),
@@ -192,13 +298,21 @@ impl Fleet {
             names.join(", ")
         );
         let mut programs = Vec::new();
-        for i in targets {
+        for (i, instance) in targets {
             let mut accepted = DispatchedProgram {
                 name: self.entries[i].name().to_string(),
+                instance,
                 timeout: default_timeout(command.verb, command.rolling, &self.entries[i].config),
                 outcome: None,
                 rolling: false,
             };
+            if let Some(n) = instance {
+                let signal = command.signal.unwrap_or(Signal::SIGTERM);
+                accepted.outcome =
+                    self.act_on_instance(command.verb, i, n as usize, seq, cause, signal);
+                programs.push(accepted);
+                continue;
+            }
             match command.verb {
                 Verb::Start => self.request_start(i, seq, cause),
                 Verb::Stop => self.request_stop(i, seq, cause),
@@ -229,6 +343,70 @@ impl Fleet {
             programs.push(accepted);
         }
         Ok(Dispatched { seq, programs })
+    }
+
+    /// An action on instance `n` of program `i` alone. Start, stop and
+    /// restart need the program launched as a whole (its other instances
+    /// follow their own policies); a stopped instance is held down until
+    /// it is started, without marking the program stopped. `Some`: the
+    /// outcome is known at once.
+    fn act_on_instance(
+        &mut self,
+        verb: Verb,
+        i: usize,
+        n: usize,
+        seq: u64,
+        cause: &Cause,
+        signal: Signal,
+    ) -> Option<Result<String, String>> {
+        let entry = &mut self.entries[i];
+        let name = entry.config.instance_name(n as u32);
+        let snapshot = &entry.status.instances[n].snapshot;
+        let down = snapshot.pid.is_none() && snapshot.phase.is_down();
+        if verb == Verb::Signal {
+            if snapshot.pid.is_none() {
+                return Some(Err(format!("{name} is not running")));
+            }
+            let short = crate::signals::short_name(signal);
+            tracing::info!(
+                event = "program_signalled",
+                program = %entry.name(),
+                instance = %name,
+                signal = short,
+                request_id = cause.as_deref(),
+                "sending SIG{short} to {name}"
+            );
+            entry.cast_slot(&mut self.out, n, &Command::Signal(signal));
+            return Some(Ok(format!("sent SIG{short} to 1 process group")));
+        }
+        if entry.roll.is_some() {
+            return Some(Err(format!(
+                "a rolling restart of {} is in progress; act on {name} once it is done",
+                entry.name()
+            )));
+        }
+        if !matches!(entry.stage, Stage::Launched) {
+            if verb == Verb::Stop && down {
+                return Some(Ok("already stopped".into()));
+            }
+            return Some(Err(format!(
+                "{} is not started as a whole (it is {}); `kelpie {} {}` acts on every instance",
+                entry.name(),
+                entry.status.state().as_str(),
+                verb.as_str(),
+                entry.name()
+            )));
+        }
+        let commands: &[Command] = match verb {
+            Verb::Start => &[Command::Start],
+            Verb::Stop => &[Command::Stop],
+            _ => &[Command::Stop, Command::Start],
+        };
+        let up = verb != Verb::Stop;
+        entry.hold(n, !up);
+        entry.slots[n].expect_up = Some(up);
+        entry.command_slot(&mut self.out, n, cause, commands, Some(seq));
+        None
     }
 
     fn request_start(&mut self, i: usize, seq: u64, cause: &Cause) {

@@ -12,7 +12,7 @@ use super::Cause;
 use crate::config::ProgramConfig;
 use crate::process::Identity;
 use crate::state::{Phase, Policy, Snapshot};
-use crate::status::ProgramStatus;
+use crate::status::{ProgramStatus, INSTANCE_STOPPED_BY_USER};
 
 /// What a program is built from: its config and the identity its processes
 /// run as, resolved (an OS lookup) before the core ever sees it.
@@ -159,6 +159,9 @@ pub(super) struct Slot {
     /// Told to come up (or go down) and not heard from since: the core's
     /// expectation, kept apart from what the actor reported.
     pub expect_up: Option<bool>,
+    /// `kelpie stop web:1`: this instance stays down until it (or the
+    /// program) is started again; the program itself is not marked.
+    pub held: bool,
 }
 
 impl Slot {
@@ -167,6 +170,7 @@ impl Slot {
             incarnation,
             live: true,
             expect_up: None,
+            held: false,
         }
     }
 }
@@ -278,9 +282,65 @@ impl Entry {
         if self.status.stopped_by_user != stopped {
             Arc::make_mut(&mut self.status).stopped_by_user = stopped;
         }
-        let enabled = self.should_run();
+        self.refresh_enabled();
+    }
+
+    /// Meant to run, and not every instance held down one by one.
+    fn refresh_enabled(&mut self) {
+        let all_held = !self.slots.is_empty() && self.slots.iter().all(|s| s.held);
+        let enabled = self.should_run() && !all_held;
         if self.status.enabled != enabled {
             Arc::make_mut(&mut self.status).enabled = enabled;
+        }
+    }
+
+    /// Holds instance `n` down (`kelpie stop web:1`) or lets it go.
+    pub fn hold(&mut self, n: usize, held: bool) {
+        let Some(slot) = self.slots.get_mut(n) else {
+            return;
+        };
+        if slot.held == held {
+            self.show_hold(n);
+            return;
+        }
+        slot.held = held;
+        if !held {
+            let marked =
+                self.status.instances.get(n).is_some_and(|i| {
+                    i.snapshot.reason.as_deref() == Some(INSTANCE_STOPPED_BY_USER)
+                });
+            if marked {
+                Arc::make_mut(&mut self.status).instances[n].snapshot.reason = None;
+            }
+        }
+        self.show_hold(n);
+        self.refresh_enabled();
+    }
+
+    /// Lets every held instance go (the program is started as a whole).
+    fn release_holds(&mut self) {
+        for n in 0..self.slots.len() {
+            self.hold(n, false);
+        }
+    }
+
+    /// A held instance that is down shows why on the board: its reason
+    /// says it was stopped by `kelpie stop` (what the actor reports
+    /// replaces the snapshot, so this is applied after every report).
+    pub fn show_hold(&mut self, n: usize) {
+        if !self.slots.get(n).is_some_and(|s| s.held) {
+            return;
+        }
+        let Some(instance) = self.status.instances.get(n) else {
+            return;
+        };
+        let s = &instance.snapshot;
+        if s.pid.is_none()
+            && s.phase.is_down()
+            && s.reason.as_deref() != Some(INSTANCE_STOPPED_BY_USER)
+        {
+            Arc::make_mut(&mut self.status).instances[n].snapshot.reason =
+                Some(INSTANCE_STOPPED_BY_USER.to_string());
         }
     }
 
@@ -440,6 +500,7 @@ impl Entry {
         relaunch: bool,
     ) {
         self.stage = Stage::Launched;
+        self.release_holds();
         for (slot, instance) in self.slots.iter_mut().zip(&self.status.instances) {
             // A relaunch leaves a failed instance failed.
             if !(relaunch && instance.snapshot.phase == Phase::Failed) {
@@ -491,6 +552,16 @@ impl Entry {
         }
     }
 
+    /// A command to instance `n`'s actor alone.
+    pub fn cast_slot(&self, out: &mut Vec<FleetAction>, n: usize, command: &Command) {
+        if let Some(slot) = self.slots.get(n).filter(|s| s.live) {
+            out.push(FleetAction::Send {
+                to: slot.incarnation,
+                command: command.clone(),
+            });
+        }
+    }
+
     /// A control command to every slot: the cause first (so the events it
     /// causes carry its request id), then the commands, then the ack that
     /// tells a waiting request its outcome is visible.
@@ -501,26 +572,27 @@ impl Entry {
         commands: &[Command],
         ack: Option<u64>,
     ) {
-        for to in self.live_slots() {
-            if cause.is_some() {
-                out.push(FleetAction::Send {
-                    to,
-                    command: Command::Cause(cause.clone()),
-                });
-            }
-            for command in commands {
-                out.push(FleetAction::Send {
-                    to,
-                    command: command.clone(),
-                });
-            }
-            if let Some(seq) = ack {
-                out.push(FleetAction::Send {
-                    to,
-                    command: Command::Ack(seq),
-                });
-            }
-        }
+        let all: Vec<Incarnation> = self.live_slots().collect();
+        command_to(out, &all, cause, commands, ack);
+    }
+
+    /// `command`, to instance `n` alone.
+    pub fn command_slot(
+        &self,
+        out: &mut Vec<FleetAction>,
+        n: usize,
+        cause: &Cause,
+        commands: &[Command],
+        ack: Option<u64>,
+    ) {
+        let one: Vec<Incarnation> = self
+            .slots
+            .get(n)
+            .filter(|s| s.live)
+            .map(|s| s.incarnation)
+            .into_iter()
+            .collect();
+        command_to(out, &one, cause, commands, ack);
     }
 
     /// Ends every actor of the program (its processes are gone).
@@ -535,6 +607,36 @@ impl Entry {
         for retiring in self.retiring.drain(..) {
             out.push(FleetAction::StopActor {
                 incarnation: retiring.incarnation,
+            });
+        }
+    }
+}
+
+/// The cause, the commands and the ack, to each of `to` in turn.
+fn command_to(
+    out: &mut Vec<FleetAction>,
+    to: &[Incarnation],
+    cause: &Cause,
+    commands: &[Command],
+    ack: Option<u64>,
+) {
+    for &to in to {
+        if cause.is_some() {
+            out.push(FleetAction::Send {
+                to,
+                command: Command::Cause(cause.clone()),
+            });
+        }
+        for command in commands {
+            out.push(FleetAction::Send {
+                to,
+                command: command.clone(),
+            });
+        }
+        if let Some(seq) = ack {
+            out.push(FleetAction::Send {
+                to,
+                command: Command::Ack(seq),
             });
         }
     }

@@ -170,6 +170,7 @@ impl Fleet {
         // Its own word replaces what the core expected of it.
         entry.slots[index].expect_up = None;
         Arc::make_mut(&mut entry.status).instances[index] = update;
+        entry.show_hold(index);
         for event in events {
             match *event {
                 InstanceEvent::Restarted { count } => {

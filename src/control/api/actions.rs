@@ -14,6 +14,7 @@ use super::{bad_request, not_found, shutting_down, ControlApi};
 use crate::control::protocol::{code, ActionOutcome, ActionReply, ActionRequest};
 use crate::control::server::{parse_json, ControlRequest, ControlResponse};
 use crate::control::wait::{progress, Progress, Target};
+use crate::status::ProgramStatus;
 use crate::supervisor::{Accepted, ActionCommand, ActionError, SupervisorMsg, Verb};
 
 impl ControlApi {
@@ -83,13 +84,18 @@ impl ControlApi {
         }
         let accepted = match accepted.await {
             Ok(Ok(accepted)) => accepted,
-            Ok(Err(ActionError::NoSuchProgram(names))) => {
+            Ok(Err(
+                error @ (ActionError::NoSuchProgram(_) | ActionError::NoSuchInstance { .. }),
+            )) => {
                 return ControlResponse::error(
                     StatusCode::NOT_FOUND,
                     code::NO_SUCH_PROGRAM,
-                    &ActionError::NoSuchProgram(names).to_string(),
+                    &error.to_string(),
                     id,
                 )
+            }
+            Ok(Err(error @ ActionError::RollingInstance { .. })) => {
+                return bad_request(&error.to_string(), id)
             }
             Ok(Err(ActionError::ShuttingDown)) | Err(_) => return shutting_down(id),
         };
@@ -118,26 +124,31 @@ impl ControlApi {
         };
         let mut results: Vec<Option<ActionOutcome>> = Vec::new();
         let mut rolls = Vec::new();
-        let mut watched: Vec<(usize, String, Instant)> = Vec::new();
+        let mut watched: Vec<Watched> = Vec::new();
         let now = Instant::now();
         for program in accepted.programs {
             let slot = results.len();
             results.push(None);
+            let addressed = Addressed {
+                program: program.name,
+                instance: program.instance.map(|n| n as usize),
+            };
             let state = || {
                 self.board()
-                    .program(&program.name)
-                    .map(|p| p.state().as_str().to_string())
+                    .program(&addressed.program)
+                    .map(|p| addressed.state(p))
                     .unwrap_or_else(|| "removed".into())
             };
             if let Some(outcome) = program.outcome {
-                results[slot] = Some(finished(&program.name, state(), outcome));
+                results[slot] = Some(finished(&addressed.name(), state(), outcome));
             } else if !wait {
-                results[slot] = Some(finished(&program.name, state(), Ok("accepted".into())));
+                results[slot] = Some(finished(&addressed.name(), state(), Ok("accepted".into())));
             } else if let Some(roll) = program.roll {
                 let limit = timeout.unwrap_or(program.timeout);
-                rolls.push((slot, program.name, limit, roll));
+                rolls.push((slot, addressed.program, limit, roll));
             } else {
-                watched.push((slot, program.name, now + timeout.unwrap_or(program.timeout)));
+                let deadline = now + timeout.unwrap_or(program.timeout);
+                watched.push((slot, addressed, deadline));
             }
         }
         let roll_waits = rolls
@@ -177,15 +188,16 @@ impl ControlApi {
         &self,
         target: Target,
         seq: u64,
-        mut watched: Vec<(usize, String, Instant)>,
+        mut watched: Vec<Watched>,
     ) -> Vec<(usize, ActionOutcome)> {
         let mut done = Vec::new();
         let mut status = self.status.clone();
         while !watched.is_empty() {
             let board = status.borrow_and_update().clone();
             let now = Instant::now();
-            watched.retain(|(slot, name, deadline)| {
-                let Some(program) = board.program(name) else {
+            watched.retain(|(slot, addressed, deadline)| {
+                let name = &addressed.name();
+                let Some(program) = board.program(&addressed.program) else {
                     done.push((
                         *slot,
                         finished(
@@ -196,8 +208,8 @@ impl ControlApi {
                     ));
                     return false;
                 };
-                let state = program.state().as_str().to_string();
-                match progress(target, seq, program) {
+                let state = addressed.state(program);
+                match progress(target, seq, program, addressed.instance) {
                     Progress::Done(message) => {
                         done.push((*slot, finished(name, state, Ok(message))))
                     }
@@ -205,10 +217,12 @@ impl ControlApi {
                         done.push((*slot, finished(name, state, Err(reason))))
                     }
                     Progress::Pending if now >= *deadline => {
-                        let why = program
-                            .reason()
-                            .map(|r| format!(": {r}"))
-                            .unwrap_or_default();
+                        let why = match addressed.instance {
+                            Some(n) => program.instance_reason(n),
+                            None => program.reason(),
+                        }
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default();
                         done.push((
                             *slot,
                             finished(
@@ -228,10 +242,14 @@ impl ControlApi {
             match tokio::time::timeout_at(deadline, status.changed()).await {
                 Ok(Ok(())) | Err(_) => {}
                 Ok(Err(_)) => {
-                    for (slot, name, _) in watched.drain(..) {
+                    for (slot, addressed, _) in watched.drain(..) {
                         done.push((
                             slot,
-                            finished(&name, "unknown".into(), Err("kelpie stopped".into())),
+                            finished(
+                                &addressed.name(),
+                                "unknown".into(),
+                                Err("kelpie stopped".into()),
+                            ),
                         ));
                     }
                 }
@@ -240,6 +258,37 @@ impl ControlApi {
         done
     }
 }
+
+/// A program, or one of its instances, whose outcome is awaited.
+struct Addressed {
+    program: String,
+    instance: Option<usize>,
+}
+
+impl Addressed {
+    /// As the outcome names it: `web`, or `web:1`.
+    fn name(&self) -> String {
+        match self.instance {
+            Some(n) => format!("{}:{n}", self.program),
+            None => self.program.clone(),
+        }
+    }
+
+    /// The program's state, or the instance's.
+    fn state(&self, program: &ProgramStatus) -> String {
+        match self.instance {
+            Some(n) => program
+                .instances
+                .get(n)
+                .map(|i| i.snapshot.phase.as_str().to_string())
+                .unwrap_or_else(|| "removed".into()),
+            None => program.state().as_str().to_string(),
+        }
+    }
+}
+
+/// The outcome's slot in the reply, what is awaited, and until when.
+type Watched = (usize, Addressed, Instant);
 
 /// Polls futures side by side; the std library has no join_all and the
 /// futures crate is not worth a dependency for it.

@@ -1,7 +1,8 @@
 //! The read-only routes: `/programs`, `/programs/NAME`, `/ready`,
-//! `/ready/NAME`, `/health` and `/config`. They answer from the latest
-//! status board or running config the Supervisor published (or, for
-//! health, from what the API itself knows) and never message the
+//! `/ready/NAME` (or `/ready/NAME:N`), `/health` and `/config`. They
+//! answer from the latest status board or running config the Supervisor
+//! published (or, for health, from what the API itself knows) and never
+//! message the
 //! Supervisor.
 
 use std::time::SystemTime;
@@ -51,14 +52,18 @@ impl ControlApi {
         ControlResponse::json(StatusCode::OK, &ReadyReply { ready, reason })
     }
 
+    /// `/v1/ready/web`, or `/v1/ready/web:0` for one instance.
     pub(super) fn program_ready(&self, name: &str, id: &str) -> ControlResponse {
         let board = self.board();
-        match board.program(name) {
-            Some(program) => {
+        match board.lookup(name) {
+            Some((program, instance)) => {
                 let reason = if board.shutting_down {
                     Some("shutting down".to_string())
                 } else {
-                    program.reason()
+                    match instance {
+                        Some(n) => program.instance_reason(n),
+                        None => program.reason(),
+                    }
                 };
                 ControlResponse::json(
                     StatusCode::OK,
@@ -175,5 +180,6 @@ fn instance_info(
         backoff_seconds: (s.phase == crate::state::Phase::Backoff)
             .then_some(s.backoff.as_secs_f64()),
         status_text: s.status_text.clone(),
+        stopped_by_user: instance.stopped_by_user(),
     }
 }

@@ -27,6 +27,12 @@ const RESET: &str = "\x1b[0m";
 /// With `color`, only the STATE cell is wrapped in ANSI codes; widths are
 /// computed on the plain text so columns line up either way.
 pub fn status_table(reply: &ProgramsReply, color: bool) -> String {
+    status_table_of(reply, color, |_| true)
+}
+
+/// `status_table` with only the rows whose NAME `keep` accepts (`kelpie
+/// status web:1`); the columns fit the rows shown.
+pub fn status_table_of(reply: &ProgramsReply, color: bool, keep: impl Fn(&str) -> bool) -> String {
     let mut rows: Vec<[String; 7]> = vec![HEADER.map(String::from)];
     for program in &reply.programs {
         if program.instances.len() > 1 {
@@ -35,6 +41,8 @@ pub fn status_table(reply: &ProgramsReply, color: bool) -> String {
             rows.push(program_row(program));
         }
     }
+    let mut first = true;
+    rows.retain(|row| std::mem::take(&mut first) || keep(&row[0]));
     let mut widths = [0usize; 7];
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -236,6 +244,7 @@ mod tests {
             reason: None,
             backoff_seconds: None,
             status_text: None,
+            stopped_by_user: false,
         }
     }
 

@@ -97,6 +97,8 @@ struct World {
     /// Each spawned actor's name and the command it was built with.
     spawned: Vec<(String, String)>,
     exited: Option<i32>,
+    /// What the last accepted action knew at once, per target.
+    outcomes: Vec<Option<Result<String, String>>>,
 }
 
 impl World {
@@ -123,6 +125,7 @@ impl World {
             metrics: Vec::new(),
             spawned: Vec::new(),
             exited: None,
+            outcomes: Vec::new(),
         };
         let lines = world.describe_all(actions);
         assert_eq!(lines, expected, "start-up");
@@ -325,14 +328,20 @@ impl World {
             }
             FleetAction::ServiceStopping => "service stopping".into(),
             FleetAction::Answer(Answer::Action { result, .. }) => match result {
-                Ok(d) => format!(
-                    "accepted {}",
-                    d.programs
-                        .iter()
-                        .map(|p| p.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
+                Ok(d) => {
+                    self.outcomes = d.programs.iter().map(|p| p.outcome.clone()).collect();
+                    format!(
+                        "accepted {}",
+                        d.programs
+                            .iter()
+                            .map(|p| match p.instance {
+                                Some(n) => format!("{}:{n}", p.name),
+                                None => p.name.clone(),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    )
+                }
                 Err(e) => format!("refused: {e}"),
             },
             FleetAction::Answer(Answer::Reload { result, .. }) => match result {
@@ -1419,4 +1428,208 @@ fn an_aborted_rolling_reload_leaves_the_old_config_in_place() {
             ],
         ),
     ]);
+}
+
+const TWO_WEBS: &str = r#"
+[program.web]
+command = ["sleep", "1000"]
+instances = 2
+
+[program.db]
+command = ["sleep", "1000"]
+
+[program.api]
+command = ["sleep", "1000"]
+
+[group.backend]
+programs = ["api", "db"]
+"#;
+
+fn two_webs() -> World {
+    let mut w = World::start(
+        TWO_WEBS,
+        &[
+            "build web",
+            "build db",
+            "build api",
+            "spawn web:0",
+            "spawn web:1",
+            "spawn db:0",
+            "spawn api:0",
+            "web:0 start",
+            "web:1 start",
+            "db:0 start",
+            "api:0 start",
+        ],
+    );
+    w.run(&[
+        (Up("web:0"), &[]),
+        (Ready("web:0"), &[]),
+        (Up("web:1"), &[]),
+        (Ready("web:1"), &[]),
+        (Up("db:0"), &[]),
+        (Up("api:0"), &[]),
+    ]);
+    w
+}
+
+#[test]
+fn an_instance_is_stopped_started_restarted_and_signalled_alone() {
+    let mut w = two_webs();
+    w.run(&[
+        (
+            Act(Verb::Stop, &["web:1"]),
+            &["web:1 stop", "web:1 ack 1", "accepted web:1"],
+        ),
+        (Down("web:1"), &[]),
+    ]);
+    let web = w.program("web");
+    // The instance is held down; the program as a whole is not stopped
+    // and still counts as ready with the instance it has left.
+    assert!(web.instances[1].stopped_by_user(), "{web:?}");
+    assert!(!web.instances[0].stopped_by_user());
+    assert!(!web.stopped_by_user && web.enabled);
+    assert!(web.ready(), "{:?}", web.reason());
+    assert_eq!(
+        web.instance_reason(1).as_deref(),
+        Some("web:1 was stopped by `kelpie stop`")
+    );
+    w.run(&[
+        // A reload that leaves web alone leaves the instance down.
+        (
+            Reload(TWO_WEBS),
+            &["reloaded: web unchanged, db unchanged, api unchanged"],
+        ),
+        (
+            Act(Verb::Start, &["web:1"]),
+            &["web:1 start", "web:1 ack 2", "accepted web:1"],
+        ),
+    ]);
+    assert!(!w.program("web").instances[1].stopped_by_user());
+    w.run(&[
+        (Up("web:1"), &[]),
+        (
+            Act(Verb::Restart, &["web:0"]),
+            &["web:0 stop", "web:0 start", "web:0 ack 3", "accepted web:0"],
+        ),
+        (
+            Act(Verb::Signal, &["web:1"]),
+            &["web:1 signal TERM", "accepted web:1"],
+        ),
+    ]);
+    assert_eq!(
+        w.outcomes,
+        [Some(Ok("sent SIGTERM to 1 process group".to_string()))]
+    );
+}
+
+#[test]
+fn every_instance_held_down_makes_the_program_not_meant_to_run() {
+    let mut w = two_webs();
+    w.run(&[
+        (
+            Act(Verb::Stop, &["web:0", "web:1"]),
+            &[
+                "web:0 stop",
+                "web:0 ack 1",
+                "web:1 stop",
+                "web:1 ack 1",
+                "accepted web:0 web:1",
+            ],
+        ),
+        (Down("web:0"), &[]),
+        (Down("web:1"), &[]),
+    ]);
+    let web = w.program("web");
+    assert!(!web.enabled, "not counted against kelpie's readiness");
+    assert_eq!(
+        web.reason().as_deref(),
+        Some("every instance of web was stopped by `kelpie stop`")
+    );
+    // Starting the program as a whole lets every instance go.
+    w.run(&[(
+        Act(Verb::Start, &["web"]),
+        // Down as a whole: through the dependency gate, like a first start.
+        &[
+            "accepted web",
+            "web:0 start",
+            "web:0 ack 2",
+            "web:1 start",
+            "web:1 ack 2",
+        ],
+    )]);
+    let web = w.program("web");
+    assert!(web.enabled && !web.instances.iter().any(|i| i.stopped_by_user()));
+}
+
+#[test]
+fn names_resolve_to_programs_instances_and_groups() {
+    let mut w = two_webs();
+    w.run(&[
+        // A group: every member, in the group's order.
+        (
+            Act(Verb::Restart, &["backend"]),
+            &[
+                "api:0 stop",
+                "api:0 start",
+                "api:0 ack 1",
+                "db:0 stop",
+                "db:0 start",
+                "db:0 ack 1",
+                "accepted api db",
+            ],
+        ),
+        // The program named as a whole takes its instance's place.
+        (
+            Act(Verb::Signal, &["web:1", "db", "web", "web:0"]),
+            &[
+                "web:0 signal TERM",
+                "web:1 signal TERM",
+                "db:0 signal TERM",
+                "accepted web db",
+            ],
+        ),
+        (
+            Act(Verb::Stop, &["web:2", "web:9"]),
+            &["refused: no such instance: web:2 (web has 2 instances)"],
+        ),
+        // Unknown names first, all of them on one line.
+        (
+            Act(Verb::Stop, &["web:2", "nope", "web:x", "db:0:0"]),
+            &["refused: no such programs: nope, web:x, db:0:0"],
+        ),
+        (
+            Rolling(&["web", "web:1"]),
+            &["refused: cannot restart web:1 with --rolling: --rolling replaces every instance of web one at a time; use `restart web:1` (or `restart --rolling web`)"],
+        ),
+    ]);
+}
+
+#[test]
+fn an_instance_of_a_program_not_started_as_a_whole_is_refused() {
+    let mut w = two_webs();
+    w.run(&[
+        (
+            Act(Verb::Stop, &["web"]),
+            &[
+                "accepted web",
+                "web:0 stop",
+                "web:0 ack 1",
+                "web:1 stop",
+                "web:1 ack 1",
+            ],
+        ),
+        (Down("web:0"), &[]),
+        (Down("web:1"), &[]),
+        (Act(Verb::Start, &["web:0"]), &["accepted web:0"]),
+    ]);
+    assert_eq!(
+        w.outcomes,
+        [Some(Err(
+            "web is not started as a whole (it is stopped); `kelpie start web` acts on every instance"
+                .to_string()
+        ))]
+    );
+    w.run(&[(Act(Verb::Stop, &["web:1"]), &["accepted web:1"])]);
+    assert_eq!(w.outcomes, [Some(Ok("already stopped".to_string()))]);
 }
