@@ -464,6 +464,7 @@ impl ProgramState {
                 snapshot,
                 started_at: self.started_at,
                 ack: self.ack,
+                held: false,
             },
             events,
         });

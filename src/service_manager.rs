@@ -211,6 +211,7 @@ mod tests {
             snapshot,
             started_at: None,
             ack: 0,
+            held: false,
         };
         Arc::new(p)
     }

@@ -15,10 +15,6 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::state::{ExitKind, Phase, Snapshot};
 
-/// The reason of an instance held down by `kelpie stop web:1` (set by the
-/// fleet core, which alone knows it was asked for).
-pub const INSTANCE_STOPPED_BY_USER: &str = "stopped by `kelpie stop`";
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceStatus {
     pub snapshot: Snapshot,
@@ -30,6 +26,9 @@ pub struct InstanceStatus {
     /// waiting control request reads the outcome only from a status with
     /// `ack` at or past its own number.
     pub ack: u64,
+    /// Held down by `kelpie stop NAME:N`: set by the fleet core, which
+    /// alone knows it was asked for (the actor's report never carries it).
+    pub held: bool,
 }
 
 impl InstanceStatus {
@@ -38,6 +37,7 @@ impl InstanceStatus {
             snapshot: Snapshot::initial(),
             started_at: None,
             ack: 0,
+            held: false,
         }
     }
 
@@ -52,10 +52,7 @@ impl InstanceStatus {
     /// Held down by `kelpie stop NAME:N` and down: it does not count
     /// against its program's readiness.
     pub fn stopped_by_user(&self) -> bool {
-        let s = &self.snapshot;
-        s.pid.is_none()
-            && s.phase.is_down()
-            && s.reason.as_deref() == Some(INSTANCE_STOPPED_BY_USER)
+        self.held && self.snapshot.pid.is_none() && self.snapshot.phase.is_down()
     }
 }
 
@@ -261,6 +258,7 @@ mod tests {
             snapshot,
             started_at: None,
             ack: 0,
+            held: false,
         }
     }
 
@@ -383,7 +381,7 @@ mod tests {
     #[test]
     fn an_instance_stopped_on_purpose_does_not_hold_its_program_down() {
         let mut held = instance(Phase::Stopped, false);
-        held.snapshot.reason = Some(INSTANCE_STOPPED_BY_USER.into());
+        held.held = true;
         let p = program(
             "web",
             true,

@@ -109,6 +109,7 @@ mod tests {
                 snapshot,
                 started_at: None,
                 ack,
+                held: false,
             };
         }
         p

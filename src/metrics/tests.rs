@@ -140,6 +140,7 @@ fn instance(phase: Phase, pid: Option<i32>, started: Option<SystemTime>) -> Inst
         snapshot,
         started_at: started,
         ack: 0,
+        held: false,
     }
 }
 

@@ -12,7 +12,7 @@ use super::Cause;
 use crate::config::ProgramConfig;
 use crate::process::Identity;
 use crate::state::{Phase, Policy, Snapshot};
-use crate::status::{ProgramStatus, INSTANCE_STOPPED_BY_USER};
+use crate::status::ProgramStatus;
 
 /// What a program is built from: its config and the identity its processes
 /// run as, resolved (an OS lookup) before the core ever sees it.
@@ -299,20 +299,7 @@ impl Entry {
         let Some(slot) = self.slots.get_mut(n) else {
             return;
         };
-        if slot.held == held {
-            self.show_hold(n);
-            return;
-        }
         slot.held = held;
-        if !held {
-            let marked =
-                self.status.instances.get(n).is_some_and(|i| {
-                    i.snapshot.reason.as_deref() == Some(INSTANCE_STOPPED_BY_USER)
-                });
-            if marked {
-                Arc::make_mut(&mut self.status).instances[n].snapshot.reason = None;
-            }
-        }
         self.show_hold(n);
         self.refresh_enabled();
     }
@@ -324,23 +311,12 @@ impl Entry {
         }
     }
 
-    /// A held instance that is down shows why on the board: its reason
-    /// says it was stopped by `kelpie stop` (what the actor reports
-    /// replaces the snapshot, so this is applied after every report).
+    /// Puts the slot's hold on the board: what the actor reports replaces
+    /// the instance's status, so this follows every report.
     pub fn show_hold(&mut self, n: usize) {
-        if !self.slots.get(n).is_some_and(|s| s.held) {
-            return;
-        }
-        let Some(instance) = self.status.instances.get(n) else {
-            return;
-        };
-        let s = &instance.snapshot;
-        if s.pid.is_none()
-            && s.phase.is_down()
-            && s.reason.as_deref() != Some(INSTANCE_STOPPED_BY_USER)
-        {
-            Arc::make_mut(&mut self.status).instances[n].snapshot.reason =
-                Some(INSTANCE_STOPPED_BY_USER.to_string());
+        let held = self.slots.get(n).is_some_and(|s| s.held);
+        if self.status.instances.get(n).is_some_and(|i| i.held != held) {
+            Arc::make_mut(&mut self.status).instances[n].held = held;
         }
     }
 

@@ -176,7 +176,12 @@ fn instance_info(
                 .to_string(),
             text: exit.to_string(),
         }),
-        reason: s.reason.clone(),
+        // The core's hold says more than the actor's last word ("stopped").
+        reason: if instance.stopped_by_user() {
+            Some("stopped by `kelpie stop`".to_string())
+        } else {
+            s.reason.clone()
+        },
         backoff_seconds: (s.phase == crate::state::Phase::Backoff)
             .then_some(s.backoff.as_secs_f64()),
         status_text: s.status_text.clone(),

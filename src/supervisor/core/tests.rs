@@ -279,6 +279,7 @@ impl World {
                 snapshot: snapshot.clone(),
                 started_at: None,
                 ack: u64::MAX,
+                held: false,
             },
             events,
         }
