@@ -11,7 +11,7 @@ mod log;
 #[cfg(test)]
 mod tests;
 
-pub use launcher::{LaunchSpec, Launched, Launcher, ReaperLauncher};
+use launcher::{LaunchSpec, Launcher, ReaperLauncher};
 
 use std::collections::VecDeque;
 use std::process::Stdio;

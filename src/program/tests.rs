@@ -12,6 +12,7 @@ use std::time::Duration;
 use ractor::ActorProcessingErr;
 use tokio::sync::mpsc;
 
+use super::launcher::Launched;
 use super::*;
 use crate::config::{Host, Mode};
 use crate::reaper::{OnExit, OnGroupGone};
