@@ -345,6 +345,8 @@ impl ProgramState {
                             .send_after(after, move || ProgramMsg::Timer { kind, generation });
                         self.timers.push((generation, kind, timer));
                     }
+                    Action::StartProbes { run } => self.start_probes(myself, run),
+                    Action::StopProbes => self.probes = Probes::default(),
                     Action::SweepEscaped(signal) => {
                         if let Some(pids) = self.sweep_escaped(signal) {
                             queue.push_back(Event::EscapedSignalled { pids });
@@ -365,14 +367,12 @@ impl ProgramState {
                         });
                     }
                     Action::Emit(note) => {
-                        match &note {
-                            Note::Started { .. } => self.start_probes(myself),
-                            Note::Exited { status, kind, .. } => self.args.metrics.program_exited(
+                        if let Note::Exited { status, kind, .. } = &note {
+                            self.args.metrics.program_exited(
                                 &self.args.config.name,
                                 *kind,
                                 *status,
-                            ),
-                            _ => {}
+                            );
                         }
                         self.log(&note);
                         // A restart logs `stopped` on its way to `starting`:
@@ -391,10 +391,6 @@ impl ProgramState {
                     }
                 }
             }
-        }
-        // Probes watch a live, not-stopping process only.
-        if self.instance.pid().is_none() || self.instance.phase() == Phase::Stopping {
-            self.probes = Probes::default();
         }
         // Timers of past phases would only wake kelpie up to be ignored, and
         // so would a start_timeout once the instance is ready.
@@ -469,8 +465,7 @@ impl ProgramState {
         });
     }
 
-    fn start_probes(&mut self, myself: &ActorRef<ProgramMsg>) {
-        let run = self.instance.snapshot().run;
+    fn start_probes(&mut self, myself: &ActorRef<ProgramMsg>, run: u64) {
         let config = self.args.config.clone();
         let mut probes = Probes::default();
         let exec: Arc<ExecBuilder> = {

@@ -355,6 +355,13 @@ pub enum Action {
     /// whose parent never reaps it keeps the group alive as a zombie until
     /// that parent exits; nothing signals kelpie when that happens).
     RecheckGroup,
+    /// Start the configured probes (and arm the log pattern) for run
+    /// `run`. Only for a program with a readiness or liveness probe.
+    StartProbes {
+        run: u64,
+    },
+    /// The probed process is gone or being stopped: end its probes.
+    StopProbes,
     /// Find the daemons the instance's runs left behind by leaving their
     /// process group (double fork, setsid): kelpie's children carrying its
     /// run id. Send them this signal and SIGCONT, and answer
@@ -416,6 +423,9 @@ pub struct Instance {
     crashes: u64,
     /// Looks again at a SIGKILLed group so far (`KILL_RECHECKS`).
     kill_rechecks: u32,
+    /// Probes of the current run are running (`StartProbes` without its
+    /// `StopProbes` yet).
+    probing: bool,
     /// The last run whose end was followed by a sweep for escaped daemons.
     swept_run: u64,
     /// Sweeps whose SIGKILL is still to come: sequence number, pids.
@@ -491,6 +501,7 @@ impl Instance {
             status_text: None,
             crashes: 0,
             kill_rechecks: 0,
+            probing: false,
             swept_run: 0,
             sweeps: Vec::new(),
             sweep_seq: 0,
@@ -669,6 +680,11 @@ impl Instance {
                     });
                 }
             }
+        }
+        // Probes watch a live, not-stopping process only.
+        if self.probing && (self.pid.is_none() || self.phase == Phase::Stopping) {
+            self.probing = false;
+            out.push(Action::StopProbes);
         }
         self.sweep_if_down(&mut out);
         out
@@ -892,6 +908,10 @@ impl Instance {
         self.liveness_streak = 0;
         self.status_text = None;
         out.push(Action::Emit(Note::Started { pid }));
+        if self.policy.readiness.is_some() || self.policy.liveness.is_some() {
+            self.probing = true;
+            out.push(Action::StartProbes { run: self.run });
+        }
         out.push(self.timer(TimerKind::StartTimeout, self.policy.start_timeout));
         if self.policy.start_seconds.is_zero() {
             self.become_running(pid, out);

@@ -933,3 +933,32 @@ fn overlapping_sweeps_each_kill_their_own_daemons() {
         [Action::KillEscaped { pids: vec![7, 9] }]
     );
 }
+
+#[test]
+fn probes_live_from_the_spawn_until_the_process_goes_or_is_stopped() {
+    let probes = |actions: &[Action]| -> Vec<Action> {
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::StartProbes { .. } | Action::StopProbes))
+            .cloned()
+            .collect()
+    };
+    // Without a probe configured there is nothing to start.
+    let mut rig = Rig::new(service());
+    assert_eq!(probes(&rig.feed(Event::Start)), []);
+    assert_eq!(probes(&rig.feed(Event::Stop)), []);
+
+    let mut rig = Rig::new(probed(1, 1));
+    assert_eq!(
+        probes(&rig.feed(Event::Start)),
+        [Action::StartProbes { run: 1 }]
+    );
+    // A crash ends them; the restart starts them for its own run.
+    assert_eq!(probes(&rig.exit(ExitStatus::Code(1))), [Action::StopProbes]);
+    rig.fire(TimerKind::Backoff);
+    assert_eq!(rig.inst.snapshot().run, 2);
+    assert!(rig.log.contains(&Action::StartProbes { run: 2 }));
+    // A stop ends them as it begins, not when the group is gone.
+    assert_eq!(probes(&rig.feed(Event::Stop)), [Action::StopProbes]);
+    assert_eq!(probes(&rig.exit(ExitStatus::Signal(15))), []);
+}
