@@ -1,7 +1,17 @@
 //! The Program actor: one per instance, owning at most one OS process (and
 //! its process group). It runs the pure state machine of `state.rs` and
 //! carries out its actions; it never blocks or sleeps in a handler. Delays
-//! are `send_after` timers tagged with the state machine's generation.
+//! are `send_after` timers tagged as the state machine says (its generation,
+//! or a sweep's sequence number). Everything it does to processes goes
+//! through a `Launcher` (`launcher.rs`), so tests can drive an actor with a
+//! fake one on a paused clock (`tests.rs`).
+
+mod launcher;
+mod log;
+#[cfg(test)]
+mod tests;
+
+use launcher::{LaunchSpec, Launcher, ReaperLauncher};
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,7 +29,7 @@ use crate::output::{ProgramOutput, PumpTracker};
 use crate::output_stream::Stream;
 use crate::probe::{ExecBuilder, ProbeResult, Probes};
 use crate::process::{self, Identity, Launch};
-use crate::reaper::{kill_with_group, Reaper};
+use crate::reaper::Reaper;
 use crate::report::{InstanceEvent, InstanceReport, Reporter, Reports};
 use crate::spawn::Stdio;
 use crate::state::{
@@ -61,10 +71,6 @@ pub enum ProgramMsg {
     Ack(u64),
     /// Start again as part of a group restart (keeps backoff and intensity).
     Relaunch,
-    /// Escaped daemons of an ended run had their grace after SIGTERM.
-    SweepKill {
-        pids: Vec<i32>,
-    },
     /// The global restart budget allows the restart this instance asked for.
     RestartGranted,
     /// The global restart budget is spent; the restart waits its turn.
@@ -93,6 +99,7 @@ type TimerHandle = JoinHandle<Result<(), ractor::MessagingErr<ProgramMsg>>>;
 
 pub struct ProgramState {
     args: ProgramArgs,
+    launcher: Arc<dyn Launcher>,
     instance: Instance,
     /// The process group of the current or last process, until it is empty.
     pgid: Option<i32>,
@@ -110,8 +117,6 @@ pub struct ProgramState {
     cause: Option<Arc<str>>,
     /// `KELPIE_RUN_ID` of every process this actor starts.
     run_id: String,
-    /// The last run whose escaped daemons were swept.
-    swept_run: u64,
 }
 
 impl Drop for ProgramState {
@@ -120,7 +125,7 @@ impl Drop for ProgramState {
     /// signals groups it still owns, so this is a no-op after a clean stop.
     fn drop(&mut self) {
         if let Some(pgid) = self.pgid {
-            if self.args.reaper.signal_group(pgid, Signal::SIGKILL) {
+            if self.launcher.signal_group(pgid, Signal::SIGKILL) {
                 tracing::error!(
                     event = "program_actor_lost",
                     program = %self.args.config.name,
@@ -147,6 +152,23 @@ impl Actor for ProgramActor {
         myself: ActorRef<ProgramMsg>,
         args: ProgramArgs,
     ) -> Result<ProgramState, ActorProcessingErr> {
+        let launcher = Arc::new(ReaperLauncher(args.reaper.clone()));
+        Ok(ProgramState::new(&myself, args, launcher))
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ProgramMsg>,
+        message: ProgramMsg,
+        state: &mut ProgramState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.handle(&myself, message);
+        Ok(())
+    }
+}
+
+impl ProgramState {
+    fn new(myself: &ActorRef<ProgramMsg>, args: ProgramArgs, launcher: Arc<dyn Launcher>) -> Self {
         let seed = Jitter::seed_from(&args.config.instance_name(args.index));
         let wants_notify = args
             .config
@@ -175,8 +197,9 @@ impl Actor for ProgramActor {
         };
         let instance = Instance::new(args.policy.clone(), seed);
         let run_id = process::run_id(args.incarnation);
-        Ok(ProgramState {
+        ProgramState {
             args,
+            launcher,
             instance,
             pgid: None,
             timers: Vec::new(),
@@ -187,16 +210,10 @@ impl Actor for ProgramActor {
             ack: 0,
             cause: None,
             run_id,
-            swept_run: 0,
-        })
+        }
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<ProgramMsg>,
-        message: ProgramMsg,
-        state: &mut ProgramState,
-    ) -> Result<(), ActorProcessingErr> {
+    fn handle(&mut self, myself: &ActorRef<ProgramMsg>, message: ProgramMsg) {
         let event = match message {
             ProgramMsg::Start => Event::Start,
             ProgramMsg::Stop => Event::Stop,
@@ -204,18 +221,18 @@ impl Actor for ProgramActor {
             ProgramMsg::Drain => Event::Drain,
             ProgramMsg::Block(reason) => Event::Block(reason),
             ProgramMsg::Signal(signal) => {
-                if let (Some(pgid), Some(_)) = (state.pgid, state.instance.pid()) {
-                    state.args.reaper.signal_group(pgid, signal);
+                if let (Some(pgid), Some(_)) = (self.pgid, self.instance.pid()) {
+                    self.launcher.signal_group(pgid, signal);
                 }
-                return Ok(());
+                return;
             }
             ProgramMsg::Exited {
                 pid,
                 status,
                 group_alive,
             } => {
-                if !group_alive && state.pgid == Some(pid) {
-                    state.pgid = None;
+                if !group_alive && self.pgid == Some(pid) {
+                    self.pgid = None;
                 }
                 Event::Exited {
                     pid,
@@ -224,10 +241,10 @@ impl Actor for ProgramActor {
                 }
             }
             ProgramMsg::GroupGone { pgid } => {
-                if state.pgid != Some(pgid) {
-                    return Ok(());
+                if self.pgid != Some(pgid) {
+                    return;
                 }
-                state.pgid = None;
+                self.pgid = None;
                 Event::GroupGone
             }
             ProgramMsg::Timer { kind, generation } => Event::Timer { kind, generation },
@@ -238,12 +255,9 @@ impl Actor for ProgramActor {
                 detail,
                 duration,
             }) => {
-                state.args.metrics.probe_result(
-                    &state.args.config.name,
-                    role.as_str(),
-                    duration,
-                    ok,
-                );
+                self.args
+                    .metrics
+                    .probe_result(&self.args.config.name, role.as_str(), duration, ok);
                 Event::Probe {
                     role,
                     run,
@@ -253,52 +267,38 @@ impl Actor for ProgramActor {
             }
             ProgramMsg::LogMatched { run } => Event::Announced { run },
             ProgramMsg::Notify(notices) => {
-                let run = state.instance.snapshot().run;
+                let run = self.instance.snapshot().run;
                 for notice in notices {
                     let event = match notice {
                         Notice::Ready => Event::Announced { run },
                         Notice::Status(text) => Event::StatusText { run, text },
                     };
-                    state.apply(&myself, event);
+                    self.apply(myself, event);
                 }
-                return Ok(());
+                return;
             }
             ProgramMsg::Relaunch => Event::Relaunch,
-            ProgramMsg::SweepKill { pids } => {
-                let variable = format!("{}={}", process::RUN_ID_VARIABLE, state.run_id);
-                for pid in pids {
-                    // Still ours: kelpie's child with this run's id (a pid
-                    // reused meanwhile would fail either check).
-                    if state.args.reaper.escaped_with(&variable).contains(&pid) {
-                        kill_with_group(pid, Signal::SIGKILL);
-                    }
-                }
-                return Ok(());
-            }
             ProgramMsg::RestartGranted => Event::RestartGranted,
             ProgramMsg::BudgetExhausted => Event::BudgetExhausted,
             ProgramMsg::Cause(cause) => {
-                state.cause = cause;
-                return Ok(());
+                self.cause = cause;
+                return;
             }
             ProgramMsg::Ack(seq) => {
-                state.ack = seq;
+                self.ack = seq;
                 // A command that changed nothing (stop of a stopped
                 // instance) leaves no transition to end its cause.
-                let phase = state.instance.phase();
+                let phase = self.instance.phase();
                 if phase.is_down() || phase == Phase::Running {
-                    state.cause = None;
+                    self.cause = None;
                 }
-                state.publish();
-                return Ok(());
+                self.publish();
+                return;
             }
         };
-        state.apply(&myself, event);
-        Ok(())
+        self.apply(myself, event);
     }
-}
 
-impl ProgramState {
     fn name(&self) -> String {
         self.args.config.instance_name(self.args.index)
     }
@@ -315,18 +315,18 @@ impl ProgramState {
                     }),
                     Action::SignalGroup(signal) => {
                         if let Some(pgid) = self.pgid {
-                            self.args.reaper.signal_group(pgid, signal);
+                            self.launcher.signal_group(pgid, signal);
                         }
                     }
                     Action::RecheckGroup => {
                         if self.pgid.is_some() {
-                            self.args.reaper.recheck();
+                            self.launcher.recheck();
                         }
                     }
                     Action::WatchGroup => {
                         if let Some(pgid) = self.pgid {
                             let me = myself.clone();
-                            self.args.reaper.watch_group(
+                            self.launcher.watch_group(
                                 pgid,
                                 Box::new(move || {
                                     let _ = me.cast(ProgramMsg::GroupGone { pgid });
@@ -345,20 +345,34 @@ impl ProgramState {
                             .send_after(after, move || ProgramMsg::Timer { kind, generation });
                         self.timers.push((generation, kind, timer));
                     }
+                    Action::StartProbes { run } => self.start_probes(myself, run),
+                    Action::StopProbes => self.probes = Probes::default(),
+                    Action::SweepEscaped(signal) => {
+                        if let Some(pids) = self.sweep_escaped(signal) {
+                            queue.push_back(Event::EscapedSignalled { pids });
+                        }
+                    }
+                    Action::KillEscaped { pids } => {
+                        // Still ours: kelpie's child with this actor's run
+                        // id (a pid reused meanwhile would fail either
+                        // check).
+                        let left = self.launcher.escaped_with(&self.run_variable());
+                        for pid in pids.into_iter().filter(|pid| left.contains(pid)) {
+                            self.launcher.signal_escaped(pid, Signal::SIGKILL);
+                        }
+                    }
                     Action::AskRestart => {
                         (self.args.reports)(InstanceReport::RestartWanted {
                             from: self.reporter(),
                         });
                     }
                     Action::Emit(note) => {
-                        match &note {
-                            Note::Started { .. } => self.start_probes(myself),
-                            Note::Exited { status, kind, .. } => self.args.metrics.program_exited(
+                        if let Note::Exited { status, kind, .. } = &note {
+                            self.args.metrics.program_exited(
                                 &self.args.config.name,
                                 *kind,
                                 *status,
-                            ),
-                            _ => {}
+                            );
                         }
                         self.log(&note);
                         // A restart logs `stopped` on its way to `starting`:
@@ -378,18 +392,13 @@ impl ProgramState {
                 }
             }
         }
-        self.sweep_escaped(myself);
-        // Probes watch a live, not-stopping process only.
-        if self.instance.pid().is_none() || self.instance.phase() == Phase::Stopping {
-            self.probes = Probes::default();
-        }
         // Timers of past phases would only wake kelpie up to be ignored, and
         // so would a start_timeout once the instance is ready.
-        let current = self.instance.generation();
         let ready = self.instance.snapshot().ready;
+        let instance = &self.instance;
         self.timers.retain(|(generation, kind, handle)| {
             let moot = ready && *kind == TimerKind::StartTimeout;
-            let keep = *generation == current && !moot && !handle.is_finished();
+            let keep = instance.timer_is_live(*kind, *generation) && !moot && !handle.is_finished();
             if !keep {
                 handle.abort();
             }
@@ -398,31 +407,20 @@ impl ProgramState {
         self.publish();
     }
 
-    /// Once the instance is down (no leader, group empty, not restarting),
-    /// daemons its runs left behind by leaving the process group (double
-    /// fork, setsid) were reparented to kelpie: they get the stop signal,
-    /// and SIGKILL after `stop_timeout`.
-    fn sweep_escaped(&mut self, myself: &ActorRef<ProgramMsg>) {
-        let run = self.instance.snapshot().run;
-        // Only when the instance is down for good (stopped, exited,
-        // failed): a crash loop must not pay a /proc scan per exit. The
-        // run id is the actor's, so this sweep also catches what earlier
-        // runs left; shutdown sweeps whatever remains.
-        if run == 0
-            || run == self.swept_run
-            || self.instance.pid().is_some()
-            || self.pgid.is_some()
-            || !self.instance.phase().is_down()
-        {
-            return;
-        }
-        self.swept_run = run;
-        let variable = format!("{}={}", process::RUN_ID_VARIABLE, self.run_id);
-        let pids = self.args.reaper.escaped_with(&variable);
+    /// `NAME=value` of the run id in the environment of this actor's
+    /// processes.
+    fn run_variable(&self) -> String {
+        format!("{}={}", process::RUN_ID_VARIABLE, self.run_id)
+    }
+
+    /// The daemons this actor's runs left outside their process group
+    /// (reparented to kelpie) get `signal` and SIGCONT; their pids, when
+    /// there are any, for the SIGKILL the state machine times.
+    fn sweep_escaped(&self, signal: Signal) -> Option<Vec<i32>> {
+        let pids = self.launcher.escaped_with(&self.run_variable());
         if pids.is_empty() {
-            return;
+            return None;
         }
-        let signal = self.args.policy.stop_signal;
         tracing::warn!(
             event = "escaped_processes",
             program = %self.args.config.name,
@@ -435,12 +433,10 @@ impl ProgramState {
             crate::signals::short_name(signal)
         );
         for &pid in &pids {
-            kill_with_group(pid, signal);
-            kill_with_group(pid, Signal::SIGCONT);
+            self.launcher.signal_escaped(pid, signal);
+            self.launcher.signal_escaped(pid, Signal::SIGCONT);
         }
-        myself.send_after(self.args.policy.stop_timeout, move || {
-            ProgramMsg::SweepKill { pids }
-        });
+        Some(pids)
     }
 
     fn reporter(&self) -> Reporter {
@@ -470,8 +466,7 @@ impl ProgramState {
         });
     }
 
-    fn start_probes(&mut self, myself: &ActorRef<ProgramMsg>) {
-        let run = self.instance.snapshot().run;
+    fn start_probes(&mut self, myself: &ActorRef<ProgramMsg>, run: u64) {
         let config = self.args.config.clone();
         let mut probes = Probes::default();
         let exec: Arc<ExecBuilder> = {
@@ -525,21 +520,16 @@ impl ProgramState {
 
     fn spawn(&mut self, myself: &ActorRef<ProgramMsg>) -> Result<i32, String> {
         let config = &self.args.config;
-        let piped = self.args.output.wants_pipes();
-        let stdio = || if piped { Stdio::piped() } else { Stdio::null() };
-        let mut command = process::command(Launch {
-            program: config,
-            argv: &config.command,
-            index: self.args.index,
-            notify_socket: self.notify.as_ref().map(|n| n.path()),
-            identity: self.args.identity.as_deref(),
-            run_id: &self.run_id,
-            stdout: stdio(),
-            stderr: stdio(),
-        });
         let me = myself.clone();
-        let spawned = self.args.reaper.spawn(
-            &mut command,
+        let launched = self.launcher.launch(
+            LaunchSpec {
+                program: config,
+                index: self.args.index,
+                notify_socket: self.notify.as_ref().map(|n| n.path()),
+                identity: self.args.identity.as_deref(),
+                run_id: &self.run_id,
+                piped: self.args.output.wants_pipes(),
+            },
             Box::new(move |pid, status, group_alive| {
                 let _ = me.cast(ProgramMsg::Exited {
                     pid,
@@ -547,23 +537,13 @@ impl ProgramState {
                     group_alive,
                 });
             }),
-        );
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(err) => {
-                return Err(process::spawn_error(
-                    &config.command[0],
-                    &err,
-                    config.directory.as_deref(),
-                ))
-            }
-        };
-        let pid = child.pid;
+        )?;
+        let pid = launched.pid;
         self.pgid = Some(pid);
         self.started_at = Some(std::time::SystemTime::now());
         let pipes = [
-            (child.stdout.take(), Stream::Stdout),
-            (child.stderr.take(), Stream::Stderr),
+            (launched.stdout, Stream::Stdout),
+            (launched.stderr, Stream::Stderr),
         ];
         for (fd, stream) in pipes {
             let Some(fd) = fd else { continue };
@@ -588,134 +568,6 @@ impl ProgramState {
                 ),
             }
         }
-        // Dropping it neither waits nor kills; the reaper owns the child.
-        drop(child);
         Ok(pid)
-    }
-
-    fn log(&self, note: &Note) {
-        let program = self.args.config.name.as_str();
-        let instance = self.args.index;
-        let name = self.name();
-        let event = note.event_name();
-        let request_id = self.cause.as_deref();
-        match note {
-            Note::Started { pid } => {
-                tracing::info!(
-                    event,
-                    program,
-                    instance,
-                    request_id,
-                    pid,
-                    "{name} started (pid {pid})"
-                )
-            }
-            Note::Running { pid } => {
-                tracing::info!(
-                    event,
-                    program,
-                    instance,
-                    request_id,
-                    pid,
-                    "{name} is running"
-                )
-            }
-            Note::SpawnFailed { error } => {
-                tracing::error!(event, program, instance, request_id, error = %error, "{name}: {error}")
-            }
-            Note::Exited {
-                pid,
-                status,
-                kind,
-                ran,
-            } => tracing::info!(
-                event,
-                program,
-                instance,
-                request_id,
-                pid,
-                status = %status,
-                reason = kind.as_str(),
-                ran_ms = ran.as_millis() as u64,
-                "{name} exited with {status} after {}",
-                humantime::format_duration(std::time::Duration::from_millis(ran.as_millis() as u64))
-            ),
-            Note::RestartScheduled { delay, attempt } => tracing::info!(
-                event,
-                program,
-                instance,
-                request_id,
-                delay_ms = delay.as_millis() as u64,
-                attempt,
-                "{name} restarts in {}",
-                humantime::format_duration(std::time::Duration::from_millis(
-                    delay.as_millis() as u64
-                ))
-            ),
-            Note::Completed => {
-                tracing::info!(event, program, instance, request_id, "{name} completed")
-            }
-            Note::Failed { reason } => {
-                tracing::error!(event, program, instance, request_id, reason = %reason, "{name} failed: {reason}")
-            }
-            Note::Stopping { signal } => tracing::info!(
-                event,
-                program,
-                instance,
-                request_id,
-                signal = crate::signals::short_name(*signal),
-                "stopping {name} with SIG{}",
-                crate::signals::short_name(*signal)
-            ),
-            Note::StopTimedOut => tracing::warn!(
-                event,
-                program,
-                instance,
-                request_id,
-                "{name} did not stop within {}; sending SIGKILL to its process group",
-                humantime::format_duration(self.args.policy.stop_timeout)
-            ),
-            Note::Stopped => tracing::info!(event, program, instance, request_id, "{name} stopped"),
-            Note::Ready => tracing::info!(event, program, instance, request_id, "{name} is ready"),
-            Note::NotReady { reason } => tracing::warn!(
-                event,
-                program,
-                instance,
-                request_id,
-                reason = %reason,
-                "{name} is no longer ready: {reason}"
-            ),
-            Note::ProbeFailed {
-                role,
-                detail,
-                streak,
-            } => tracing::warn!(
-                event,
-                program,
-                instance,
-                request_id,
-                probe = role.as_str(),
-                streak,
-                detail = %detail,
-                "{name} {} probe failed ({streak} in a row): {detail}",
-                role.as_str()
-            ),
-            Note::LivenessFailed { detail } => tracing::warn!(
-                event,
-                program,
-                instance,
-                request_id,
-                detail = %detail,
-                "{name} failed its liveness probe; restarting it"
-            ),
-            Note::StartTimedOut => tracing::warn!(
-                event,
-                program,
-                instance,
-                request_id,
-                "{name} was not ready within start_timeout ({}); restarting it",
-                humantime::format_duration(self.args.policy.start_timeout)
-            ),
-        }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! `Instance::step(event, now)` returns the actions to carry out; nothing
 //! here touches the OS or a clock. Restart policy, backoff, restart
-//! intensity, `start_seconds` and stop escalation all live here, and the
+//! intensity, `start_seconds`, stop escalation and the timing of the
+//! escaped-daemon sweep all live here, and the
 //! table tests at the bottom pin them down.
 //!
 //! Two ideas keep it honest:
@@ -187,6 +188,19 @@ pub enum TimerKind {
     StartTimeout,
     /// A SIGKILLed group has not reported empty yet: look again.
     KillRecheck,
+    /// `stop_timeout` after an escaped-daemon sweep's stop signal: SIGKILL
+    /// the daemons still there. Not bound to the generation (its timer
+    /// carries the sweep's own sequence number instead): the instance may
+    /// have been started again meanwhile, and the daemons of its previous
+    /// run must die all the same.
+    SweepKill,
+}
+
+impl TimerKind {
+    /// Dies with the phase it was started in (every kind but `SweepKill`).
+    pub fn is_generation_bound(self) -> bool {
+        self != TimerKind::SweepKill
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,6 +259,11 @@ pub enum Event {
     RestartGranted,
     /// The global restart budget is spent: the restart waits its turn.
     BudgetExhausted,
+    /// `Action::SweepEscaped` found these daemons and sent them the stop
+    /// signal (not sent when it found none).
+    EscapedSignalled {
+        pids: Vec<i32>,
+    },
 }
 
 /// Lifecycle facts worth one log event each (SPEC §7 `event` names).
@@ -326,6 +345,8 @@ pub enum Action {
     StartTimer {
         kind: TimerKind,
         after: Duration,
+        /// The generation, or for `SweepKill` the sweep's sequence number:
+        /// what the timer's `Event::Timer` must carry back.
         generation: u64,
     },
     /// Ask the Supervisor for a restart under the global budget.
@@ -334,6 +355,23 @@ pub enum Action {
     /// whose parent never reaps it keeps the group alive as a zombie until
     /// that parent exits; nothing signals kelpie when that happens).
     RecheckGroup,
+    /// Start the configured probes (and arm the log pattern) for run
+    /// `run`. Only for a program with a readiness or liveness probe.
+    StartProbes {
+        run: u64,
+    },
+    /// The probed process is gone or being stopped: end its probes.
+    StopProbes,
+    /// Find the daemons the instance's runs left behind by leaving their
+    /// process group (double fork, setsid): kelpie's children carrying its
+    /// run id. Send them this signal and SIGCONT, and answer
+    /// `EscapedSignalled` with their pids.
+    SweepEscaped(Signal),
+    /// SIGKILL those of `pids` that are still escaped daemons of the
+    /// instance (a pid may have exited, or been reused, meanwhile).
+    KillEscaped {
+        pids: Vec<i32>,
+    },
     Emit(Note),
 }
 
@@ -385,6 +423,15 @@ pub struct Instance {
     crashes: u64,
     /// Looks again at a SIGKILLed group so far (`KILL_RECHECKS`).
     kill_rechecks: u32,
+    /// Probes of the current run are running (`StartProbes` without its
+    /// `StopProbes` yet).
+    probing: bool,
+    /// The last run whose end was followed by a sweep for escaped daemons.
+    swept_run: u64,
+    /// Sweeps whose SIGKILL is still to come: sequence number, pids.
+    sweeps: Vec<(u64, Vec<i32>)>,
+    /// The last sweep sequence number handed out (the first is 1).
+    sweep_seq: u64,
 }
 
 /// A read-only view for status, readiness and metrics.
@@ -454,6 +501,10 @@ impl Instance {
             status_text: None,
             crashes: 0,
             kill_rechecks: 0,
+            probing: false,
+            swept_run: 0,
+            sweeps: Vec::new(),
+            sweep_seq: 0,
         }
     }
 
@@ -477,6 +528,16 @@ impl Instance {
     /// Timers started with an older generation are stale.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Whether a timer started as `StartTimer { kind, generation, .. }`
+    /// would still act when it fires.
+    pub fn timer_is_live(&self, kind: TimerKind, generation: u64) -> bool {
+        if kind.is_generation_bound() {
+            generation == self.generation
+        } else {
+            self.sweeps.iter().any(|(seq, _)| *seq == generation)
+        }
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -572,6 +633,15 @@ impl Instance {
                     self.status_text = Some(text);
                 }
             }
+            Event::Timer {
+                kind: TimerKind::SweepKill,
+                generation: seq,
+            } => {
+                if let Some(at) = self.sweeps.iter().position(|(s, _)| *s == seq) {
+                    let (_, pids) = self.sweeps.remove(at);
+                    out.push(Action::KillEscaped { pids });
+                }
+            }
             Event::Timer { kind, generation } => {
                 if generation == self.generation {
                     self.on_timer(kind, now, &mut out);
@@ -597,8 +667,46 @@ impl Instance {
                     self.reason = Some("restart budget exhausted".into());
                 }
             }
+            // Whatever the phase now: the stop signal went out, so the
+            // SIGKILL must follow.
+            Event::EscapedSignalled { pids } => {
+                if !pids.is_empty() {
+                    self.sweep_seq += 1;
+                    self.sweeps.push((self.sweep_seq, pids));
+                    out.push(Action::StartTimer {
+                        kind: TimerKind::SweepKill,
+                        after: self.policy.stop_timeout,
+                        generation: self.sweep_seq,
+                    });
+                }
+            }
         }
+        // Probes watch a live, not-stopping process only.
+        if self.probing && (self.pid.is_none() || self.phase == Phase::Stopping) {
+            self.probing = false;
+            out.push(Action::StopProbes);
+        }
+        self.sweep_if_down(&mut out);
         out
+    }
+
+    /// Once the instance is down for good (stopped, exited, failed: no
+    /// leader, group empty, no restart coming), daemons its runs left
+    /// outside the process group get the stop signal, and SIGKILL after
+    /// `stop_timeout`. Not on the way through backoff: a crash loop must
+    /// not pay a /proc scan per exit. The run id belongs to the actor, so
+    /// one sweep also catches what earlier runs left; shutdown sweeps
+    /// whatever remains.
+    fn sweep_if_down(&mut self, out: &mut Vec<Action>) {
+        if self.run == 0
+            || self.run == self.swept_run
+            || self.pid.is_some()
+            || !self.phase.is_down()
+        {
+            return;
+        }
+        self.swept_run = self.run;
+        out.push(Action::SweepEscaped(self.policy.stop_signal));
     }
 
     /// A probe or announcement about run `run` still concerns a live process.
@@ -800,6 +908,10 @@ impl Instance {
         self.liveness_streak = 0;
         self.status_text = None;
         out.push(Action::Emit(Note::Started { pid }));
+        if self.policy.readiness.is_some() || self.policy.liveness.is_some() {
+            self.probing = true;
+            out.push(Action::StartProbes { run: self.run });
+        }
         out.push(self.timer(TimerKind::StartTimeout, self.policy.start_timeout));
         if self.policy.start_seconds.is_zero() {
             self.become_running(pid, out);

@@ -10,9 +10,10 @@
 //! - `event` is one `Ev`: an `Event` bound to the instance at the time it is
 //!   fed: `ExitOk`/`ExitFail*` carry the current leader's pid (without
 //!   one: the last leader's, so a repeated exit), probes and timers the
-//!   current run and generation; `Stale*` is an exit of a pid it never
-//!   had, a probe of the previous run or a timer of the previous
-//!   generation.
+//!   current run and generation (a sweep's SIGKILL timer: the sequence
+//!   number of the oldest pending sweep); `Stale*` is an exit of a pid it
+//!   never had, a probe of the previous run, a timer of the previous
+//!   generation or a sweep timer never started.
 //! - `actions` is what `step` returns, written by `describe`; `&[]` with
 //!   the starting phase means nothing happens. Such a quiet cell also
 //!   leaves the instance exactly as it was, unless `SILENT` lists it
@@ -31,6 +32,8 @@ use State::*;
 const FIRST_PID: i32 = 100;
 /// A pid this instance never had.
 const STALE_PID: i32 = 99;
+/// The daemon a sweep finds.
+const ESCAPED_PID: i32 = 200;
 
 /// Every state uses this policy, the `budgeted` ones with `budgeted = true`.
 /// `on-failure` makes `exited` reachable, a single allowed restart makes
@@ -81,11 +84,14 @@ enum State {
     Backoff,
     BackoffAsked,
     Exited,
+    /// Exited, and the sweep that followed found an escaped daemon: its
+    /// SIGKILL is due.
+    ExitedSweeping,
     Failed,
 }
 
 impl State {
-    const ALL: [State; 16] = [
+    const ALL: [State; 17] = [
         Stopped,
         Spawning,
         Starting,
@@ -101,6 +107,7 @@ impl State {
         Backoff,
         BackoffAsked,
         Exited,
+        ExitedSweeping,
         Failed,
     ];
 
@@ -123,6 +130,7 @@ impl State {
             Backoff => &[Start, Spawned, TStartSeconds, ExitFail],
             BackoffAsked => &[Start, Spawned, TStartSeconds, ExitFail, TBackoff],
             Exited => &[Start, Spawned, TStartSeconds, ExitOk],
+            ExitedSweeping => &[Start, Spawned, TStartSeconds, ExitOk, Escaped],
             Failed => &[
                 Start,
                 Spawned,
@@ -143,7 +151,7 @@ impl State {
             Stopping | StoppingOrphans | StoppingKilled | StoppingRestart | CrashCleanup
             | LivenessStop => P::Stopping,
             Backoff | BackoffAsked => P::Backoff,
-            Exited => P::Exited,
+            Exited | ExitedSweeping => P::Exited,
             Failed => P::Failed,
         }
     }
@@ -196,10 +204,18 @@ enum Ev {
     Relaunch,
     Granted,
     Exhausted,
+    /// The actor answers a sweep: it sent the stop signal to one escaped
+    /// daemon (`ESCAPED_PID`). Accepted in any state.
+    Escaped,
+    /// The SIGKILL timer of the oldest pending sweep (without one: of the
+    /// last sweep, long done).
+    TSweepKill,
+    /// A sweep timer that was never started (sequence 0 is never issued).
+    StaleTSweepKill,
 }
 
 impl Ev {
-    const ALL: [Ev; 36] = [
+    const ALL: [Ev; 39] = [
         Start,
         Stop,
         Kill,
@@ -236,9 +252,12 @@ impl Ev {
         Relaunch,
         Granted,
         Exhausted,
+        Escaped,
+        TSweepKill,
+        StaleTSweepKill,
     ];
 
-    const STALE: [Ev; 11] = [
+    const STALE: [Ev; 12] = [
         StaleExit,
         StaleExitAlive,
         StaleReadyOk,
@@ -250,6 +269,7 @@ impl Ev {
         StaleTBackoff,
         StaleTStopTimeout,
         StaleTKillRecheck,
+        StaleTSweepKill,
     ];
 }
 
@@ -294,6 +314,9 @@ const MATRIX: &[Row] = &[
     (Stopped,         Relaunch,           P::Starting, &["spawn"]),
     (Stopped,         Granted,            P::Stopped,  &[]),
     (Stopped,         Exhausted,          P::Stopped,  &[]),
+    (Stopped,         Escaped,            P::Stopped,  &["timer sweep_kill 5s"]),
+    (Stopped,         TSweepKill,         P::Stopped,  &[]),
+    (Stopped,         StaleTSweepKill,    P::Stopped,  &[]),
 
     // Spawning: `Start` asked for a spawn and its answer has not come yet. The
     // actor answers `Spawn` within the same step, so in practice only
@@ -303,7 +326,7 @@ const MATRIX: &[Row] = &[
     (Spawning,        Kill,               P::Stopping, &["signal KILL", "timer kill_recheck 50ms"]),
     (Spawning,        Drain,              P::Starting, &[]),
     (Spawning,        Block,              P::Starting, &[]),
-    (Spawning,        Spawned,            P::Starting, &["note started", "timer start_timeout 10s", "timer start_seconds 1s"]),
+    (Spawning,        Spawned,            P::Starting, &["note started", "start probes", "timer start_timeout 10s", "timer start_seconds 1s"]),
     (Spawning,        SpawnFailed,        P::Backoff,  &["note spawn_failed", "note restart_scheduled 100ms", "timer backoff 100ms"]),
     (Spawning,        ExitOk,             P::Starting, &[]),
     (Spawning,        ExitFail,           P::Starting, &[]),
@@ -334,25 +357,28 @@ const MATRIX: &[Row] = &[
     (Spawning,        Relaunch,           P::Starting, &[]),
     (Spawning,        Granted,            P::Starting, &[]),
     (Spawning,        Exhausted,          P::Starting, &[]),
+    (Spawning,        Escaped,            P::Starting, &["timer sweep_kill 5s"]),
+    (Spawning,        TSweepKill,         P::Starting, &[]),
+    (Spawning,        StaleTSweepKill,    P::Starting, &[]),
 
     // Starting: the process is up, for less than start_seconds, not ready.
     (Starting,        Start,              P::Starting, &[]),
-    (Starting,        Stop,               P::Stopping, &["note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
-    (Starting,        Kill,               P::Stopping, &["signal KILL", "timer kill_recheck 50ms"]),
+    (Starting,        Stop,               P::Stopping, &["note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
+    (Starting,        Kill,               P::Stopping, &["signal KILL", "timer kill_recheck 50ms", "stop probes"]),
     (Starting,        Drain,              P::Starting, &[]),
     (Starting,        Block,              P::Starting, &[]),
     (Starting,        Spawned,            P::Starting, &[]),
     (Starting,        SpawnFailed,        P::Starting, &[]),
-    (Starting,        ExitOk,             P::Exited,   &["note exited success"]),
-    (Starting,        ExitFail,           P::Backoff,  &["note exited failure", "note restart_scheduled 100ms", "timer backoff 100ms"]),
-    (Starting,        ExitFailAlive,      P::Stopping, &["note exited failure", "watch group", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
+    (Starting,        ExitOk,             P::Exited,   &["note exited success", "stop probes", "sweep escaped TERM"]),
+    (Starting,        ExitFail,           P::Backoff,  &["note exited failure", "note restart_scheduled 100ms", "timer backoff 100ms", "stop probes"]),
+    (Starting,        ExitFailAlive,      P::Stopping, &["note exited failure", "watch group", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
     (Starting,        StaleExit,          P::Starting, &[]),
     (Starting,        StaleExitAlive,     P::Starting, &[]),
     (Starting,        GroupGone,          P::Starting, &[]),
     (Starting,        ReadyOk,            P::Starting, &["note ready"]),
     (Starting,        ReadyFail,          P::Starting, &["note probe_failed readiness"]),
     (Starting,        LiveOk,             P::Starting, &[]),
-    (Starting,        LiveFail,           P::Stopping, &["note probe_failed liveness", "note liveness_failed", "note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
+    (Starting,        LiveFail,           P::Stopping, &["note probe_failed liveness", "note liveness_failed", "note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
     (Starting,        StaleReadyOk,       P::Starting, &[]),
     (Starting,        StaleReadyFail,     P::Starting, &[]),
     (Starting,        StaleLiveOk,        P::Starting, &[]),
@@ -360,7 +386,7 @@ const MATRIX: &[Row] = &[
     (Starting,        Announced,          P::Starting, &["note ready"]),
     (Starting,        StatusText,         P::Starting, &[]),
     (Starting,        TStartSeconds,      P::Running,  &["note running"]),
-    (Starting,        TStartTimeout,      P::Stopping, &["note start_timeout", "note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
+    (Starting,        TStartTimeout,      P::Stopping, &["note start_timeout", "note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
     (Starting,        TBackoff,           P::Starting, &[]),
     (Starting,        TStopTimeout,       P::Starting, &[]),
     (Starting,        StaleTStartSeconds, P::Starting, &[]),
@@ -372,25 +398,28 @@ const MATRIX: &[Row] = &[
     (Starting,        Relaunch,           P::Starting, &[]),
     (Starting,        Granted,            P::Starting, &[]),
     (Starting,        Exhausted,          P::Starting, &[]),
+    (Starting,        Escaped,            P::Starting, &["timer sweep_kill 5s"]),
+    (Starting,        TSweepKill,         P::Starting, &[]),
+    (Starting,        StaleTSweepKill,    P::Starting, &[]),
 
     // StartingReady: up for less than start_seconds, the readiness probe passed.
     (StartingReady,   Start,              P::Starting, &[]),
-    (StartingReady,   Stop,               P::Stopping, &["note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
-    (StartingReady,   Kill,               P::Stopping, &["signal KILL", "timer kill_recheck 50ms"]),
+    (StartingReady,   Stop,               P::Stopping, &["note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
+    (StartingReady,   Kill,               P::Stopping, &["signal KILL", "timer kill_recheck 50ms", "stop probes"]),
     (StartingReady,   Drain,              P::Starting, &[]),
     (StartingReady,   Block,              P::Starting, &[]),
     (StartingReady,   Spawned,            P::Starting, &[]),
     (StartingReady,   SpawnFailed,        P::Starting, &[]),
-    (StartingReady,   ExitOk,             P::Exited,   &["note exited success"]),
-    (StartingReady,   ExitFail,           P::Backoff,  &["note exited failure", "note restart_scheduled 100ms", "timer backoff 100ms"]),
-    (StartingReady,   ExitFailAlive,      P::Stopping, &["note exited failure", "watch group", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
+    (StartingReady,   ExitOk,             P::Exited,   &["note exited success", "stop probes", "sweep escaped TERM"]),
+    (StartingReady,   ExitFail,           P::Backoff,  &["note exited failure", "note restart_scheduled 100ms", "timer backoff 100ms", "stop probes"]),
+    (StartingReady,   ExitFailAlive,      P::Stopping, &["note exited failure", "watch group", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
     (StartingReady,   StaleExit,          P::Starting, &[]),
     (StartingReady,   StaleExitAlive,     P::Starting, &[]),
     (StartingReady,   GroupGone,          P::Starting, &[]),
     (StartingReady,   ReadyOk,            P::Starting, &[]),
     (StartingReady,   ReadyFail,          P::Starting, &["note probe_failed readiness", "note not_ready"]),
     (StartingReady,   LiveOk,             P::Starting, &[]),
-    (StartingReady,   LiveFail,           P::Stopping, &["note probe_failed liveness", "note liveness_failed", "note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
+    (StartingReady,   LiveFail,           P::Stopping, &["note probe_failed liveness", "note liveness_failed", "note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
     (StartingReady,   StaleReadyOk,       P::Starting, &[]),
     (StartingReady,   StaleReadyFail,     P::Starting, &[]),
     (StartingReady,   StaleLiveOk,        P::Starting, &[]),
@@ -410,25 +439,28 @@ const MATRIX: &[Row] = &[
     (StartingReady,   Relaunch,           P::Starting, &[]),
     (StartingReady,   Granted,            P::Starting, &[]),
     (StartingReady,   Exhausted,          P::Starting, &[]),
+    (StartingReady,   Escaped,            P::Starting, &["timer sweep_kill 5s"]),
+    (StartingReady,   TSweepKill,         P::Starting, &[]),
+    (StartingReady,   StaleTSweepKill,    P::Starting, &[]),
 
     // Running: up for start_seconds, the readiness probe has not passed yet.
     (Running,         Start,              P::Running,  &[]),
-    (Running,         Stop,               P::Stopping, &["note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
-    (Running,         Kill,               P::Stopping, &["signal KILL", "timer kill_recheck 50ms"]),
+    (Running,         Stop,               P::Stopping, &["note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
+    (Running,         Kill,               P::Stopping, &["signal KILL", "timer kill_recheck 50ms", "stop probes"]),
     (Running,         Drain,              P::Running,  &[]),
     (Running,         Block,              P::Running,  &[]),
     (Running,         Spawned,            P::Running,  &[]),
     (Running,         SpawnFailed,        P::Running,  &[]),
-    (Running,         ExitOk,             P::Exited,   &["note exited success"]),
-    (Running,         ExitFail,           P::Backoff,  &["note exited failure", "note restart_scheduled 100ms", "timer backoff 100ms"]),
-    (Running,         ExitFailAlive,      P::Stopping, &["note exited failure", "watch group", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
+    (Running,         ExitOk,             P::Exited,   &["note exited success", "stop probes", "sweep escaped TERM"]),
+    (Running,         ExitFail,           P::Backoff,  &["note exited failure", "note restart_scheduled 100ms", "timer backoff 100ms", "stop probes"]),
+    (Running,         ExitFailAlive,      P::Stopping, &["note exited failure", "watch group", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
     (Running,         StaleExit,          P::Running,  &[]),
     (Running,         StaleExitAlive,     P::Running,  &[]),
     (Running,         GroupGone,          P::Running,  &[]),
     (Running,         ReadyOk,            P::Running,  &["note ready"]),
     (Running,         ReadyFail,          P::Running,  &["note probe_failed readiness"]),
     (Running,         LiveOk,             P::Running,  &[]),
-    (Running,         LiveFail,           P::Stopping, &["note probe_failed liveness", "note liveness_failed", "note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
+    (Running,         LiveFail,           P::Stopping, &["note probe_failed liveness", "note liveness_failed", "note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
     (Running,         StaleReadyOk,       P::Running,  &[]),
     (Running,         StaleReadyFail,     P::Running,  &[]),
     (Running,         StaleLiveOk,        P::Running,  &[]),
@@ -436,7 +468,7 @@ const MATRIX: &[Row] = &[
     (Running,         Announced,          P::Running,  &["note ready"]),
     (Running,         StatusText,         P::Running,  &[]),
     (Running,         TStartSeconds,      P::Running,  &[]),
-    (Running,         TStartTimeout,      P::Stopping, &["note start_timeout", "note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
+    (Running,         TStartTimeout,      P::Stopping, &["note start_timeout", "note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
     (Running,         TBackoff,           P::Running,  &[]),
     (Running,         TStopTimeout,       P::Running,  &[]),
     (Running,         StaleTStartSeconds, P::Running,  &[]),
@@ -448,25 +480,28 @@ const MATRIX: &[Row] = &[
     (Running,         Relaunch,           P::Running,  &[]),
     (Running,         Granted,            P::Running,  &[]),
     (Running,         Exhausted,          P::Running,  &[]),
+    (Running,         Escaped,            P::Running,  &["timer sweep_kill 5s"]),
+    (Running,         TSweepKill,         P::Running,  &[]),
+    (Running,         StaleTSweepKill,    P::Running,  &[]),
 
     // RunningReady: up for start_seconds and ready.
     (RunningReady,    Start,              P::Running,  &[]),
-    (RunningReady,    Stop,               P::Stopping, &["note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
-    (RunningReady,    Kill,               P::Stopping, &["signal KILL", "timer kill_recheck 50ms"]),
+    (RunningReady,    Stop,               P::Stopping, &["note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
+    (RunningReady,    Kill,               P::Stopping, &["signal KILL", "timer kill_recheck 50ms", "stop probes"]),
     (RunningReady,    Drain,              P::Running,  &[]),
     (RunningReady,    Block,              P::Running,  &[]),
     (RunningReady,    Spawned,            P::Running,  &[]),
     (RunningReady,    SpawnFailed,        P::Running,  &[]),
-    (RunningReady,    ExitOk,             P::Exited,   &["note exited success"]),
-    (RunningReady,    ExitFail,           P::Backoff,  &["note exited failure", "note restart_scheduled 100ms", "timer backoff 100ms"]),
-    (RunningReady,    ExitFailAlive,      P::Stopping, &["note exited failure", "watch group", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
+    (RunningReady,    ExitOk,             P::Exited,   &["note exited success", "stop probes", "sweep escaped TERM"]),
+    (RunningReady,    ExitFail,           P::Backoff,  &["note exited failure", "note restart_scheduled 100ms", "timer backoff 100ms", "stop probes"]),
+    (RunningReady,    ExitFailAlive,      P::Stopping, &["note exited failure", "watch group", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
     (RunningReady,    StaleExit,          P::Running,  &[]),
     (RunningReady,    StaleExitAlive,     P::Running,  &[]),
     (RunningReady,    GroupGone,          P::Running,  &[]),
     (RunningReady,    ReadyOk,            P::Running,  &[]),
     (RunningReady,    ReadyFail,          P::Running,  &["note probe_failed readiness", "note not_ready"]),
     (RunningReady,    LiveOk,             P::Running,  &[]),
-    (RunningReady,    LiveFail,           P::Stopping, &["note probe_failed liveness", "note liveness_failed", "note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s"]),
+    (RunningReady,    LiveFail,           P::Stopping, &["note probe_failed liveness", "note liveness_failed", "note stopping", "signal TERM", "signal CONT", "timer stop_timeout 5s", "stop probes"]),
     (RunningReady,    StaleReadyOk,       P::Running,  &[]),
     (RunningReady,    StaleReadyFail,     P::Running,  &[]),
     (RunningReady,    StaleLiveOk,        P::Running,  &[]),
@@ -486,6 +521,9 @@ const MATRIX: &[Row] = &[
     (RunningReady,    Relaunch,           P::Running,  &[]),
     (RunningReady,    Granted,            P::Running,  &[]),
     (RunningReady,    Exhausted,          P::Running,  &[]),
+    (RunningReady,    Escaped,            P::Running,  &["timer sweep_kill 5s"]),
+    (RunningReady,    TSweepKill,         P::Running,  &[]),
+    (RunningReady,    StaleTSweepKill,    P::Running,  &[]),
 
     // Stopping: `Stop` signalled a running leader; it has not exited yet.
     (Stopping,        Start,              P::Stopping, &[]),
@@ -495,8 +533,8 @@ const MATRIX: &[Row] = &[
     (Stopping,        Block,              P::Stopping, &[]),
     (Stopping,        Spawned,            P::Stopping, &[]),
     (Stopping,        SpawnFailed,        P::Stopping, &[]),
-    (Stopping,        ExitOk,             P::Stopped,  &["note exited success", "note stopped"]),
-    (Stopping,        ExitFail,           P::Stopped,  &["note exited failure", "note stopped"]),
+    (Stopping,        ExitOk,             P::Stopped,  &["note exited success", "note stopped", "sweep escaped TERM"]),
+    (Stopping,        ExitFail,           P::Stopped,  &["note exited failure", "note stopped", "sweep escaped TERM"]),
     (Stopping,        ExitFailAlive,      P::Stopping, &["note exited failure", "watch group"]),
     (Stopping,        StaleExit,          P::Stopping, &[]),
     (Stopping,        StaleExitAlive,     P::Stopping, &[]),
@@ -524,6 +562,9 @@ const MATRIX: &[Row] = &[
     (Stopping,        Relaunch,           P::Stopping, &[]),
     (Stopping,        Granted,            P::Stopping, &[]),
     (Stopping,        Exhausted,          P::Stopping, &[]),
+    (Stopping,        Escaped,            P::Stopping, &["timer sweep_kill 5s"]),
+    (Stopping,        TSweepKill,         P::Stopping, &[]),
+    (Stopping,        StaleTSweepKill,    P::Stopping, &[]),
 
     // StoppingOrphans: stopping; the leader exited, other members of its
     // group remain.
@@ -539,7 +580,7 @@ const MATRIX: &[Row] = &[
     (StoppingOrphans, ExitFailAlive,      P::Stopping, &[]),
     (StoppingOrphans, StaleExit,          P::Stopping, &[]),
     (StoppingOrphans, StaleExitAlive,     P::Stopping, &[]),
-    (StoppingOrphans, GroupGone,          P::Stopped,  &["note stopped"]),
+    (StoppingOrphans, GroupGone,          P::Stopped,  &["note stopped", "sweep escaped TERM"]),
     (StoppingOrphans, ReadyOk,            P::Stopping, &[]),
     (StoppingOrphans, ReadyFail,          P::Stopping, &[]),
     (StoppingOrphans, LiveOk,             P::Stopping, &[]),
@@ -563,6 +604,9 @@ const MATRIX: &[Row] = &[
     (StoppingOrphans, Relaunch,           P::Stopping, &[]),
     (StoppingOrphans, Granted,            P::Stopping, &[]),
     (StoppingOrphans, Exhausted,          P::Stopping, &[]),
+    (StoppingOrphans, Escaped,            P::Stopping, &["timer sweep_kill 5s"]),
+    (StoppingOrphans, TSweepKill,         P::Stopping, &[]),
+    (StoppingOrphans, StaleTSweepKill,    P::Stopping, &[]),
 
     // StoppingKilled: stopping; stop_timeout passed and the group was
     // SIGKILLed, the leader has not exited yet.
@@ -573,8 +617,8 @@ const MATRIX: &[Row] = &[
     (StoppingKilled,  Block,              P::Stopping, &[]),
     (StoppingKilled,  Spawned,            P::Stopping, &[]),
     (StoppingKilled,  SpawnFailed,        P::Stopping, &[]),
-    (StoppingKilled,  ExitOk,             P::Stopped,  &["note exited success", "note stopped"]),
-    (StoppingKilled,  ExitFail,           P::Stopped,  &["note exited failure", "note stopped"]),
+    (StoppingKilled,  ExitOk,             P::Stopped,  &["note exited success", "note stopped", "sweep escaped TERM"]),
+    (StoppingKilled,  ExitFail,           P::Stopped,  &["note exited failure", "note stopped", "sweep escaped TERM"]),
     (StoppingKilled,  ExitFailAlive,      P::Stopping, &["note exited failure", "watch group", "signal KILL", "timer kill_recheck 50ms"]),
     (StoppingKilled,  StaleExit,          P::Stopping, &[]),
     (StoppingKilled,  StaleExitAlive,     P::Stopping, &[]),
@@ -602,6 +646,9 @@ const MATRIX: &[Row] = &[
     (StoppingKilled,  Relaunch,           P::Stopping, &[]),
     (StoppingKilled,  Granted,            P::Stopping, &[]),
     (StoppingKilled,  Exhausted,          P::Stopping, &[]),
+    (StoppingKilled,  Escaped,            P::Stopping, &["timer sweep_kill 5s"]),
+    (StoppingKilled,  TSweepKill,         P::Stopping, &[]),
+    (StoppingKilled,  StaleTSweepKill,    P::Stopping, &[]),
 
     // StoppingRestart: `Stop`, then `Start` before the leader exited (what
     // `kelpie restart` does): wanted up again once the group is gone.
@@ -641,6 +688,9 @@ const MATRIX: &[Row] = &[
     (StoppingRestart, Relaunch,           P::Stopping, &[]),
     (StoppingRestart, Granted,            P::Stopping, &[]),
     (StoppingRestart, Exhausted,          P::Stopping, &[]),
+    (StoppingRestart, Escaped,            P::Stopping, &["timer sweep_kill 5s"]),
+    (StoppingRestart, TSweepKill,         P::Stopping, &[]),
+    (StoppingRestart, StaleTSweepKill,    P::Stopping, &[]),
 
     // CrashCleanup: the leader crashed with members of its group alive; they
     // are being stopped, and the restart applies once the group is gone.
@@ -680,6 +730,9 @@ const MATRIX: &[Row] = &[
     (CrashCleanup,    Relaunch,           P::Stopping, &[]),
     (CrashCleanup,    Granted,            P::Stopping, &[]),
     (CrashCleanup,    Exhausted,          P::Stopping, &[]),
+    (CrashCleanup,    Escaped,            P::Stopping, &["timer sweep_kill 5s"]),
+    (CrashCleanup,    TSweepKill,         P::Stopping, &[]),
+    (CrashCleanup,    StaleTSweepKill,    P::Stopping, &[]),
 
     // LivenessStop: the liveness probe failed; the live leader is being
     // stopped, and the restart applies once the group is gone.
@@ -719,12 +772,15 @@ const MATRIX: &[Row] = &[
     (LivenessStop,    Relaunch,           P::Stopping, &[]),
     (LivenessStop,    Granted,            P::Stopping, &[]),
     (LivenessStop,    Exhausted,          P::Stopping, &[]),
+    (LivenessStop,    Escaped,            P::Stopping, &["timer sweep_kill 5s"]),
+    (LivenessStop,    TSweepKill,         P::Stopping, &[]),
+    (LivenessStop,    StaleTSweepKill,    P::Stopping, &[]),
 
     // Backoff: after a crash, waiting for the backoff timer.
     (Backoff,         Start,              P::Starting, &["spawn"]),
-    (Backoff,         Stop,               P::Stopped,  &["note stopped"]),
-    (Backoff,         Kill,               P::Stopped,  &["note stopped"]),
-    (Backoff,         Drain,              P::Stopped,  &["note stopped"]),
+    (Backoff,         Stop,               P::Stopped,  &["note stopped", "sweep escaped TERM"]),
+    (Backoff,         Kill,               P::Stopped,  &["note stopped", "sweep escaped TERM"]),
+    (Backoff,         Drain,              P::Stopped,  &["note stopped", "sweep escaped TERM"]),
     (Backoff,         Block,              P::Backoff,  &[]),
     (Backoff,         Spawned,            P::Backoff,  &[]),
     (Backoff,         SpawnFailed,        P::Backoff,  &[]),
@@ -757,13 +813,16 @@ const MATRIX: &[Row] = &[
     (Backoff,         Relaunch,           P::Starting, &["spawn"]),
     (Backoff,         Granted,            P::Starting, &["spawn"]),
     (Backoff,         Exhausted,          P::Backoff,  &[]),
+    (Backoff,         Escaped,            P::Backoff,  &["timer sweep_kill 5s"]),
+    (Backoff,         TSweepKill,         P::Backoff,  &[]),
+    (Backoff,         StaleTSweepKill,    P::Backoff,  &[]),
 
     // BackoffAsked (budgeted): the backoff delay is over and the restart was
     // asked for under the global restart budget; waiting for the grant.
     (BackoffAsked,    Start,              P::Starting, &["spawn"]),
-    (BackoffAsked,    Stop,               P::Stopped,  &["note stopped"]),
-    (BackoffAsked,    Kill,               P::Stopped,  &["note stopped"]),
-    (BackoffAsked,    Drain,              P::Stopped,  &["note stopped"]),
+    (BackoffAsked,    Stop,               P::Stopped,  &["note stopped", "sweep escaped TERM"]),
+    (BackoffAsked,    Kill,               P::Stopped,  &["note stopped", "sweep escaped TERM"]),
+    (BackoffAsked,    Drain,              P::Stopped,  &["note stopped", "sweep escaped TERM"]),
     (BackoffAsked,    Block,              P::Backoff,  &[]),
     (BackoffAsked,    Spawned,            P::Backoff,  &[]),
     (BackoffAsked,    SpawnFailed,        P::Backoff,  &[]),
@@ -796,6 +855,9 @@ const MATRIX: &[Row] = &[
     (BackoffAsked,    Relaunch,           P::Starting, &["spawn"]),
     (BackoffAsked,    Granted,            P::Starting, &["spawn"]),
     (BackoffAsked,    Exhausted,          P::Backoff,  &[]),
+    (BackoffAsked,    Escaped,            P::Backoff,  &["timer sweep_kill 5s"]),
+    (BackoffAsked,    TSweepKill,         P::Backoff,  &[]),
+    (BackoffAsked,    StaleTSweepKill,    P::Backoff,  &[]),
 
     // Exited: the service exited with a success code; on-failure does not
     // restart it.
@@ -835,6 +897,52 @@ const MATRIX: &[Row] = &[
     (Exited,          Relaunch,           P::Starting, &["spawn"]),
     (Exited,          Granted,            P::Exited,   &[]),
     (Exited,          Exhausted,          P::Exited,   &[]),
+    (Exited,          Escaped,            P::Exited,   &["timer sweep_kill 5s"]),
+    (Exited,          TSweepKill,         P::Exited,   &[]),
+    (Exited,          StaleTSweepKill,    P::Exited,   &[]),
+
+    // ExitedSweeping: exited, and the sweep after it found an escaped daemon
+    // and sent it the stop signal; its SIGKILL is due in stop_timeout, and
+    // nothing the instance does meanwhile (a start included) cancels it.
+    (ExitedSweeping,  Start,              P::Starting, &["spawn"]),
+    (ExitedSweeping,  Stop,               P::Exited,   &[]),
+    (ExitedSweeping,  Kill,               P::Exited,   &[]),
+    (ExitedSweeping,  Drain,              P::Exited,   &[]),
+    (ExitedSweeping,  Block,              P::Failed,   &["note failed"]),
+    (ExitedSweeping,  Spawned,            P::Exited,   &[]),
+    (ExitedSweeping,  SpawnFailed,        P::Exited,   &[]),
+    (ExitedSweeping,  ExitOk,             P::Exited,   &[]),
+    (ExitedSweeping,  ExitFail,           P::Exited,   &[]),
+    (ExitedSweeping,  ExitFailAlive,      P::Exited,   &[]),
+    (ExitedSweeping,  StaleExit,          P::Exited,   &[]),
+    (ExitedSweeping,  StaleExitAlive,     P::Exited,   &[]),
+    (ExitedSweeping,  GroupGone,          P::Exited,   &[]),
+    (ExitedSweeping,  ReadyOk,            P::Exited,   &[]),
+    (ExitedSweeping,  ReadyFail,          P::Exited,   &[]),
+    (ExitedSweeping,  LiveOk,             P::Exited,   &[]),
+    (ExitedSweeping,  LiveFail,           P::Exited,   &[]),
+    (ExitedSweeping,  StaleReadyOk,       P::Exited,   &[]),
+    (ExitedSweeping,  StaleReadyFail,     P::Exited,   &[]),
+    (ExitedSweeping,  StaleLiveOk,        P::Exited,   &[]),
+    (ExitedSweeping,  StaleLiveFail,      P::Exited,   &[]),
+    (ExitedSweeping,  Announced,          P::Exited,   &[]),
+    (ExitedSweeping,  StatusText,         P::Exited,   &[]),
+    (ExitedSweeping,  TStartSeconds,      P::Exited,   &[]),
+    (ExitedSweeping,  TStartTimeout,      P::Exited,   &[]),
+    (ExitedSweeping,  TBackoff,           P::Exited,   &[]),
+    (ExitedSweeping,  TStopTimeout,       P::Exited,   &[]),
+    (ExitedSweeping,  StaleTStartSeconds, P::Exited,   &[]),
+    (ExitedSweeping,  StaleTStartTimeout, P::Exited,   &[]),
+    (ExitedSweeping,  StaleTBackoff,      P::Exited,   &[]),
+    (ExitedSweeping,  StaleTStopTimeout,  P::Exited,   &[]),
+    (ExitedSweeping,  TKillRecheck,       P::Exited,   &[]),
+    (ExitedSweeping,  StaleTKillRecheck,  P::Exited,   &[]),
+    (ExitedSweeping,  Relaunch,           P::Starting, &["spawn"]),
+    (ExitedSweeping,  Granted,            P::Exited,   &[]),
+    (ExitedSweeping,  Exhausted,          P::Exited,   &[]),
+    (ExitedSweeping,  Escaped,            P::Exited,   &["timer sweep_kill 5s"]),
+    (ExitedSweeping,  TSweepKill,         P::Exited,   &["kill escaped [200]"]),
+    (ExitedSweeping,  StaleTSweepKill,    P::Exited,   &[]),
 
     // Failed: a second crash within restart_window exceeded max_restarts = 1.
     (Failed,          Start,              P::Starting, &["spawn"]),
@@ -873,6 +981,9 @@ const MATRIX: &[Row] = &[
     (Failed,          Relaunch,           P::Failed,   &[]),
     (Failed,          Granted,            P::Failed,   &[]),
     (Failed,          Exhausted,          P::Failed,   &[]),
+    (Failed,          Escaped,            P::Failed,   &["timer sweep_kill 5s"]),
+    (Failed,          TSweepKill,         P::Failed,   &[]),
+    (Failed,          StaleTSweepKill,    P::Failed,   &[]),
 ];
 
 /// Quiet cells (same phase, no actions) that still change the instance,
@@ -909,6 +1020,9 @@ const SILENT: &[(State, Ev, &str)] = &[
     (Exited, Stop, "want_up = false"),
     (Exited, Kill, "want_up = false"),
     (Exited, Drain, "want_up = false"),
+    (ExitedSweeping, Stop, "want_up = false"),
+    (ExitedSweeping, Kill, "want_up = false"),
+    (ExitedSweeping, Drain, "want_up = false"),
 ];
 
 /// Feeds events to one instance with a fixed clock and a fake launcher.
@@ -953,6 +1067,10 @@ impl Driver {
         let timer = |kind, generation| Event::Timer { kind, generation };
         let stale_run = run.wrapping_sub(1);
         let stale_generation = generation.wrapping_sub(1);
+        let sweep = match self.inst.sweeps.first() {
+            Some(&(seq, _)) => seq,
+            None => self.inst.sweep_seq,
+        };
         match ev {
             Start => Event::Start,
             Stop => Event::Stop,
@@ -1000,6 +1118,11 @@ impl Driver {
             Relaunch => Event::Relaunch,
             Granted => Event::RestartGranted,
             Exhausted => Event::BudgetExhausted,
+            Escaped => Event::EscapedSignalled {
+                pids: vec![ESCAPED_PID],
+            },
+            TSweepKill => timer(TimerKind::SweepKill, sweep),
+            StaleTSweepKill => timer(TimerKind::SweepKill, 0),
         }
     }
 
@@ -1016,6 +1139,7 @@ fn timer_name(kind: TimerKind) -> &'static str {
         TimerKind::StopTimeout => "stop_timeout",
         TimerKind::StartTimeout => "start_timeout",
         TimerKind::KillRecheck => "kill_recheck",
+        TimerKind::SweepKill => "sweep_kill",
     }
 }
 
@@ -1034,6 +1158,12 @@ fn describe(action: &Action) -> String {
         ),
         Action::AskRestart => "ask restart".into(),
         Action::RecheckGroup => "recheck group".into(),
+        Action::StartProbes { .. } => "start probes".into(),
+        Action::StopProbes => "stop probes".into(),
+        Action::SweepEscaped(signal) => {
+            format!("sweep escaped {}", crate::signals::short_name(*signal))
+        }
+        Action::KillEscaped { pids } => format!("kill escaped {pids:?}"),
         Action::Emit(note) => {
             let event = note.event_name();
             let name = event.strip_prefix("program_").unwrap_or(event);
@@ -1092,8 +1222,11 @@ fn phase_event_matrix() {
         }
         // A timer born stale would never fire.
         for action in &actions {
-            if let Action::StartTimer { generation, .. } = action {
-                if *generation != driver.inst.generation() {
+            if let Action::StartTimer {
+                kind, generation, ..
+            } = action
+            {
+                if !driver.inst.timer_is_live(*kind, *generation) {
                     wrong.push(format!("{cell}: {action:?} is stale at birth"));
                 }
             }

@@ -807,3 +807,158 @@ fn relaunch_keeps_intensity_and_never_revives_failed() {
     assert_eq!(rig.phase(), Phase::Failed);
     assert!(!rig.inst.snapshot().want_up);
 }
+
+fn sweeps(actions: &[Action]) -> Vec<Signal> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::SweepEscaped(signal) => Some(*signal),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_is_swept_once_the_instance_is_down_for_good() {
+    let mut rig = Rig::new(service());
+    // Never started: nothing can have escaped.
+    assert!(sweeps(&rig.feed(Event::Stop)).is_empty());
+    rig.feed(Event::Start);
+    // On the way through backoff: no sweep (a crash loop would pay a /proc
+    // scan per exit).
+    let actions = rig.exit(ExitStatus::Code(1));
+    assert_eq!(rig.phase(), Phase::Backoff);
+    assert!(sweeps(&actions).is_empty(), "{actions:?}");
+    let actions = rig.feed(Event::Stop);
+    assert_eq!(rig.phase(), Phase::Stopped);
+    assert_eq!(sweeps(&actions), [Signal::SIGTERM]);
+    assert_eq!(actions.last(), Some(&Action::SweepEscaped(Signal::SIGTERM)));
+    // The same run is not swept twice.
+    assert!(sweeps(&rig.feed(Event::Block("dependency failed".into()))).is_empty());
+    assert_eq!(rig.phase(), Phase::Failed);
+
+    // A oneshot that completes is swept with its own stop signal.
+    let mut rig = Rig::new(Policy {
+        stop_signal: Signal::SIGINT,
+        ..policy(ProgramKind::Oneshot, RestartPolicy::Never)
+    });
+    rig.feed(Event::Start);
+    let actions = rig.exit(ExitStatus::Code(0));
+    assert_eq!(rig.phase(), Phase::Exited);
+    assert_eq!(sweeps(&actions), [Signal::SIGINT]);
+}
+
+#[test]
+fn no_escaped_daemon_found_means_no_kill_timer() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    rig.feed(Event::Stop);
+    rig.exit(ExitStatus::Signal(15));
+    assert!(rig
+        .feed(Event::EscapedSignalled { pids: Vec::new() })
+        .is_empty());
+}
+
+#[test]
+fn the_sweeps_sigkill_survives_a_restart() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    rig.feed(Event::Stop);
+    let actions = rig.exit(ExitStatus::Signal(15));
+    assert_eq!(sweeps(&actions), [Signal::SIGTERM]);
+    let actions = rig.feed(Event::EscapedSignalled { pids: vec![7, 8] });
+    let [Action::StartTimer {
+        kind: TimerKind::SweepKill,
+        after,
+        generation: seq,
+    }] = actions[..]
+    else {
+        panic!("expected one sweep_kill timer, got {actions:?}");
+    };
+    assert_eq!(after, Duration::from_secs(5), "stop_timeout");
+    // Started again before the SIGKILL is due: a new generation, which
+    // makes every timer of the stopped phase stale, but not this one.
+    let stopped_generation = rig.inst.generation();
+    rig.feed(Event::Start);
+    assert_eq!(rig.phase(), Phase::Starting);
+    assert!(!rig
+        .inst
+        .timer_is_live(TimerKind::StopTimeout, stopped_generation));
+    assert!(rig.inst.timer_is_live(TimerKind::SweepKill, seq));
+    assert_eq!(
+        rig.feed(Event::Timer {
+            kind: TimerKind::SweepKill,
+            generation: seq,
+        }),
+        [Action::KillEscaped { pids: vec![7, 8] }]
+    );
+    assert!(!rig.inst.timer_is_live(TimerKind::SweepKill, seq));
+    // Once done, the same timer again is stale.
+    assert!(rig
+        .feed(Event::Timer {
+            kind: TimerKind::SweepKill,
+            generation: seq,
+        })
+        .is_empty());
+    assert_eq!(rig.phase(), Phase::Starting);
+}
+
+#[test]
+fn overlapping_sweeps_each_kill_their_own_daemons() {
+    let mut rig = Rig::new(service());
+    let mut seqs = Vec::new();
+    for pids in [vec![7], vec![7, 9]] {
+        rig.feed(Event::Start);
+        rig.feed(Event::Stop);
+        let actions = rig.exit(ExitStatus::Signal(15));
+        assert_eq!(sweeps(&actions), [Signal::SIGTERM]);
+        match rig.feed(Event::EscapedSignalled { pids })[..] {
+            [Action::StartTimer { generation, .. }] => seqs.push(generation),
+            ref other => panic!("expected a sweep_kill timer, got {other:?}"),
+        }
+    }
+    assert_ne!(seqs[0], seqs[1]);
+    let kill = |rig: &mut Rig, seq| {
+        rig.feed(Event::Timer {
+            kind: TimerKind::SweepKill,
+            generation: seq,
+        })
+    };
+    assert_eq!(
+        kill(&mut rig, seqs[0]),
+        [Action::KillEscaped { pids: vec![7] }]
+    );
+    assert_eq!(
+        kill(&mut rig, seqs[1]),
+        [Action::KillEscaped { pids: vec![7, 9] }]
+    );
+}
+
+#[test]
+fn probes_live_from_the_spawn_until_the_process_goes_or_is_stopped() {
+    let probes = |actions: &[Action]| -> Vec<Action> {
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::StartProbes { .. } | Action::StopProbes))
+            .cloned()
+            .collect()
+    };
+    // Without a probe configured there is nothing to start.
+    let mut rig = Rig::new(service());
+    assert_eq!(probes(&rig.feed(Event::Start)), []);
+    assert_eq!(probes(&rig.feed(Event::Stop)), []);
+
+    let mut rig = Rig::new(probed(1, 1));
+    assert_eq!(
+        probes(&rig.feed(Event::Start)),
+        [Action::StartProbes { run: 1 }]
+    );
+    // A crash ends them; the restart starts them for its own run.
+    assert_eq!(probes(&rig.exit(ExitStatus::Code(1))), [Action::StopProbes]);
+    rig.fire(TimerKind::Backoff);
+    assert_eq!(rig.inst.snapshot().run, 2);
+    assert!(rig.log.contains(&Action::StartProbes { run: 2 }));
+    // A stop ends them as it begins, not when the group is gone.
+    assert_eq!(probes(&rig.feed(Event::Stop)), [Action::StopProbes]);
+    assert_eq!(probes(&rig.exit(ExitStatus::Signal(15))), []);
+}

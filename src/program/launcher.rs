@@ -1,0 +1,108 @@
+//! The Program actor's seam to the OS: starting a run's process and
+//! everything the actor does to process groups and escaped daemons. The
+//! real `ReaperLauncher` is a thin wrapper around `process::command` and
+//! the `Reaper`; tests put a fake in its place to drive an actor on a
+//! paused clock without processes.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::sys::signal::Signal;
+
+use crate::config::ProgramConfig;
+use crate::process::{self, Identity, Launch};
+use crate::reaper::{kill_with_group, OnExit, OnGroupGone, Reaper};
+use crate::spawn::Stdio;
+
+/// What the actor knows about one run's process when it is launched.
+pub struct LaunchSpec<'a> {
+    pub program: &'a ProgramConfig,
+    pub index: u32,
+    /// `$NOTIFY_SOCKET` for programs using the notify readiness probe.
+    pub notify_socket: Option<&'a Path>,
+    pub identity: Option<&'a Identity>,
+    /// `KELPIE_RUN_ID` (see `process::run_id`).
+    pub run_id: &'a str,
+    /// Pipe stdout and stderr to kelpie (else /dev/null).
+    pub piped: bool,
+}
+
+/// A started process: the leader of its own process group.
+pub struct Launched {
+    pub pid: i32,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+pub trait Launcher: Send + Sync {
+    /// Starts the program; `on_exit` runs once when its leader exits. The
+    /// error is the message to show the user.
+    fn launch(&self, spec: LaunchSpec<'_>, on_exit: OnExit) -> Result<Launched, String>;
+    /// Signals a group this launcher started; false when it is unknown or
+    /// already empty.
+    fn signal_group(&self, pgid: i32, signal: Signal) -> bool;
+    /// Calls `on_gone` once the group `pgid` is empty.
+    fn watch_group(&self, pgid: i32, on_gone: OnGroupGone);
+    /// Looks again whether watched groups are empty.
+    fn recheck(&self);
+    /// Escaped daemons (kelpie's children outside their program's group)
+    /// whose environment holds `variable` (`NAME=value`).
+    fn escaped_with(&self, variable: &str) -> Vec<i32>;
+    /// Signals one escaped daemon, and its own group when it leads one.
+    fn signal_escaped(&self, pid: i32, signal: Signal);
+}
+
+/// Launches through `process::command` and the reaper.
+pub struct ReaperLauncher(pub Reaper);
+
+impl Launcher for ReaperLauncher {
+    fn launch(&self, spec: LaunchSpec<'_>, on_exit: OnExit) -> Result<Launched, String> {
+        let config = spec.program;
+        let stdio = || {
+            if spec.piped {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
+        };
+        let mut command = process::command(Launch {
+            program: config,
+            argv: &config.command,
+            index: spec.index,
+            notify_socket: spec.notify_socket,
+            identity: spec.identity,
+            run_id: spec.run_id,
+            stdout: stdio(),
+            stderr: stdio(),
+        });
+        let spawned = self.0.spawn(&mut command, on_exit).map_err(|err| {
+            process::spawn_error(&config.command[0], &err, config.directory.as_deref())
+        })?;
+        let launched = Launched {
+            pid: spawned.pid,
+            stdout: spawned.stdout,
+            stderr: spawned.stderr,
+        };
+        Ok(launched)
+    }
+
+    fn signal_group(&self, pgid: i32, signal: Signal) -> bool {
+        self.0.signal_group(pgid, signal)
+    }
+
+    fn watch_group(&self, pgid: i32, on_gone: OnGroupGone) {
+        self.0.watch_group(pgid, on_gone);
+    }
+
+    fn recheck(&self) {
+        self.0.recheck();
+    }
+
+    fn escaped_with(&self, variable: &str) -> Vec<i32> {
+        self.0.escaped_with(variable)
+    }
+
+    fn signal_escaped(&self, pid: i32, signal: Signal) {
+        kill_with_group(pid, signal);
+    }
+}

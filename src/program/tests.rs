@@ -1,0 +1,391 @@
+//! The Program actor on tokio's paused clock, with a fake launcher: real
+//! ractor messages and `send_after` timers, no processes. Every launcher
+//! call is recorded with the (virtual) time it happened, so a test reads
+//! as the exact sequence of what the actor did to the OS and when; the test
+//! delivers exits itself.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ractor::ActorProcessingErr;
+use tokio::sync::mpsc;
+
+use super::launcher::Launched;
+use super::*;
+use crate::config::{Host, Mode};
+use crate::reaper::{OnExit, OnGroupGone};
+use crate::report::InstanceEvent;
+
+/// How long a test waits, in virtual time, for what it expects next. With
+/// the clock paused this costs nothing; a missing call fails at once with
+/// its name.
+const PATIENCE: Duration = Duration::from_secs(3600);
+
+/// What the actor asked the launcher to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    Launch { pid: i32 },
+    SignalGroup { pgid: i32, signal: Signal },
+    WatchGroup { pgid: i32 },
+    Recheck,
+    SignalEscaped { pid: i32, signal: Signal },
+}
+
+#[derive(Default)]
+struct Processes {
+    next_pid: i32,
+    /// The `KELPIE_RUN_ID` of the last launch.
+    run_id: String,
+    exits: HashMap<i32, OnExit>,
+    watched: HashMap<i32, OnGroupGone>,
+    /// Escaped daemons (they ignore the stop signal) and the run-id
+    /// variable in their environment.
+    escaped: Vec<(i32, String)>,
+}
+
+struct FakeLauncher {
+    processes: Mutex<Processes>,
+    calls: mpsc::UnboundedSender<(Instant, Call)>,
+}
+
+impl FakeLauncher {
+    fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<(Instant, Call)>) {
+        let (calls, rx) = mpsc::unbounded_channel();
+        let fake = Self {
+            processes: Mutex::new(Processes {
+                next_pid: 1000,
+                ..Processes::default()
+            }),
+            calls,
+        };
+        (Arc::new(fake), rx)
+    }
+
+    fn processes(&self) -> std::sync::MutexGuard<'_, Processes> {
+        self.processes.lock().expect("fake launcher lock")
+    }
+
+    fn record(&self, call: Call) {
+        // The test may be over (the actor's state is dropped at the end).
+        let _ = self.calls.send((Instant::now(), call));
+    }
+
+    /// The leader `pid` exits, as the reaper would report it.
+    fn exit(&self, pid: i32, status: ExitStatus, group_alive: bool) {
+        let on_exit = self
+            .processes()
+            .exits
+            .remove(&pid)
+            .unwrap_or_else(|| panic!("pid {pid} is not a running leader"));
+        on_exit(pid, status, group_alive);
+    }
+
+    /// A daemon of the last launched run leaves its process group.
+    fn escape(&self, pid: i32) {
+        let mut processes = self.processes();
+        let variable = format!("{}={}", process::RUN_ID_VARIABLE, processes.run_id);
+        processes.escaped.push((pid, variable));
+    }
+}
+
+impl Launcher for FakeLauncher {
+    fn launch(&self, spec: LaunchSpec<'_>, on_exit: OnExit) -> Result<Launched, String> {
+        let pid = {
+            let mut processes = self.processes();
+            let pid = processes.next_pid;
+            processes.next_pid += 1;
+            processes.run_id = spec.run_id.to_string();
+            processes.exits.insert(pid, on_exit);
+            pid
+        };
+        self.record(Call::Launch { pid });
+        Ok(Launched {
+            pid,
+            stdout: None,
+            stderr: None,
+        })
+    }
+
+    fn signal_group(&self, pgid: i32, signal: Signal) -> bool {
+        self.record(Call::SignalGroup { pgid, signal });
+        true
+    }
+
+    fn watch_group(&self, pgid: i32, on_gone: OnGroupGone) {
+        self.processes().watched.insert(pgid, on_gone);
+        self.record(Call::WatchGroup { pgid });
+    }
+
+    fn recheck(&self) {
+        self.record(Call::Recheck);
+    }
+
+    fn escaped_with(&self, variable: &str) -> Vec<i32> {
+        let processes = self.processes();
+        processes
+            .escaped
+            .iter()
+            .filter(|(_, v)| v == variable)
+            .map(|(pid, _)| *pid)
+            .collect()
+    }
+
+    fn signal_escaped(&self, pid: i32, signal: Signal) {
+        if signal == Signal::SIGKILL {
+            self.processes().escaped.retain(|(p, _)| *p != pid);
+        }
+        self.record(Call::SignalEscaped { pid, signal });
+    }
+}
+
+/// The production actor's code with the fake launcher in place of the
+/// reaper.
+struct FakeActor(Arc<FakeLauncher>);
+
+impl Actor for FakeActor {
+    type Msg = ProgramMsg;
+    type State = ProgramState;
+    type Arguments = ProgramArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ProgramMsg>,
+        args: ProgramArgs,
+    ) -> Result<ProgramState, ActorProcessingErr> {
+        Ok(ProgramState::new(&myself, args, self.0.clone()))
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ProgramMsg>,
+        message: ProgramMsg,
+        state: &mut ProgramState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.handle(&myself, message);
+        Ok(())
+    }
+}
+
+/// One instance actor of program `web` (configured by `extra` TOML lines),
+/// its launcher calls and its reports.
+struct Rig {
+    fake: Arc<FakeLauncher>,
+    actor: ActorRef<ProgramMsg>,
+    calls: mpsc::UnboundedReceiver<(Instant, Call)>,
+    reports: mpsc::UnboundedReceiver<InstanceReport>,
+}
+
+impl Rig {
+    async fn new(extra: &str) -> Self {
+        let toml = format!(
+            "[program.web]\ncommand = [\"sleep\", \"1000\"]\nlog = {{ mode = \"discard\" }}\n{extra}\n"
+        );
+        let host = Host {
+            is_root: false,
+            path_var: Some("/usr/bin:/bin".into()),
+            runtime_dir: None,
+        };
+        let validation =
+            crate::config::validate(&toml, Path::new("/fleet/kelpie.toml"), Mode::Run, &host);
+        let errors: Vec<String> = validation.errors().map(|d| d.to_string()).collect();
+        assert!(errors.is_empty(), "test config invalid: {errors:?}");
+        let config = validation.config.expect("a valid config").programs[0].clone();
+        let metrics = Arc::new(crate::metrics::Metrics::new().expect("metrics"));
+        let (relay, _) =
+            crate::output::Relay::start(crate::logging::RelayFormat::Text).expect("relay");
+        let (report, reports) = mpsc::unbounded_channel();
+        let args = ProgramArgs {
+            policy: Arc::new(Policy::from(&*config)),
+            output: Arc::new(ProgramOutput::new(&config, &relay, &metrics)),
+            config,
+            incarnation: 1,
+            index: 0,
+            reaper: Reaper::new(),
+            identity: None,
+            reports: Arc::new(move |r| {
+                let _ = report.send(r);
+            }),
+            pumps: PumpTracker::new(),
+            metrics,
+        };
+        let (fake, calls) = FakeLauncher::new();
+        let (actor, _) = Actor::spawn(None, FakeActor(fake.clone()), args)
+            .await
+            .expect("actor spawned");
+        Self {
+            fake,
+            actor,
+            calls,
+            reports,
+        }
+    }
+
+    fn send(&self, message: ProgramMsg) {
+        self.actor.cast(message).expect("actor alive");
+    }
+
+    /// The next launcher call must be `want`; returns when it happened.
+    async fn expect(&mut self, want: Call) -> Instant {
+        let next = tokio::time::timeout(PATIENCE, self.calls.recv()).await;
+        let Ok(Some((at, call))) = next else {
+            panic!("the actor never made the launcher call {want:?}");
+        };
+        assert_eq!(call, want, "launcher calls out of order");
+        at
+    }
+
+    /// Reads reports until one satisfies `pred`.
+    async fn report(
+        &mut self,
+        what: &str,
+        mut pred: impl FnMut(&Snapshot, &[InstanceEvent]) -> bool,
+    ) -> Snapshot {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.reports.recv()).await;
+            let Ok(Some(report)) = next else {
+                panic!("no report of {what}");
+            };
+            if let InstanceReport::Changed { status, events, .. } = report {
+                if pred(&status.snapshot, &events) {
+                    return status.snapshot;
+                }
+            }
+        }
+    }
+
+    /// Nothing more happens within `PATIENCE` of virtual time.
+    async fn quiet(&mut self) {
+        tokio::time::sleep(PATIENCE).await;
+        if let Ok((at, call)) = self.calls.try_recv() {
+            panic!("unexpected launcher call {call:?} at {at:?}");
+        }
+    }
+}
+
+/// Asserts that `later` came exactly `delay` after `earlier`. The paused
+/// clock only moves to the next timer's deadline, so virtual times are
+/// exact.
+fn after(earlier: Instant, later: Instant, delay: Duration, what: &str) {
+    assert_eq!(later.duration_since(earlier), delay, "{what}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_restarts_after_the_backoff_delay() {
+    let mut rig = Rig::new(
+        "backoff = { initial = \"2s\", max = \"1m\", multiplier = 3.0, jitter = 0.0 }\n\
+         start_seconds = \"10s\"",
+    )
+    .await;
+    rig.send(ProgramMsg::Start);
+    rig.expect(Call::Launch { pid: 1000 }).await;
+    // Two crashes before start_seconds: the second delay is the first
+    // times the multiplier.
+    for (pid, delay) in [(1000, 2), (1001, 6)] {
+        let delay = Duration::from_secs(delay);
+        let crashed = Instant::now();
+        rig.fake.exit(pid, ExitStatus::Code(1), false);
+        let backoff = rig
+            .report("backoff", |s, _| s.phase == Phase::Backoff)
+            .await;
+        assert_eq!(backoff.backoff, delay);
+        let restarted = rig.expect(Call::Launch { pid: pid + 1 }).await;
+        after(crashed, restarted, delay, "restart");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_signals_then_kills_after_stop_timeout() {
+    let mut rig = Rig::new("stop_signal = \"SIGINT\"\nstop_timeout = \"3s\"").await;
+    rig.send(ProgramMsg::Start);
+    rig.expect(Call::Launch { pid: 1000 }).await;
+    rig.send(ProgramMsg::Stop);
+    let stopping = rig
+        .expect(Call::SignalGroup {
+            pgid: 1000,
+            signal: Signal::SIGINT,
+        })
+        .await;
+    let continued = rig
+        .expect(Call::SignalGroup {
+            pgid: 1000,
+            signal: Signal::SIGCONT,
+        })
+        .await;
+    assert_eq!(continued, stopping);
+    let killed = rig
+        .expect(Call::SignalGroup {
+            pgid: 1000,
+            signal: Signal::SIGKILL,
+        })
+        .await;
+    after(stopping, killed, Duration::from_secs(3), "SIGKILL");
+    rig.fake.exit(1000, ExitStatus::Signal(9), false);
+    let stopped = rig
+        .report("stopped", |s, _| s.phase == Phase::Stopped)
+        .await;
+    assert_eq!(stopped.last_exit_kind, Some(crate::state::ExitKind::Killed));
+    // The group is gone: no recheck, no restart.
+    rig.quiet().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sweeps_sigkill_comes_after_stop_timeout_across_a_restart() {
+    let mut rig = Rig::new("restart = \"on-failure\"\nstop_timeout = \"3s\"").await;
+    rig.send(ProgramMsg::Start);
+    rig.expect(Call::Launch { pid: 1000 }).await;
+    rig.fake.escape(4242);
+    rig.fake.exit(1000, ExitStatus::Code(0), false);
+    let term = rig
+        .expect(Call::SignalEscaped {
+            pid: 4242,
+            signal: Signal::SIGTERM,
+        })
+        .await;
+    rig.expect(Call::SignalEscaped {
+        pid: 4242,
+        signal: Signal::SIGCONT,
+    })
+    .await;
+    // Started again before the SIGKILL is due: the new run's own daemon is
+    // no part of the earlier sweep.
+    rig.send(ProgramMsg::Start);
+    rig.expect(Call::Launch { pid: 1001 }).await;
+    rig.fake.escape(4343);
+    let kill = rig
+        .expect(Call::SignalEscaped {
+            pid: 4242,
+            signal: Signal::SIGKILL,
+        })
+        .await;
+    after(term, kill, Duration::from_secs(3), "the sweep's SIGKILL");
+    rig.quiet().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_many_restarts_report_failed() {
+    let mut rig = Rig::new(
+        "max_restarts = 1\nrestart_window = \"1m\"\n\
+         backoff = { initial = \"1s\", max = \"1s\", jitter = 0.0 }",
+    )
+    .await;
+    rig.send(ProgramMsg::Start);
+    rig.expect(Call::Launch { pid: 1000 }).await;
+    rig.fake.exit(1000, ExitStatus::Code(1), false);
+    rig.expect(Call::Launch { pid: 1001 }).await;
+    rig.fake.exit(1001, ExitStatus::Code(1), false);
+    let failed = rig
+        .report("failed", |s, events| {
+            s.phase == Phase::Failed && events.contains(&InstanceEvent::Failed)
+        })
+        .await;
+    assert_eq!(failed.restarts, 1);
+    assert_eq!(failed.crashes, 2);
+    let reason = failed.reason.unwrap_or_default();
+    assert!(
+        reason.contains("restarted 1 times within 1m; giving up"),
+        "{reason}"
+    );
+    rig.quiet().await;
+}
