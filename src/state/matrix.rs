@@ -23,6 +23,8 @@
 //! nothing at all.
 
 use super::*;
+use crate::backoff::BackoffConfig;
+use crate::restart_policy::{ProgramKind, RestartPolicy};
 
 use Ev::*;
 use Phase as P;

@@ -1,4 +1,6 @@
 use super::*;
+use crate::backoff::BackoffConfig;
+use crate::restart_policy::{ProgramKind, RestartPolicy};
 
 const PID: i32 = 100;
 
