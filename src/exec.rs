@@ -25,15 +25,14 @@
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::io::{self, IsTerminal, Write};
-use std::os::fd::BorrowedFd;
+use std::io::{self, Write};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, killpg, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
-use nix::unistd::{getpgrp, getpid, getsid, tcgetpgrp, tcsetpgrp, Pid};
+use nix::unistd::{getpid, tcsetpgrp, Pid};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc as async_mpsc;
 use tokio::time::Instant;
@@ -42,10 +41,12 @@ use crate::backoff::{BackoffConfig, Jitter};
 use crate::reaper::Reaper;
 use crate::state::ExitStatus;
 
-/// Like a shell: the command was not found.
-pub const EXIT_NOT_FOUND: i32 = 127;
-/// Like a shell: the command exists but cannot be executed.
-pub const EXIT_NOT_EXECUTABLE: i32 = 126;
+mod exit_codes;
+mod terminal;
+
+use exit_codes::{classify_spawn_error, SpawnFailure};
+pub use exit_codes::{exit_code, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
+use terminal::{prepare_child, stdin_fd, Terminal};
 
 /// After SIGKILL, how long to wait for the processes to be gone before
 /// giving up on them (only a process stuck in the kernel outlives this).
@@ -98,56 +99,6 @@ pub fn forwarded(signal: Signal) -> bool {
             | Signal::SIGTTIN
             | Signal::SIGTTOU
     )
-}
-
-/// The exit code that reports `status`, as a shell would.
-pub fn exit_code(status: ExitStatus) -> i32 {
-    match status {
-        ExitStatus::Code(code) => code,
-        ExitStatus::Signal(signal) => 128 + signal,
-    }
-}
-
-/// How a failed spawn ends: a final exit code with its message, or a
-/// transient failure (no process could be created) that a restart policy
-/// may retry.
-#[derive(Debug, PartialEq, Eq)]
-enum SpawnFailure {
-    Final(i32, String),
-    Transient(String),
-}
-
-fn classify_spawn_error(name: &str, err: &io::Error) -> SpawnFailure {
-    let reason = crate::os_lookup::io_reason(err);
-    match err.kind() {
-        io::ErrorKind::NotFound if name.contains('/') => {
-            // The file exists, so the missing one is its interpreter (#!).
-            let what = if std::path::Path::new(name).exists() {
-                "bad interpreter: no such file or directory"
-            } else {
-                "no such file or directory"
-            };
-            SpawnFailure::Final(EXIT_NOT_FOUND, format!("kelpie: {name}: {what}"))
-        }
-        io::ErrorKind::NotFound => {
-            SpawnFailure::Final(EXIT_NOT_FOUND, format!("kelpie: {name}: command not found"))
-        }
-        io::ErrorKind::PermissionDenied => SpawnFailure::Final(
-            EXIT_NOT_EXECUTABLE,
-            format!("kelpie: {name}: permission denied"),
-        ),
-        _ if matches!(
-            err.raw_os_error(),
-            Some(libc::ENOEXEC | libc::EISDIR | libc::ENOTDIR | libc::ELOOP | libc::ENAMETOOLONG)
-        ) =>
-        {
-            SpawnFailure::Final(
-                EXIT_NOT_EXECUTABLE,
-                format!("kelpie: {name}: {}", reason.to_lowercase()),
-            )
-        }
-        _ => SpawnFailure::Transient(format!("kelpie: cannot start {name}: {reason}")),
-    }
 }
 
 /// One line on stderr. A failed write (stderr closed) must never take
@@ -279,44 +230,6 @@ enum Phase {
     },
     /// Waiting for the backoff delay before the next start.
     Backoff,
-}
-
-/// kelpie's place on its controlling terminal (stdin), when it has one.
-/// Whether the child gets the terminal is decided at each start: only when
-/// kelpie (or the child before it) is in the foreground.
-struct Terminal {
-    own_pgrp: Pid,
-    /// A job-control shell above kelpie can resume it after a suspend.
-    /// Not so when kelpie's group is the session leader's (kelpie as PID 1
-    /// of `docker run -t`, or under a shell without job control).
-    job_control: bool,
-}
-
-fn stdin_fd() -> BorrowedFd<'static> {
-    // SAFETY: fd 0 stays open for kelpie's whole life (kelpie never closes
-    // it), so borrowing it for 'static is sound.
-    unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) }
-}
-
-impl Terminal {
-    /// stdin is kelpie's controlling terminal (tcgetpgrp fails with ENOTTY
-    /// for any other terminal).
-    fn detect() -> Option<Self> {
-        if !io::stdin().is_terminal() {
-            return None;
-        }
-        tcgetpgrp(stdin_fd()).ok()?;
-        let own_pgrp = getpgrp();
-        let session = getsid(None).ok()?;
-        Some(Self {
-            own_pgrp,
-            job_control: session != own_pgrp,
-        })
-    }
-
-    fn foreground(&self) -> Option<Pid> {
-        tcgetpgrp(stdin_fd()).ok()
-    }
 }
 
 struct Exec {
@@ -780,130 +693,5 @@ fn terminate(pid: i32) {
     let _ = kill(pid, Signal::SIGCONT);
 }
 
-/// Runs in the child between fork and exec: async-signal-safe calls only.
-fn prepare_child(parent: libc::pid_t, foreground: bool) -> io::Result<()> {
-    if foreground {
-        // Done here rather than in kelpie so the program owns the terminal
-        // before it runs (no window where it reads the terminal from the
-        // background and is stopped). SIGTTOU is still ignored, inherited
-        // from kelpie, so this works from a background group. Best effort:
-        // without the terminal the program still runs.
-        // SAFETY: tcsetpgrp and getpgrp are async-signal-safe system calls.
-        unsafe {
-            libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
-        }
-    }
-    #[cfg(target_os = "linux")]
-    {
-        // If kelpie is SIGKILLed, the child must not run on unsupervised.
-        // The signal fires when the forking *thread* exits: kelpie spawns
-        // from its main thread, which lives as long as kelpie.
-        // SAFETY: prctl(PR_SET_PDEATHSIG) changes only this process's own
-        // attribute; getppid cannot fail.
-        unsafe {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            // kelpie died between fork and prctl: do not start at all.
-            if libc::getppid() != parent {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = parent;
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-    crate::process::reset_signal_dispositions();
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn synchronous_and_reserved_signals_are_not_forwarded() {
-        for signal in [
-            Signal::SIGSEGV,
-            Signal::SIGBUS,
-            Signal::SIGFPE,
-            Signal::SIGILL,
-            Signal::SIGTRAP,
-            Signal::SIGSYS,
-            Signal::SIGABRT,
-            Signal::SIGCHLD,
-            Signal::SIGKILL,
-            Signal::SIGSTOP,
-            Signal::SIGPIPE,
-            Signal::SIGTTIN,
-            Signal::SIGTTOU,
-        ] {
-            assert!(!forwarded(signal), "{signal}");
-        }
-        for signal in [
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-            Signal::SIGUSR1,
-            Signal::SIGUSR2,
-            Signal::SIGWINCH,
-            Signal::SIGCONT,
-            Signal::SIGTSTP,
-            Signal::SIGALRM,
-        ] {
-            assert!(forwarded(signal), "{signal}");
-        }
-    }
-
-    #[test]
-    fn exit_codes_are_a_shells() {
-        assert_eq!(exit_code(ExitStatus::Code(0)), 0);
-        assert_eq!(exit_code(ExitStatus::Code(255)), 255);
-        assert_eq!(exit_code(ExitStatus::Signal(libc::SIGTERM)), 143);
-        assert_eq!(exit_code(ExitStatus::Signal(libc::SIGKILL)), 137);
-    }
-
-    #[test]
-    fn restart_policies() {
-        use RestartPolicy::*;
-        let ok = ExitStatus::Code(0);
-        let failed = ExitStatus::Code(1);
-        let killed = ExitStatus::Signal(libc::SIGKILL);
-        let r = restarts;
-        assert!(!r(Never, ok) && !r(Never, failed) && !r(Never, killed));
-        assert!(!r(OnFailure, ok) && r(OnFailure, failed) && r(OnFailure, killed));
-        assert!(r(Always, ok) && r(Always, failed) && r(Always, killed));
-    }
-
-    #[test]
-    fn spawn_errors_map_to_shell_codes() {
-        let not_found = io::Error::from_raw_os_error(libc::ENOENT);
-        assert_eq!(
-            classify_spawn_error("nope", &not_found),
-            SpawnFailure::Final(127, "kelpie: nope: command not found".into())
-        );
-        assert_eq!(
-            classify_spawn_error("/no/such/file", &not_found),
-            SpawnFailure::Final(
-                127,
-                "kelpie: /no/such/file: no such file or directory".into()
-            )
-        );
-        let denied = io::Error::from_raw_os_error(libc::EACCES);
-        assert_eq!(
-            classify_spawn_error("./data.txt", &denied),
-            SpawnFailure::Final(126, "kelpie: ./data.txt: permission denied".into())
-        );
-        let format = io::Error::from_raw_os_error(libc::ENOEXEC);
-        assert!(matches!(
-            classify_spawn_error("./blob", &format),
-            SpawnFailure::Final(126, _)
-        ));
-        let again = io::Error::from_raw_os_error(libc::EAGAIN);
-        assert!(matches!(
-            classify_spawn_error("sh", &again),
-            SpawnFailure::Transient(message) if message.starts_with("kelpie: cannot start sh: ")
-        ));
-    }
-}
+mod tests;
