@@ -59,6 +59,11 @@ pub struct Instance {
     last_exit_kind: Option<ExitKind>,
     reason: Option<String>,
     backoff_delay: Duration,
+    /// When the backoff's timer fires (the delay counted from the step
+    /// that scheduled it); `None` while waiting for the restart budget.
+    backoff_until: Option<Instant>,
+    /// The `now` of the step in progress, for deadlines set deep inside it.
+    now: Option<Instant>,
     after_cleanup: Option<Outcome>,
     killed: bool,
     jitter: Jitter,
@@ -103,6 +108,8 @@ impl Instance {
             last_exit_kind: None,
             reason: None,
             backoff_delay: Duration::ZERO,
+            backoff_until: None,
+            now: None,
             after_cleanup: None,
             killed: false,
             jitter: Jitter::new(jitter_seed),
@@ -167,6 +174,7 @@ impl Instance {
             } else {
                 Duration::ZERO
             },
+            backoff_until: self.backoff_until.filter(|_| self.phase == Phase::Backoff),
             want_up: self.want_up,
             run: self.run,
             status_text: self.status_text.clone(),
@@ -176,6 +184,7 @@ impl Instance {
 
     /// Feeds one event; returns what to do, in order.
     pub fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        self.now = Some(now);
         let mut out = Vec::new();
         match event {
             Event::Start => self.on_start(&mut out),

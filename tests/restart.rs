@@ -181,3 +181,36 @@ command = ["sleep", "1"]
     let exits = k.events("program_exited", "never_bad");
     assert_eq!(exits[0]["reason"], "failure");
 }
+
+/// `backoff_seconds` (and the status text built from it) is the time left
+/// until the restart, counting down, not the delay scheduled when the
+/// backoff began.
+#[test]
+fn backoff_shows_the_time_left() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.crashy]
+command = ["sh", "-c", "exit 1"]
+start_seconds = "0s"
+backoff = { initial = "5s", max = "5s", jitter = 0.0 }
+"#,
+    );
+    k.wait_control();
+    let left = |k: &Kelpie| -> Option<f64> {
+        let status = k.ctl(&["status", "crashy", "--json"]).expect(0).json();
+        status["programs"][0]["instances"][0]["backoff_seconds"].as_f64()
+    };
+    let first = common::wait_until("crashy to be in backoff", secs(10.0), || left(&k));
+    assert!(first <= 5.0, "at most the delay: {first}");
+    let later = common::wait_until("the time left to go down", secs(3.0), || {
+        left(&k).filter(|&now| now < first - 0.2)
+    });
+    assert!(later > 0.0, "{later}");
+    let table = k.ctl(&["status", "crashy"]).expect(0).stdout;
+    assert!(!table.contains("restart in 5.0s"), "{table}");
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+}

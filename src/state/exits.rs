@@ -152,6 +152,7 @@ impl Instance {
             }
             Outcome::Restart(delay) => {
                 self.backoff_delay = delay;
+                self.backoff_until = None;
                 out.push(Action::Emit(Note::RestartScheduled {
                     delay,
                     attempt: self.attempt,
@@ -164,6 +165,7 @@ impl Instance {
                     self.spawn(out);
                 } else {
                     self.enter(Phase::Backoff);
+                    self.backoff_until = self.now.map(|now| now + delay);
                     out.push(self.timer(TimerKind::Backoff, delay));
                 }
             }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use tokio::time::Instant;
 
 /// The coarse states users see in `status`, `/ready` and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,7 +97,11 @@ pub struct Snapshot {
     pub last_exit: Option<ExitStatus>,
     pub last_exit_kind: Option<ExitKind>,
     pub reason: Option<String>,
+    /// The scheduled delay of the backoff in progress (zero otherwise).
     pub backoff: Duration,
+    /// When that backoff ends, for showing the time left; `None` outside
+    /// a backoff and while waiting for the restart budget.
+    pub backoff_until: Option<Instant>,
     pub want_up: bool,
     /// The current run (spawn count).
     pub run: u64,
@@ -118,6 +123,7 @@ impl Snapshot {
             last_exit_kind: None,
             reason: None,
             backoff: Duration::ZERO,
+            backoff_until: None,
             want_up: false,
             run: 0,
             status_text: None,

@@ -964,3 +964,25 @@ fn probes_live_from_the_spawn_until_the_process_goes_or_is_stopped() {
     assert_eq!(probes(&rig.feed(Event::Stop)), [Action::StopProbes]);
     assert_eq!(probes(&rig.exit(ExitStatus::Signal(15))), []);
 }
+
+#[test]
+fn a_backoff_says_when_it_ends() {
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    rig.advance(Duration::from_millis(50));
+    let crashed_at = rig.now;
+    rig.exit(ExitStatus::Code(1));
+    let delay = rig.last_timer(TimerKind::Backoff).expect("backoff timer");
+    let snapshot = rig.inst.snapshot();
+    assert_eq!(snapshot.phase, Phase::Backoff);
+    // The end is fixed when the backoff begins, so what is left shrinks as
+    // time passes (the status shows the time left, not the delay).
+    assert_eq!(snapshot.backoff_until, Some(crashed_at + delay));
+    assert_eq!(snapshot.backoff, delay);
+    rig.fire(TimerKind::Backoff);
+    assert_eq!(
+        rig.inst.snapshot().backoff_until,
+        None,
+        "no backoff, no end"
+    );
+}

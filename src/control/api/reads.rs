@@ -182,8 +182,14 @@ fn instance_info(
         } else {
             s.reason.clone()
         },
-        backoff_seconds: (s.phase == crate::state::Phase::Backoff)
-            .then_some(s.backoff.as_secs_f64()),
+        // The time left, not the delay scheduled when the backoff began.
+        backoff_seconds: (s.phase == crate::state::Phase::Backoff).then(|| {
+            s.backoff_until
+                .map_or(s.backoff, |until| {
+                    until.saturating_duration_since(tokio::time::Instant::now())
+                })
+                .as_secs_f64()
+        }),
         status_text: s.status_text.clone(),
         stopped_by_user: instance.stopped_by_user(),
     }
