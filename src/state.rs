@@ -62,8 +62,6 @@ pub struct Instance {
     /// When the backoff's timer fires (the delay counted from the step
     /// that scheduled it); `None` while waiting for the restart budget.
     backoff_until: Option<Instant>,
-    /// The `now` of the step in progress, for deadlines set deep inside it.
-    now: Option<Instant>,
     after_cleanup: Option<Outcome>,
     killed: bool,
     jitter: Jitter,
@@ -109,7 +107,6 @@ impl Instance {
             reason: None,
             backoff_delay: Duration::ZERO,
             backoff_until: None,
-            now: None,
             after_cleanup: None,
             killed: false,
             jitter: Jitter::new(jitter_seed),
@@ -184,7 +181,6 @@ impl Instance {
 
     /// Feeds one event; returns what to do, in order.
     pub fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
-        self.now = Some(now);
         let mut out = Vec::new();
         match event {
             Event::Start => self.on_start(&mut out),
@@ -219,7 +215,7 @@ impl Instance {
                         error: error.clone(),
                     }));
                     let outcome = self.decide(false, now, Some(error));
-                    self.apply(outcome, &mut out);
+                    self.apply(outcome, now, &mut out);
                 }
             }
             Event::Exited {
@@ -229,7 +225,7 @@ impl Instance {
             } => self.on_exited(pid, status, group_alive, now, &mut out),
             Event::GroupGone => {
                 if self.phase == Phase::Stopping && self.pid.is_none() {
-                    self.finish_stop(&mut out);
+                    self.finish_stop(now, &mut out);
                 }
             }
             Event::Probe {
@@ -312,19 +308,24 @@ impl Instance {
         out
     }
 
-    /// Once the instance is down for good (stopped, exited, failed: no
-    /// leader, group empty, no restart coming), daemons its runs left
-    /// outside the process group get the stop signal, and SIGKILL after
-    /// `stop_timeout`. Not on the way through backoff: a crash loop must
-    /// not pay a /proc scan per exit. The run id belongs to the actor, so
-    /// one sweep also catches what earlier runs left; shutdown sweeps
-    /// whatever remains.
+    /// Once a run has ended (no leader, group empty: stopped, exited,
+    /// failed, or in backoff before a restart), daemons it left outside
+    /// the process group get the stop signal, and SIGKILL after
+    /// `stop_timeout`. Each run is swept once. The lookup reads only
+    /// kelpie's own children (`/proc/self/task/*/children`), so a crash
+    /// loop pays little for it. The run id belongs to the actor, so one
+    /// sweep also catches what earlier runs left; shutdown sweeps whatever
+    /// remains.
     fn sweep_if_down(&mut self, out: &mut Vec<Action>) {
-        if self.run == 0
-            || self.run == self.swept_run
-            || self.pid.is_some()
-            || !self.phase.is_down()
-        {
+        // In backoff the group is already gone: the run has ended.
+        if self.pid.is_some() || !(self.phase.is_down() || self.phase == Phase::Backoff) {
+            return;
+        }
+        self.sweep_ended_run(out);
+    }
+
+    fn sweep_ended_run(&mut self, out: &mut Vec<Action>) {
+        if self.run == 0 || self.run == self.swept_run {
             return;
         }
         self.swept_run = self.run;
@@ -360,6 +361,10 @@ impl Instance {
     }
 
     fn spawn(&mut self, out: &mut Vec<Action>) {
+        // A restart ends the previous run too: what it left behind goes
+        // before the next run starts (the lookup happens before the spawn,
+        // so it cannot catch the new run's own daemons).
+        self.sweep_ended_run(out);
         self.enter(Phase::Starting);
         self.killed = false;
         out.push(Action::Spawn);
@@ -500,9 +505,9 @@ impl Instance {
         }
     }
 
-    fn finish_stop(&mut self, out: &mut Vec<Action>) {
+    fn finish_stop(&mut self, now: Instant, out: &mut Vec<Action>) {
         match self.after_cleanup.take() {
-            Some(outcome) => self.apply(outcome, out),
+            Some(outcome) => self.apply(outcome, now, out),
             None => {
                 self.enter(Phase::Stopped);
                 out.push(Action::Emit(Note::Stopped));

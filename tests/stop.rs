@@ -349,3 +349,54 @@ start_seconds = "0s"
     );
     assert!(k.marked_processes().is_empty());
 }
+
+/// What a run left behind (a daemon that escaped its group) is stopped
+/// when that run ends, by a restart or a crash, not only at shutdown:
+/// three restarts and a `kill -9` of the main process leave at most the
+/// current run's daemon.
+#[test]
+fn escaped_daemons_do_not_pile_up_across_restarts() {
+    let mut k = Kelpie::start(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.p]
+command = ["sh", "-c", "setsid sleep 997 & exec sleep 998"]
+start_seconds = "0s"
+stop_timeout = "2s"
+backoff = { initial = "10ms", jitter = 0.0 }
+"#,
+    );
+    k.wait_control();
+    let daemons = |k: &Kelpie| -> Vec<i32> {
+        k.marked_processes()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.starts_with(b"sleep\0997"))
+            })
+            .collect()
+    };
+    let one_daemon = |k: &Kelpie, what: &str| {
+        common::wait_until(what, secs(10.0), || (daemons(k).len() == 1).then_some(()))
+    };
+    one_daemon(&k, "the first run's daemon");
+    for n in 1..=3 {
+        k.ctl(&["restart", "p"]).expect(0);
+        one_daemon(&k, &format!("one daemon after restart {n}"));
+    }
+    let main = k.wait_running("p")[0] as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(main),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    k.wait_nth(5, "the restart after the kill", secs(10.0), |e| {
+        common::is(e, "program_started", "p")
+    });
+    one_daemon(&k, "one daemon after the kill -9");
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(10.0)).success());
+    assert_eq!(daemons(&k), Vec::<i32>::new(), "daemons survived kelpie");
+}

@@ -66,7 +66,7 @@ impl Instance {
                     self.kill_group(out);
                 }
             } else {
-                self.finish_stop(out);
+                self.finish_stop(now, out);
             }
             return;
         }
@@ -95,7 +95,7 @@ impl Instance {
             out.push(Action::SignalGroup(Signal::SIGCONT));
             out.push(self.timer(TimerKind::StopTimeout, self.policy.stop_timeout));
         } else {
-            self.apply(outcome, out);
+            self.apply(outcome, now, out);
         }
     }
 
@@ -144,7 +144,7 @@ impl Instance {
         Outcome::Restart(delay)
     }
 
-    pub(super) fn apply(&mut self, outcome: Outcome, out: &mut Vec<Action>) {
+    pub(super) fn apply(&mut self, outcome: Outcome, now: Instant, out: &mut Vec<Action>) {
         match outcome {
             Outcome::Restart(_) if !self.want_up => {
                 self.enter(Phase::Stopped);
@@ -165,7 +165,7 @@ impl Instance {
                     self.spawn(out);
                 } else {
                     self.enter(Phase::Backoff);
-                    self.backoff_until = self.now.map(|now| now + delay);
+                    self.backoff_until = Some(now + delay);
                     out.push(self.timer(TimerKind::Backoff, delay));
                 }
             }

@@ -821,23 +821,38 @@ fn sweeps(actions: &[Action]) -> Vec<Signal> {
 }
 
 #[test]
-fn a_run_is_swept_once_the_instance_is_down_for_good() {
+fn a_run_is_swept_once_when_it_ends() {
     let mut rig = Rig::new(service());
     // Never started: nothing can have escaped.
     assert!(sweeps(&rig.feed(Event::Stop)).is_empty());
     rig.feed(Event::Start);
-    // On the way through backoff: no sweep (a crash loop would pay a /proc
-    // scan per exit).
+    // A crash ends the run: swept on the way into backoff.
     let actions = rig.exit(ExitStatus::Code(1));
     assert_eq!(rig.phase(), Phase::Backoff);
-    assert!(sweeps(&actions).is_empty(), "{actions:?}");
+    assert_eq!(sweeps(&actions), [Signal::SIGTERM], "{actions:?}");
+    // The same run is not swept twice.
     let actions = rig.feed(Event::Stop);
     assert_eq!(rig.phase(), Phase::Stopped);
-    assert_eq!(sweeps(&actions), [Signal::SIGTERM]);
-    assert_eq!(actions.last(), Some(&Action::SweepEscaped(Signal::SIGTERM)));
-    // The same run is not swept twice.
+    assert!(sweeps(&actions).is_empty(), "{actions:?}");
     assert!(sweeps(&rig.feed(Event::Block("dependency failed".into()))).is_empty());
     assert_eq!(rig.phase(), Phase::Failed);
+
+    // A restart (stop, then start) ends the run too: swept before the
+    // next spawn, so the lookup cannot see the new run's daemons.
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    rig.feed(Event::Stop);
+    rig.feed(Event::Start);
+    let actions = rig.exit(ExitStatus::Signal(15));
+    let sweep = actions
+        .iter()
+        .position(|a| matches!(a, Action::SweepEscaped(_)))
+        .expect("a sweep");
+    let spawn = actions
+        .iter()
+        .position(|a| *a == Action::Spawn)
+        .expect("a spawn");
+    assert!(sweep < spawn, "{actions:?}");
 
     // A oneshot that completes is swept with its own stop signal.
     let mut rig = Rig::new(Policy {
