@@ -93,7 +93,21 @@ pub struct ProgramArgs {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
-pub struct ProgramActor;
+/// The Program actor; `ProgramActor::default()` launches through the
+/// reaper, tests put a fake `Launcher` in its place.
+#[derive(Default)]
+pub struct ProgramActor {
+    launcher: Option<Arc<dyn Launcher>>,
+}
+
+impl ProgramActor {
+    #[cfg(test)]
+    fn with_launcher(launcher: Arc<dyn Launcher>) -> Self {
+        Self {
+            launcher: Some(launcher),
+        }
+    }
+}
 
 type TimerHandle = JoinHandle<Result<(), ractor::MessagingErr<ProgramMsg>>>;
 
@@ -152,7 +166,10 @@ impl Actor for ProgramActor {
         myself: ActorRef<ProgramMsg>,
         args: ProgramArgs,
     ) -> Result<ProgramState, ActorProcessingErr> {
-        let launcher = Arc::new(ReaperLauncher(args.reaper.clone()));
+        let launcher = match &self.launcher {
+            Some(launcher) => launcher.clone(),
+            None => Arc::new(ReaperLauncher(args.reaper.clone())),
+        };
         Ok(ProgramState::new(&myself, args, launcher))
     }
 

@@ -509,7 +509,7 @@ impl SupervisorState {
         };
         // Unnamed: a reload or rolling restart has two actors for one
         // instance name at a time, and ractor's registry wants names unique.
-        match Actor::spawn_linked(None, ProgramActor, args, myself.get_cell()).await {
+        match Actor::spawn_linked(None, ProgramActor::default(), args, myself.get_cell()).await {
             Ok((actor, _)) => {
                 self.incarnations.insert(actor.get_id(), spawn.incarnation);
                 self.actors.insert(spawn.incarnation, actor);

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ractor::ActorProcessingErr;
 use tokio::sync::mpsc;
 
 use super::launcher::Launched;
@@ -140,34 +139,6 @@ impl Launcher for FakeLauncher {
     }
 }
 
-/// The production actor's code with the fake launcher in place of the
-/// reaper.
-struct FakeActor(Arc<FakeLauncher>);
-
-impl Actor for FakeActor {
-    type Msg = ProgramMsg;
-    type State = ProgramState;
-    type Arguments = ProgramArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<ProgramMsg>,
-        args: ProgramArgs,
-    ) -> Result<ProgramState, ActorProcessingErr> {
-        Ok(ProgramState::new(&myself, args, self.0.clone()))
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<ProgramMsg>,
-        message: ProgramMsg,
-        state: &mut ProgramState,
-    ) -> Result<(), ActorProcessingErr> {
-        state.handle(&myself, message);
-        Ok(())
-    }
-}
-
 /// One instance actor of program `web` (configured by `extra` TOML lines),
 /// its launcher calls and its reports.
 struct Rig {
@@ -211,7 +182,7 @@ impl Rig {
             metrics,
         };
         let (fake, calls) = FakeLauncher::new();
-        let (actor, _) = Actor::spawn(None, FakeActor(fake.clone()), args)
+        let (actor, _) = Actor::spawn(None, ProgramActor::with_launcher(fake.clone()), args)
             .await
             .expect("actor spawned");
         Self {
