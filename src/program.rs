@@ -575,6 +575,7 @@ impl ProgramState {
                         crate::output::Source {
                             index: self.args.index,
                             incarnation: self.args.incarnation,
+                            pid,
                         },
                         stream,
                     );

@@ -70,6 +70,7 @@ impl ControlApi {
             ["programs"] if get => self.programs(),
             ["programs", name] if get => self.program(name, &id),
             ["programs", name, "logs"] if get => self.logs(name, &request).await,
+            ["logs"] if get => self.all_logs(&request).await,
             ["programs", name, verb] if post && Verb::parse(verb).is_some() => {
                 self.action(verb, Some(name), &request).await
             }
@@ -88,6 +89,7 @@ impl ControlApi {
             ["programs"]
             | ["programs", _]
             | ["programs", _, "logs"]
+            | ["logs"]
             | ["ready"]
             | ["ready", _]
             | ["health"] => method_not_allowed("GET", &id),
