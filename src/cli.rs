@@ -305,15 +305,27 @@ pub enum Command {
         #[command(flatten)]
         control: ControlOpts,
     },
-    /// Print a program's recent output lines (kept in memory).
-    #[command(after_long_help = "Examples:\n  kelpie logs web\n  kelpie logs web -n 20 -f")]
+    /// Print recent output lines (kept in memory) of a program, one
+    /// instance, or every program.
+    #[command(
+        after_long_help = "Examples:\n  kelpie logs web\n  kelpie logs web -n 20 -f\n  kelpie logs web:1\n  kelpie logs -f --timestamps"
+    )]
     Logs {
-        /// Program whose output to show.
+        /// Program whose output to show, or one instance of it (`web:1`).
+        /// Without it, every program's lines, merged in time order.
         #[arg(value_name = "NAME")]
-        name: String,
+        name: Option<String>,
         /// Keep printing new lines as they come, until interrupted.
         #[arg(short = 'f', long)]
         follow: bool,
+        /// Prefix each line with its program and instance (`web:0 | `) even
+        /// when only one instance is shown.
+        #[arg(long)]
+        prefix: bool,
+        /// Prefix each line with the time kelpie read it (RFC 3339, UTC,
+        /// milliseconds).
+        #[arg(short = 't', long)]
+        timestamps: bool,
         /// How many recent lines to show first (at most the 1000 kept are
         /// shown; a larger N shows all of them).
         #[arg(
@@ -676,8 +688,8 @@ mod tests {
             panic!("not logs")
         };
         assert_eq!(
-            (name.as_str(), follow, lines),
-            ("web", false, DEFAULT_LOG_LINES)
+            (name.as_deref(), follow, lines),
+            (Some("web"), false, DEFAULT_LOG_LINES)
         );
 
         let cli = parse(&["logs", "web", "-f", "-n", "0"]).expect("-n 0");

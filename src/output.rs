@@ -13,7 +13,9 @@ mod relay;
 mod rotating;
 mod tail;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use tokio::sync::broadcast;
 
@@ -25,7 +27,7 @@ pub use pump::PumpTracker;
 pub use relay::{format_relay, Relay, RelayHandle};
 use relay::{format_relay_into, RELAY_BUDGET_BYTES};
 pub use rotating::RotatingFile;
-pub use tail::{Tail, TailLine, TAIL_BYTES, TAIL_LINES};
+pub use tail::{LineKind, Tail, TailLine, TAIL_BYTES, TAIL_LINES};
 
 /// Lines a `logs -f` follower may fall behind before it skips some. A slow
 /// follower is told how many it missed; it never slows the program down.
@@ -40,13 +42,14 @@ enum Destination {
 /// Called once when an instance prints a line matching the log probe.
 pub type OnMatch = Box<dyn FnOnce() + Send>;
 
-/// Which process wrote a line: the instance index (shown to users) and the
+/// Which process wrote a line: the instance index (shown to users), the
 /// actor incarnation (unique, so a rolling restart's replacement and the
-/// instance it replaces never share a log-probe watcher).
+/// instance it replaces never share a log-probe watcher) and the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Source {
     pub index: u32,
     pub incarnation: u64,
+    pub pid: i32,
 }
 
 /// Where one program's output goes; shared by its instances.
@@ -57,9 +60,12 @@ pub struct ProgramOutput {
     /// The `readiness.log` pattern, and per instance what to do on the
     /// first match of the current run.
     pattern: Option<regex_lite::Regex>,
-    watchers: Mutex<std::collections::HashMap<u64, OnMatch>>,
+    watchers: Mutex<HashMap<u64, OnMatch>>,
     /// `kelpie logs -f` subscribers; created on the first one.
     followers: Mutex<Option<broadcast::Sender<Arc<TailLine>>>>,
+    /// The pid of each instance's latest process whose pipes this output
+    /// reads, to mark in the stream where a new process takes over.
+    pids: Mutex<HashMap<u32, i32>>,
     /// `kelpie_log_lines_total` for stdout and stderr.
     line_counters: [crate::metrics::LogLineCounter; 2],
 }
@@ -88,8 +94,9 @@ impl ProgramOutput {
             destination,
             tail: Mutex::new(Tail::default()),
             pattern,
-            watchers: Mutex::new(std::collections::HashMap::new()),
+            watchers: Mutex::new(HashMap::new()),
             followers: Mutex::new(None),
+            pids: Mutex::new(HashMap::new()),
             line_counters: [
                 metrics.log_line_counter(&program.name, Stream::Stdout),
                 metrics.log_line_counter(&program.name, Stream::Stderr),
@@ -134,27 +141,91 @@ impl ProgramOutput {
         !matches!(self.destination, Destination::Discard)
     }
 
-    /// Takes over the recent lines of the output this one replaces (a
-    /// program rebuilt by a reload), so `kelpie logs` still shows what led
-    /// up to the change.
+    /// The program whose output this is.
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// Takes over from the output this one replaces (a program rebuilt by
+    /// a reload): its recent lines, so `kelpie logs` still shows what led
+    /// up to the change; its `logs -f` followers, who go on with the new
+    /// program's lines; and its instances' pids, so the rebuilt program's
+    /// first processes are marked as restarts.
     pub fn adopt_tail(&self, previous: &ProgramOutput) {
         let lines = std::mem::take(&mut *previous.tail());
-        *self.tail() = lines;
+        let mut tail = self.tail();
+        *tail = lines;
+        let followers = previous.followers().take();
+        if followers.is_some() {
+            *self.followers() = followers;
+        }
+        drop(tail);
+        let pids = std::mem::take(&mut *previous.pids());
+        self.pids().extend(pids);
+    }
+
+    /// The program was removed by a reload: its followers get a last
+    /// `Removed` entry and see their stream end. An output whose followers
+    /// a rebuilt program adopted has none left to tell.
+    pub fn removed(&self) {
+        if let Some(sender) = self.followers().take() {
+            let _ = sender.send(Arc::new(TailLine {
+                time: SystemTime::now(),
+                instance: 0,
+                kind: LineKind::Removed,
+            }));
+        }
     }
 
     pub fn tail(&self) -> MutexGuard<'_, Tail> {
         self.tail.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The last `lines` lines of the tail and a subscription to every line
-    /// after them, taken under the tail lock so none is lost or repeated.
-    pub fn follow(&self, lines: usize) -> (Vec<TailLine>, broadcast::Receiver<Arc<TailLine>>) {
+    fn followers(&self) -> MutexGuard<'_, Option<broadcast::Sender<Arc<TailLine>>>> {
+        self.followers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pids(&self) -> MutexGuard<'_, HashMap<u32, i32>> {
+        self.pids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The last `lines` lines of the tail (of one instance, or all) and a
+    /// subscription to every line after them, taken under the tail lock so
+    /// none is lost or repeated.
+    pub fn follow(
+        &self,
+        lines: usize,
+        instance: Option<u32>,
+    ) -> (Vec<TailLine>, broadcast::Receiver<Arc<TailLine>>) {
         let tail = self.tail();
-        let mut followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
-        let receiver = followers
+        let receiver = self
+            .followers()
             .get_or_insert_with(|| broadcast::channel(FOLLOW_BUFFER).0)
             .subscribe();
-        (tail.last(lines), receiver)
+        (tail.last_of(lines, instance), receiver)
+    }
+
+    /// A pump for `source` is about to read: when it is the first pump of a
+    /// new process of an instance that had one before, the stream gets a
+    /// `Restarted` mark here, ahead of any line of the new process.
+    pub(super) fn pipe_opened(&self, source: Source) {
+        let previous = self.pids().insert(source.index, source.pid);
+        let Some(previous_pid) = previous.filter(|&pid| pid != source.pid) else {
+            return;
+        };
+        let mark = TailLine {
+            time: SystemTime::now(),
+            instance: source.index,
+            kind: LineKind::Restarted {
+                previous_pid,
+                pid: source.pid,
+            },
+        };
+        let mut tail = self.tail();
+        if let Some(sender) = self.followers().as_ref() {
+            let _ = sender.send(Arc::new(mark.clone()));
+        }
+        tail.push(mark);
     }
 
     /// Delivers the lines of one pipe read together: one lock of the tail,
@@ -206,8 +277,10 @@ impl ProgramOutput {
             }
             Destination::Discard => {}
         }
+        // One clock read for the whole read; no allocation.
+        let time = SystemTime::now();
         let mut tail = self.tail();
-        let followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+        let followers = self.followers();
         let sender = followers.as_ref().filter(|s| s.receiver_count() > 0);
         // Lines the tail would evict at once are only counted, not kept.
         let keep_from = if sender.is_some() {
@@ -217,9 +290,12 @@ impl ProgramOutput {
         };
         for line in lines.iter().skip(keep_from) {
             let line = TailLine {
+                time,
                 instance,
-                stream,
-                line: line.to_string(),
+                kind: LineKind::Output {
+                    stream,
+                    line: line.to_string(),
+                },
             };
             if let Some(sender) = sender {
                 let _ = sender.send(Arc::new(line.clone()));

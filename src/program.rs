@@ -572,6 +572,7 @@ impl ProgramState {
                         crate::output::Source {
                             index: self.args.index,
                             incarnation: self.args.incarnation,
+                            pid,
                         },
                         stream,
                     );

@@ -72,6 +72,11 @@ pub enum SupervisorMsg {
         program: String,
         reply: oneshot::Sender<Option<Arc<ProgramOutput>>>,
     },
+    /// Every program's output in config order, for `kelpie logs` without a
+    /// name.
+    Outputs {
+        reply: oneshot::Sender<Vec<Arc<ProgramOutput>>>,
+    },
     /// Time to tell systemd kelpie is alive (`WATCHDOG=1`).
     Watchdog,
 }
@@ -254,6 +259,15 @@ impl Actor for SupervisorActor {
                 let _ = reply.send(output);
                 return Ok(());
             }
+            SupervisorMsg::Outputs { reply } => {
+                let outputs = state
+                    .fleet
+                    .entry_ids()
+                    .filter_map(|id| state.outputs.get(&id).cloned())
+                    .collect();
+                let _ = reply.send(outputs);
+                return Ok(());
+            }
             SupervisorMsg::Watchdog => {
                 // Sent from this actor, so a wedged supervisor stops
                 // petting the watchdog and systemd restarts it.
@@ -389,7 +403,9 @@ impl SupervisorState {
                 self.outputs.insert(entry, output);
             }
             FleetAction::Discard { entry } => {
-                self.outputs.remove(&entry);
+                if let Some(output) = self.outputs.remove(&entry) {
+                    output.removed();
+                }
             }
             FleetAction::Spawn(spawn) => return self.spawn_instance(myself, spawn).await,
             FleetAction::Send { to, command } => {

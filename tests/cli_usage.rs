@@ -128,7 +128,8 @@ fn a_bad_timeout_is_a_usage_error() {
 #[test]
 fn logs_lines_must_be_a_count() {
     assert_usage_error(&["logs", "web", "-n", "many"], "many");
-    assert_usage_error(&["logs"], "<NAME>");
+    // NAME is optional (every program), but only one.
+    assert_usage_error(&["logs", "web", "db"], "db");
 }
 
 #[test]

@@ -654,6 +654,7 @@ start_seconds = "0s"
         ("GET", "/v1/programs"),
         ("GET", "/v1/programs/web"),
         ("GET", "/v1/programs/web/logs"),
+        ("GET", "/v1/logs"),
         ("GET", "/v1/health"),
         ("GET", "/v1/config"),
     ] {

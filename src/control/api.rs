@@ -71,6 +71,7 @@ impl ControlApi {
             ["programs"] if get => self.programs(),
             ["programs", name] if get => self.program(name, &id),
             ["programs", name, "logs"] if get => self.logs(name, &request).await,
+            ["logs"] if get => self.all_logs(&request).await,
             ["programs", name, verb] if post && Verb::parse(verb).is_some() => {
                 self.action(verb, Some(name), &request).await
             }
@@ -90,6 +91,7 @@ impl ControlApi {
             ["programs"]
             | ["programs", _]
             | ["programs", _, "logs"]
+            | ["logs"]
             | ["ready"]
             | ["ready", _]
             | ["health"]

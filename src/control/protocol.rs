@@ -8,7 +8,8 @@
 //! | GET  | `/v1/programs/{name}` | → [`ProgramInfo`] |
 //! | POST | `/v1/programs/{name}/{verb}` | [`ActionRequest`] → [`ActionReply`] (verb: start, stop, restart, signal) |
 //! | POST | `/v1/actions/{verb}` | [`ActionRequest`] with `programs` or `all` → [`ActionReply`] |
-//! | GET  | `/v1/programs/{name}/logs?lines=N&follow=true` | → NDJSON of [`LogEvent`] |
+//! | GET  | `/v1/programs/{name}/logs?lines=N&follow=true` | → NDJSON of [`LogEvent`] (`{name}` may be one instance: `web:1`) |
+//! | GET  | `/v1/logs?lines=N&follow=true` | → NDJSON of [`LogEvent`], every program |
 //! | POST | `/v1/reload` | → [`ReloadReply`] (422 + [`ErrorReply`] when the config is invalid) |
 //! | POST | `/v1/diff` | [`DiffRequest`] → [`ReloadReply`] with `applied = false` |
 //! | POST | `/v1/shutdown` | → NDJSON of [`ShutdownEvent`], the last one when kelpie is done |
@@ -207,18 +208,51 @@ pub struct PlanEntry {
     pub changes: Vec<String>,
 }
 
-/// One line of `GET /v1/programs/{name}/logs` (NDJSON).
+/// One line of `GET /v1/programs/{name}/logs` and `GET /v1/logs` (NDJSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum LogEvent {
     Line {
+        /// Empty only from a supervisor older than the field.
+        #[serde(default)]
+        program: String,
         instance: u32,
         /// `stdout` or `stderr`.
         stream: String,
+        /// When kelpie read the line: RFC 3339, UTC, milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time: Option<String>,
         line: String,
     },
-    /// The follower fell behind and this many lines were not sent to it.
-    Skipped { skipped: u64 },
+    /// The follower fell behind and this many lines (of `program`, when
+    /// following every program) were not sent to it.
+    Skipped {
+        skipped: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        program: Option<String>,
+    },
+    /// Something that happened in the stream rather than a line the
+    /// program wrote: `restarted` (a new process of `instance` took over
+    /// from `previous_pid`; its lines follow) or `removed` (a reload removed
+    /// the program; the last event of its stream).
+    Event {
+        event: String,
+        program: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_pid: Option<i32>,
+    },
+}
+
+/// `LogEvent::Event`'s `event` values.
+pub mod log_event {
+    pub const RESTARTED: &str = "restarted";
+    pub const REMOVED: &str = "removed";
 }
 
 /// One line of `POST /v1/shutdown` (NDJSON).

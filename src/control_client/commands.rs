@@ -13,11 +13,13 @@ use super::render;
 use crate::cli::{Command, ControlOpts, Targets};
 use crate::config::{self, Host, Mode};
 use crate::control::protocol::{
-    self, ActionReply, ActionRequest, ConfigReply, DiffRequest, ErrorReply, HealthReply, LogEvent,
+    self, ActionReply, ActionRequest, ConfigReply, DiffRequest, ErrorReply, HealthReply,
     ProgramInfo, ProgramsReply, ReadyReply, ReloadReply, ShutdownEvent,
 };
 use crate::control_client::connection::{ApiError, Client, ClientError};
 use crate::EXIT_CONFIG;
+
+mod logs;
 
 /// sysexits EX_UNAVAILABLE: no supervisor answers.
 pub const EXIT_UNAVAILABLE: i32 = 69;
@@ -166,9 +168,21 @@ async fn execute(command: Command) -> Outcome {
             name,
             follow,
             lines,
+            prefix,
+            timestamps,
             json,
             control,
-        } => logs(&name, follow, lines, json, &control).await,
+        } => {
+            let args = logs::LogsArgs {
+                name,
+                follow,
+                lines,
+                prefix,
+                timestamps,
+                json,
+            };
+            logs::logs(args, &control).await
+        }
         Command::Shutdown { no_wait, control } => shutdown(no_wait, &control).await,
         Command::Ready {
             name,
@@ -421,57 +435,6 @@ fn print_plan(reply: ReloadReply, json: bool) -> Outcome {
     } else {
         for line in render::plan_lines(&reply) {
             say(&line);
-        }
-    }
-    Ok(0)
-}
-
-async fn logs(name: &str, follow: bool, lines: u32, json: bool, control: &ControlOpts) -> Outcome {
-    // Only the last MAX_LOG_LINES are kept; asking for more shows them all.
-    let lines = lines.min(crate::cli::MAX_LOG_LINES);
-    let info: ProgramInfo = quick(
-        control,
-        Method::GET,
-        &format!("/v1/programs/{}", segment(name)),
-    )
-    .await?;
-    let multi = info.instances.len() > 1;
-    let client = client(control);
-    let path = format!(
-        "/v1/programs/{}/logs?lines={lines}&follow={follow}",
-        segment(name)
-    );
-    let mut stream = client.stream(Method::GET, &path, None).await?;
-    if !(200..300).contains(&stream.status) {
-        return Err(stream.collect_error().await.into());
-    }
-    let mut stdout = std::io::stdout();
-    while let Some(line) = stream.next_line().await? {
-        let event: LogEvent = match serde_json::from_slice(&line) {
-            Ok(event) => event,
-            Err(err) => {
-                return Err(Failure::new(
-                    1,
-                    format!("kelpie: bad log record from the supervisor: {err}"),
-                ))
-            }
-        };
-        if let LogEvent::Skipped { skipped } = event {
-            eprintln!("{}", render::skipped_notice(skipped));
-            if !json {
-                continue;
-            }
-        }
-        let text = if json {
-            Some(String::from_utf8_lossy(&line).into_owned())
-        } else {
-            render::log_line(&event, name, multi)
-        };
-        if let Some(text) = text {
-            // A closed stdout (`| head`) ends the command quietly.
-            if writeln!(stdout, "{text}").is_err() {
-                return Ok(0);
-            }
         }
     }
     Ok(0)

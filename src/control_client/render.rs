@@ -20,6 +20,6 @@ pub use actions::action_lines;
 pub use config::running_config_text;
 pub use errors::{error_line, error_lines};
 pub use health::{health_line, ready_line};
-pub use logs::{log_line, skipped_notice};
+pub use logs::{log_line, removed_notice, skipped_notice, LogStyle};
 pub use plan::plan_lines;
 pub use status::{color_wanted, format_uptime, status_table, status_table_of, use_color};

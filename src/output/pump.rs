@@ -40,7 +40,9 @@ impl PumpTracker {
         }
     }
 
-    /// Spawns a pump task that is counted until it ends.
+    /// Spawns a pump task that is counted until it ends. Called as the
+    /// process starts, before it can have written anything, so a restart
+    /// mark lands ahead of the new process's first line.
     pub fn spawn(
         &self,
         reader: pipe::Receiver,
@@ -48,6 +50,7 @@ impl PumpTracker {
         source: Source,
         stream: Stream,
     ) {
+        output.pipe_opened(source);
         self.active.send_modify(|n| *n += 1);
         let guard = PumpGuard(self.clone());
         tokio::spawn(async move {

@@ -386,6 +386,11 @@ impl Fleet {
         self.index.get(program).map(|&i| self.entries[i].id)
     }
 
+    /// The current programs' entries, in config order.
+    pub fn entry_ids(&self) -> impl Iterator<Item = EntryId> + '_ {
+        self.entries.iter().map(|e| e.id)
+    }
+
     pub fn program_count(&self) -> usize {
         self.entries.len()
     }
