@@ -341,7 +341,7 @@ fn instances_sharing_a_probe_address_get_a_warning() {
     let out = dir.check(shared);
     assert_eq!(
         text(&out.stderr),
-        "supervisor.toml:5:22: warning: program.web.readiness.http: all 3 instances are probed at one address, so a rolling restart or rolling reload cannot tell them apart (another instance answers the replacement's probe); give each instance its own address with ${KELPIE_INSTANCE}, e.g. in `environment` and in the probe's port\n"
+        "supervisor.toml:5:22: warning: program.web.readiness.http: all 3 instances are probed at one address, which cannot tell them apart (during a rolling restart or rolling reload another instance answers the replacement's probe); give each instance its own address with ${KELPIE_INSTANCE} in `environment` and the probe, or use a notify or log probe\n"
     );
     assert_eq!(
         text(&out.stdout),

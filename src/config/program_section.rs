@@ -462,7 +462,7 @@ fn shared_probe_warning(
         &span,
         &join(&join(p, "readiness"), kind),
         format!(
-            "all {instances} instances are probed at one address, so a rolling restart or rolling reload cannot tell them apart (another instance answers the replacement's probe); give each instance its own address with ${{KELPIE_INSTANCE}}, e.g. in `environment` and in the probe's port"
+            "all {instances} instances are probed at one address, which cannot tell them apart (during a rolling restart or rolling reload another instance answers the replacement's probe); give each instance its own address with ${{KELPIE_INSTANCE}} in `environment` and the probe, or use a notify or log probe"
         ),
     );
 }

@@ -144,7 +144,7 @@ fn instances_probed_at_one_address_get_a_warning() {
                   [program.db]\ncommand = [\"sh\"]\ninstances = 2\nreadiness = { tcp = \"127.0.0.1:5432\" }\n\
                   [program.one]\ncommand = [\"sh\"]\nreadiness = { tcp = \"127.0.0.1:1\" }\n\
                   [program.exec]\ncommand = [\"sh\"]\ninstances = 2\nreadiness = { exec = [\"true\"] }\n";
-    let text = "instances are probed at one address, so a rolling restart or rolling reload cannot tell them apart (another instance answers the replacement's probe); give each instance its own address with ${KELPIE_INSTANCE}, e.g. in `environment` and in the probe's port";
+    let text = "instances are probed at one address, which cannot tell them apart (during a rolling restart or rolling reload another instance answers the replacement's probe); give each instance its own address with ${KELPIE_INSTANCE} in `environment` and the probe, or use a notify or log probe";
     assert_eq!(
         diags(shared),
         [
