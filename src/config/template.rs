@@ -41,9 +41,9 @@ fn pieces(text: &str) -> Result<Vec<Piece<'_>>, String> {
         if !before.is_empty() {
             out.push(Piece::Text(before));
         }
-        if from.starts_with("$${") {
+        if let Some(after) = from.strip_prefix("$${") {
             out.push(Piece::Text("${"));
-            rest = &from[3..];
+            rest = after;
         } else if let Some(inner) = from.strip_prefix("${") {
             let Some(end) = inner.find('}') else {
                 return Err(format!(
@@ -62,7 +62,7 @@ fn pieces(text: &str) -> Result<Vec<Piece<'_>>, String> {
             rest = &inner[end + 1..];
         } else {
             out.push(Piece::Text("$"));
-            rest = &from[1..];
+            rest = from.strip_prefix('$').unwrap_or_default();
         }
     }
     if !rest.is_empty() {
