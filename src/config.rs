@@ -11,6 +11,7 @@
 //!   `log_section`, `group_section`: one module per kind of table
 //! - `references`: dependencies and group members across tables
 //! - `env_file`: the `env_file` format
+//! - `template`: `${KELPIE_INSTANCE}` in environment values and probe targets
 //! - `print`: `kelpie config`, the effective config back as TOML
 //!
 //! Users, groups and executables are looked up in `crate::os_lookup`.
@@ -36,6 +37,7 @@ mod probe_section;
 mod program_section;
 mod references;
 mod supervisor_section;
+pub mod template;
 mod validate;
 
 pub use decode::{parse_duration, parse_size};

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::config::template::{self, Values};
 use crate::config::{ProbeConfig, ProbeKind};
 use crate::reaper::Reaper;
 use crate::state::{ExitStatus, ProbeRole};
@@ -57,6 +58,23 @@ impl Probes {
 
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
+    }
+}
+
+/// The probe as instance `index` runs it: `${KELPIE_INSTANCE}` in an http
+/// or tcp target replaced by the index (the config keeps the template).
+/// Exec probes need nothing here: they run with the instance's
+/// environment, whose values are expanded the same way.
+pub fn for_instance(config: &ProbeConfig, index: u32) -> ProbeConfig {
+    let values = Values { instance: index };
+    let kind = match &config.kind {
+        ProbeKind::Http(url) => ProbeKind::Http(template::expand(url, values)),
+        ProbeKind::Tcp(address) => ProbeKind::Tcp(template::expand(address, values)),
+        other => other.clone(),
+    };
+    ProbeConfig {
+        kind,
+        ..config.clone()
     }
 }
 
@@ -208,6 +226,36 @@ async fn run_exec(argv: &[String], reaper: &Reaper, exec: &ExecBuilder) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_instance_probes_its_own_expanded_target() {
+        let probe = |kind| ProbeConfig {
+            kind,
+            interval: std::time::Duration::from_secs(2),
+            timeout: std::time::Duration::from_secs(1),
+            failure_threshold: 3,
+            success_threshold: 1,
+            initial_delay: std::time::Duration::ZERO,
+        };
+        let http = probe(ProbeKind::Http(
+            "http://127.0.0.1:810${KELPIE_INSTANCE}/health".into(),
+        ));
+        assert_eq!(
+            for_instance(&http, 2),
+            probe(ProbeKind::Http("http://127.0.0.1:8102/health".into()))
+        );
+        let tcp = probe(ProbeKind::Tcp("127.0.0.1:90${KELPIE_INSTANCE}".into()));
+        assert_eq!(
+            for_instance(&tcp, 1).kind,
+            ProbeKind::Tcp("127.0.0.1:901".into())
+        );
+        // argv is not expanded: it sees $KELPIE_INSTANCE in its environment.
+        let exec = probe(ProbeKind::Exec(vec![
+            "check".into(),
+            "${KELPIE_INSTANCE}".into(),
+        ]));
+        assert_eq!(for_instance(&exec, 1), exec);
+    }
 
     #[test]
     fn urls_split_into_authority_and_path() {

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::unistd::{Gid, Uid};
 
+use crate::config::template::{self, Values};
 use crate::config::ProgramConfig;
 use crate::spawn;
 
@@ -112,6 +113,16 @@ pub struct Launch<'a> {
     pub stderr: spawn::Stdio,
 }
 
+impl Launch<'_> {
+    /// What `${KELPIE_INSTANCE}` and its kind stand for in this instance's
+    /// environment values.
+    fn values(&self) -> Values {
+        Values {
+            instance: self.index,
+        }
+    }
+}
+
 /// Builds the command. The child gets its own process group, an empty
 /// signal mask, default signal dispositions, the configured umask and
 /// credentials, and no file descriptors beyond 0/1/2.
@@ -123,7 +134,7 @@ pub fn command(launch: Launch<'_>) -> spawn::Command {
     let path_var = program
         .environment
         .get("PATH")
-        .cloned()
+        .map(|path| template::expand(path, launch.values()))
         .or_else(|| std::env::var("PATH").ok());
     let argv = launch.argv;
     let resolved = crate::os_lookup::find_executable(
@@ -230,7 +241,7 @@ fn environment(launch: &Launch<'_>) -> Vec<(OsString, Option<OsString>)> {
         }
     }
     for (key, value) in &program.environment {
-        set(key, value.into());
+        set(key, template::expand(value, launch.values()).into());
     }
     set("KELPIE_PROGRAM", program.name.as_str().into());
     set("KELPIE_INSTANCE", launch.index.to_string().into());

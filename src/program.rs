@@ -520,7 +520,7 @@ impl ProgramState {
             }
             if let Some(task) = crate::probe::start(
                 role,
-                probe,
+                &crate::probe::for_instance(probe, self.args.index),
                 run,
                 {
                     let me = myself.clone();

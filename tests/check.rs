@@ -333,6 +333,42 @@ fn warnings_do_not_fail_the_check() {
 }
 
 #[test]
+fn instances_sharing_a_probe_address_get_a_warning() {
+    let dir = Dir::new();
+    let shared = "[program.web]\ncommand = [\"sh\"]\ninstances = 3\n\
+                  environment = { PORT = \"8080\" }\n\
+                  readiness = { http = \"http://127.0.0.1:8080/health\" }\n";
+    let out = dir.check(shared);
+    assert_eq!(
+        text(&out.stderr),
+        "supervisor.toml:5:22: warning: program.web.readiness.http: all 3 instances are probed at one address, which cannot tell them apart (during a rolling restart or rolling reload another instance answers the replacement's probe); give each instance its own address with ${KELPIE_INSTANCE} in `environment` and the probe, or use a notify or log probe\n"
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "supervisor.toml: OK (1 program, 3 instances, 1 warning)\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
+
+    let own = shared
+        .replace("\"8080\"", "\"808${KELPIE_INSTANCE}\"")
+        .replace(":8080/", ":808${KELPIE_INSTANCE}/");
+    let out = dir.check(&own);
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(
+        text(&out.stdout),
+        "supervisor.toml: OK (1 program, 3 instances)\n"
+    );
+}
+
+#[test]
+fn unknown_variable_in_a_probe_target() {
+    assert_rejected(
+        "[program.web]\ncommand = [\"sh\"]\nreadiness = { tcp = \"127.0.0.1:80${INSTANCE}\" }\n",
+        &["supervisor.toml:3:21: program.web.readiness.tcp: unknown variable \"${INSTANCE}\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} is expanded"],
+    );
+}
+
+#[test]
 fn example_config_passes() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("supervisor.toml.example");
     let dir = Dir::new();

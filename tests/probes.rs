@@ -262,3 +262,84 @@ backoff = { initial = "10ms", jitter = 0.0 }
     k.signal("TERM");
     assert!(k.wait_exit(secs(10.0)).success());
 }
+
+/// A port base `b` with both `b0` and `b1` (as text: `b * 10` and
+/// `b * 10 + 1`) free right now.
+fn free_port_pair_base() -> u16 {
+    for _ in 0..100 {
+        let base = free_port() / 10;
+        if base < 1000 {
+            continue;
+        }
+        let both =
+            (0..2).all(|i| std::net::TcpListener::bind(("127.0.0.1", base * 10 + i)).is_ok());
+        if both {
+            return base;
+        }
+    }
+    panic!("no free pair of ports found");
+}
+
+/// Each instance listens on a port of its own (`PORT` from
+/// `${KELPIE_INSTANCE}`) and its readiness probe asks that port, so one
+/// instance going unhealthy is seen on that instance only.
+#[test]
+fn each_instance_is_probed_at_its_own_expanded_address() {
+    let base = free_port_pair_base();
+    let config = format!(
+        r#"
+[program.web]
+instances = 2
+start_seconds = "0s"
+command = ["sh", "-c", "exec python3 -m http.server --bind 127.0.0.1 --directory \"$DOCS\" \"$PORT\""]
+environment = {{ PORT = "{base}${{KELPIE_INSTANCE}}", DOCS = "{{dir}}/docs${{KELPIE_INSTANCE}}" }}
+readiness = {{ http = "http://127.0.0.1:{base}${{KELPIE_INSTANCE}}/ok", interval = "100ms", failure_threshold = 1 }}
+"#
+    );
+    let k = Kelpie::start(&config);
+    for i in 0..2 {
+        let docs = k.path(&format!("docs{i}"));
+        std::fs::create_dir(&docs).unwrap();
+        std::fs::write(docs.join("ok"), "").unwrap();
+    }
+    let ready = |instance: u64| {
+        move |e: &serde_json::Value| is(e, "program_ready", "web") && e["instance"] == instance
+    };
+    let both_ready = [
+        k.wait_nth(1, "web:0 ready", secs(10.0), ready(0)),
+        k.wait_nth(1, "web:1 ready", secs(10.0), ready(1)),
+    ]
+    .iter()
+    .map(timestamp)
+    .max()
+    .unwrap();
+
+    // Only instance 1's server stops passing its check.
+    std::fs::remove_file(k.path("docs1").join("ok")).unwrap();
+    let not_ready = k.wait_nth(1, "web:1 not ready", secs(10.0), |e| {
+        is(e, "program_not_ready", "web")
+    });
+    assert_eq!(not_ready["instance"], 1, "{not_ready}");
+    // Failures while the servers were still starting do not count.
+    let failed: Vec<_> = k
+        .events("probe_failed", "web")
+        .into_iter()
+        .filter(|e| timestamp(e) > both_ready)
+        .collect();
+    assert!(
+        !failed.is_empty() && failed.iter().all(|e| e["instance"] == 1),
+        "only web:1's probe fails: {failed:?}"
+    );
+    let detail = failed[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("127.0.0.1:{base}1/ok")),
+        "the probe asks web:1's own port: {detail}"
+    );
+    let status = k.ctl(&["status", "--json"]).expect(0).json();
+    let instances = status["programs"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(instances[0]["ready"], true, "{status}");
+    assert_eq!(instances[1]["ready"], false, "{status}");
+}

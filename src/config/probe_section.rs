@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::decode::{check_keys, expect_table, get, get_duration, get_u32, join, Table};
 use super::diagnostics::Diags;
+use super::template::{self, Values};
 use super::{ProbeConfig, ProbeKind};
 
 const PROBE_KINDS: &[&str] = &["http", "tcp", "exec", "notify", "log"];
@@ -13,6 +14,7 @@ pub(super) fn parse_probe_block(
     p: &str,
     block: &str,
     default_interval: Duration,
+    instances: Option<u32>,
     diags: &mut Diags<'_>,
 ) -> Option<Option<ProbeConfig>> {
     let Some(value) = t.get(block) else {
@@ -48,34 +50,23 @@ pub(super) fn parse_probe_block(
     }
     let kind = match present[0] {
         "http" => get::<String>(b, &bp, "http", diags).and_then(|url| {
-            if url.get_ref().starts_with("http://") && url.get_ref().len() > "http://".len() {
-                Some(ProbeKind::Http(url.into_inner()))
-            } else {
-                diags.error(
-                    &url.span(),
-                    &join(&bp, "http"),
-                    format!(
-                        "invalid URL \"{}\"; expected http://HOST:PORT/PATH",
-                        url.get_ref()
-                    ),
-                );
-                None
-            }
+            let key = join(&bp, "http");
+            per_instance(&url, &key, instances, diags, |url| {
+                (url.starts_with("http://") && url.len() > "http://".len())
+                    .then_some(())
+                    .ok_or_else(|| format!("invalid URL \"{url}\"; expected http://HOST:PORT/PATH"))
+            })
+            .then(|| ProbeKind::Http(url.into_inner()))
         }),
         "tcp" => get::<String>(b, &bp, "tcp", diags).and_then(|addr| {
-            match addr.get_ref().rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                    Some(ProbeKind::Tcp(addr.into_inner()))
+            let key = join(&bp, "tcp");
+            per_instance(&addr, &key, instances, diags, |addr| {
+                match addr.rsplit_once(':') {
+                    Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+                    _ => Err(format!("invalid address \"{addr}\"; expected HOST:PORT")),
                 }
-                _ => {
-                    diags.error(
-                        &addr.span(),
-                        &join(&bp, "tcp"),
-                        format!("invalid address \"{}\"; expected HOST:PORT", addr.get_ref()),
-                    );
-                    None
-                }
-            }
+            })
+            .then(|| ProbeKind::Tcp(addr.into_inner()))
         }),
         "exec" => get::<Vec<String>>(b, &bp, "exec", diags).and_then(|argv| {
             if argv.get_ref().first().is_some_and(|a| !a.is_empty()) {
@@ -149,4 +140,37 @@ pub(super) fn parse_probe_block(
         success_threshold: success_threshold?,
         initial_delay: initial_delay?,
     }))
+}
+
+/// Checks a probe target that may name `${KELPIE_INSTANCE}`: its variables,
+/// then `valid` on what the first and the last instance would probe (a
+/// port such as `80${KELPIE_INSTANCE}` can be valid for one and not the
+/// other). `instances` is `None` when that key was itself invalid.
+fn per_instance(
+    target: &toml::Spanned<String>,
+    key: &str,
+    instances: Option<u32>,
+    diags: &mut Diags<'_>,
+    valid: impl Fn(&str) -> Result<(), String>,
+) -> bool {
+    if let Err(why) = template::check(target.get_ref()) {
+        diags.error(&target.span(), key, why);
+        return false;
+    }
+    let last = instances.unwrap_or(1).saturating_sub(1);
+    let mut indexes = vec![0, last];
+    indexes.dedup();
+    for instance in indexes {
+        let expanded = template::expand(target.get_ref(), Values { instance });
+        if let Err(why) = valid(&expanded) {
+            let message = if expanded == *target.get_ref() {
+                why
+            } else {
+                format!("{why} for instance {instance}")
+            };
+            diags.error(&target.span(), key, message);
+            return false;
+        }
+    }
+    true
 }

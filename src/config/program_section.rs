@@ -19,6 +19,7 @@ use super::diagnostics::{did_you_mean, table_key, Diags};
 use super::env_file::parse_env_file;
 use super::log_section::parse_log;
 use super::probe_section::parse_probe_block;
+use super::template::{self, escape};
 use super::{
     DependencyCondition, Host, LogMode, Mode, OnFailure, ProbeKind, ProgramConfig, ReloadMode,
 };
@@ -160,7 +161,9 @@ pub(super) fn parse_program(
         let resolved = base_dir.join(file.get_ref());
         match std::fs::read_to_string(&resolved) {
             Ok(text) => match parse_env_file(&text) {
-                Ok(vars) => environment.extend(vars),
+                // An env file's values are literal; kept as templates that
+                // expand to themselves, beside `environment`'s.
+                Ok(vars) => environment.extend(vars.into_iter().map(|(k, v)| (k, escape(&v)))),
                 Err((line, why)) => {
                     diags.error(
                         &file.span(),
@@ -194,6 +197,17 @@ pub(super) fn parse_program(
                     &join(p, "environment"),
                     format!("invalid environment variable name {key:?}"),
                 );
+                env_ok = false;
+            }
+            if let Err(why) = template::check(&value) {
+                let span = t
+                    .get("environment")
+                    .and_then(|v| match v.get_ref() {
+                        DeValue::Table(vars) => vars.get(key.as_str()).map(|v| v.span()),
+                        _ => None,
+                    })
+                    .unwrap_or(0..0);
+                diags.error(&span, &join(&join(p, "environment"), &key), why);
                 env_ok = false;
             }
             environment.insert(key, value);
@@ -360,8 +374,11 @@ pub(super) fn parse_program(
     );
     let depends_on = parse_depends_on(t, p, diags);
     let required = get_bool(t, p, "required", true, diags);
-    let readiness = parse_probe_block(t, p, "readiness", Duration::from_secs(2), diags);
-    let liveness = parse_probe_block(t, p, "liveness", Duration::from_secs(10), diags);
+    let readiness = parse_probe_block(t, p, "readiness", Duration::from_secs(2), instances, diags);
+    let liveness = parse_probe_block(t, p, "liveness", Duration::from_secs(10), instances, diags);
+    if let (Some(Some(probe)), Some(count)) = (&readiness, instances) {
+        shared_probe_warning(t, p, probe, count, diags);
+    }
     let log = parse_log(t, p, base_dir, diags);
     if let (Some(Some(probe)), Some(LogMode::Discard)) = (&readiness, &log) {
         if matches!(probe.kind, ProbeKind::Log(_)) {
@@ -414,6 +431,40 @@ pub(super) fn parse_program(
         liveness: liveness?,
         log: log?,
     })
+}
+
+/// Instances probed at one address cannot be told apart: during a rolling
+/// restart or a rolling reload another instance answers the replacement's
+/// probe, and the replacement counts as ready before it serves.
+fn shared_probe_warning(
+    t: &Table<'_>,
+    p: &str,
+    probe: &super::ProbeConfig,
+    instances: u32,
+    diags: &mut Diags<'_>,
+) {
+    let (kind, target) = match &probe.kind {
+        ProbeKind::Http(url) => ("http", url),
+        ProbeKind::Tcp(address) => ("tcp", address),
+        _ => return,
+    };
+    if instances < 2 || template::mentions(target, "KELPIE_INSTANCE") {
+        return;
+    }
+    let span = t
+        .get("readiness")
+        .and_then(|v| match v.get_ref() {
+            DeValue::Table(block) => block.get(kind).map(|v| v.span()),
+            _ => None,
+        })
+        .unwrap_or(0..0);
+    diags.warn(
+        &span,
+        &join(&join(p, "readiness"), kind),
+        format!(
+            "all {instances} instances are probed at one address, which cannot tell them apart (during a rolling restart or rolling reload another instance answers the replacement's probe); give each instance its own address with ${{KELPIE_INSTANCE}} in `environment` and the probe, or use a notify or log probe"
+        ),
+    );
 }
 
 pub(super) fn parse_on_failure(t: &Table<'_>, p: &str, diags: &mut Diags<'_>) -> Option<OnFailure> {

@@ -78,3 +78,110 @@ fn readiness_only_probe_kinds_and_log_patterns() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------
+// ${KELPIE_INSTANCE}
+
+#[test]
+fn instance_variables_are_kept_unexpanded_in_the_config() {
+    let config = valid(
+        "[program.a]\ncommand = [\"sh\"]\ninstances = 3\n\
+         environment = { PORT = \"810${KELPIE_INSTANCE}\", LITERAL = \"$${HOME} $$ $x\" }\n\
+         readiness = { http = \"http://127.0.0.1:810${KELPIE_INSTANCE}/health\" }\n\
+         liveness = { tcp = \"127.0.0.1:810${KELPIE_INSTANCE}\" }\n",
+    );
+    let p = &config.programs[0];
+    assert_eq!(p.environment["PORT"], "810${KELPIE_INSTANCE}");
+    assert_eq!(p.environment["LITERAL"], "$${HOME} $$ $x");
+    assert_eq!(
+        p.readiness.as_ref().unwrap().kind,
+        ProbeKind::Http("http://127.0.0.1:810${KELPIE_INSTANCE}/health".into())
+    );
+    assert_eq!(
+        p.liveness.as_ref().unwrap().kind,
+        ProbeKind::Tcp("127.0.0.1:810${KELPIE_INSTANCE}".into())
+    );
+}
+
+#[test]
+fn unknown_instance_variables_are_errors_at_their_value() {
+    let source = "[program.a]\ncommand = [\"sh\"]\n\
+                  environment = { OK = \"1\", HOME_DIR = \"${HOME}/x\" }\n\
+                  readiness = { http = \"http://127.0.0.1:80${INSTANCE}/\" }\n\
+                  liveness = { tcp = \"127.0.0.1:${KELPIE_INSTANCE\" }\n";
+    assert_eq!(
+        diags(source),
+        [
+            "supervisor.toml:3:38: program.a.environment.HOME_DIR: unknown variable \"${HOME}\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} is expanded",
+            "supervisor.toml:4:22: program.a.readiness.http: unknown variable \"${INSTANCE}\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} is expanded",
+            "supervisor.toml:5:20: program.a.liveness.tcp: unterminated \"${\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} is expanded",
+        ]
+    );
+}
+
+#[test]
+fn a_target_is_validated_for_the_first_and_the_last_instance() {
+    // 6553${KELPIE_INSTANCE} is port 65530 for instance 0 but 65539 for 9.
+    let source = "[program.a]\ncommand = [\"sh\"]\ninstances = 10\n\
+                  readiness = { tcp = \"127.0.0.1:6553${KELPIE_INSTANCE}\" }\n";
+    assert_eq!(
+        one(source),
+        "supervisor.toml:4:21: program.a.readiness.tcp: invalid address \"127.0.0.1:65539\"; expected HOST:PORT for instance 9"
+    );
+    valid(&source.replace("instances = 10", "instances = 6"));
+    // Nothing to expand: the message quotes the value as written.
+    assert_eq!(
+        one("[program.a]\ncommand = [\"sh\"]\nreadiness = { tcp = \"h:x\" }\n"),
+        "supervisor.toml:3:21: program.a.readiness.tcp: invalid address \"h:x\"; expected HOST:PORT"
+    );
+}
+
+#[test]
+fn instances_probed_at_one_address_get_a_warning() {
+    let shared = "[program.web]\ncommand = [\"sh\"]\ninstances = 3\n\
+                  environment = { PORT = \"8080\" }\n\
+                  [program.web.readiness]\nhttp = \"http://127.0.0.1:8080/health\"\n\
+                  [program.db]\ncommand = [\"sh\"]\ninstances = 2\nreadiness = { tcp = \"127.0.0.1:5432\" }\n\
+                  [program.one]\ncommand = [\"sh\"]\nreadiness = { tcp = \"127.0.0.1:1\" }\n\
+                  [program.exec]\ncommand = [\"sh\"]\ninstances = 2\nreadiness = { exec = [\"true\"] }\n";
+    let text = "instances are probed at one address, which cannot tell them apart (during a rolling restart or rolling reload another instance answers the replacement's probe); give each instance its own address with ${KELPIE_INSTANCE} in `environment` and the probe, or use a notify or log probe";
+    assert_eq!(
+        diags(shared),
+        [
+            format!("supervisor.toml:6:8: warning: program.web.readiness.http: all 3 {text}"),
+            format!("supervisor.toml:10:21: warning: program.db.readiness.tcp: all 2 {text}"),
+        ]
+    );
+    // The warning does not stop the program from running.
+    assert!(run_with(shared, Mode::Run, &root()).config.is_some());
+    valid(
+        "[program.web]\ncommand = [\"sh\"]\ninstances = 3\n\
+         readiness = { http = \"http://127.0.0.1:810${KELPIE_INSTANCE}/health\" }\n",
+    );
+}
+
+#[test]
+fn env_file_values_stay_literal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.env"), "A=${HOME}/x\nB=$${y}\n").unwrap();
+    let source = "[program.a]\ncommand = [\"sh\"]\nenv_file = \"app.env\"\n";
+    let validation = validate(
+        source,
+        &dir.path().join("supervisor.toml"),
+        Mode::Check,
+        &root(),
+    );
+    assert!(
+        validation.diagnostics.is_empty(),
+        "{:?}",
+        validation.diagnostics
+    );
+    let config = validation.config.unwrap();
+    let env = &config.programs[0].environment;
+    let values = crate::config::template::Values { instance: 1 };
+    assert_eq!(
+        crate::config::template::expand(&env["A"], values),
+        "${HOME}/x"
+    );
+    assert_eq!(crate::config::template::expand(&env["B"], values), "$${y}");
+}
