@@ -4,7 +4,6 @@
 //! the `Reaper`; tests put a fake in its place to drive an actor on a
 //! paused clock without processes.
 
-use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use nix::sys::signal::Signal;
@@ -12,7 +11,7 @@ use nix::sys::signal::Signal;
 use crate::config::ProgramConfig;
 use crate::process::{self, Identity, Launch};
 use crate::reaper::{kill_with_group, OnExit, OnGroupGone, Reaper};
-use crate::spawn::Stdio;
+use crate::spawn::{Spawned, Stdio};
 
 /// What the actor knows about one run's process when it is launched.
 pub struct LaunchSpec<'a> {
@@ -27,17 +26,10 @@ pub struct LaunchSpec<'a> {
     pub piped: bool,
 }
 
-/// A started process: the leader of its own process group.
-pub struct Launched {
-    pub pid: i32,
-    pub stdout: Option<OwnedFd>,
-    pub stderr: Option<OwnedFd>,
-}
-
 pub trait Launcher: Send + Sync {
     /// Starts the program; `on_exit` runs once when its leader exits. The
     /// error is the message to show the user.
-    fn launch(&self, spec: LaunchSpec<'_>, on_exit: OnExit) -> Result<Launched, String>;
+    fn launch(&self, spec: LaunchSpec<'_>, on_exit: OnExit) -> Result<Spawned, String>;
     /// Signals a group this launcher started; false when it is unknown or
     /// already empty.
     fn signal_group(&self, pgid: i32, signal: Signal) -> bool;
@@ -56,7 +48,7 @@ pub trait Launcher: Send + Sync {
 pub struct ReaperLauncher(pub Reaper);
 
 impl Launcher for ReaperLauncher {
-    fn launch(&self, spec: LaunchSpec<'_>, on_exit: OnExit) -> Result<Launched, String> {
+    fn launch(&self, spec: LaunchSpec<'_>, on_exit: OnExit) -> Result<Spawned, String> {
         let config = spec.program;
         let stdio = || {
             if spec.piped {
@@ -75,15 +67,9 @@ impl Launcher for ReaperLauncher {
             stdout: stdio(),
             stderr: stdio(),
         });
-        let spawned = self.0.spawn(&mut command, on_exit).map_err(|err| {
+        self.0.spawn(&mut command, on_exit).map_err(|err| {
             process::spawn_error(&config.command[0], &err, config.directory.as_deref())
-        })?;
-        let launched = Launched {
-            pid: spawned.pid,
-            stdout: spawned.stdout,
-            stderr: spawned.stderr,
-        };
-        Ok(launched)
+        })
     }
 
     fn signal_group(&self, pgid: i32, signal: Signal) -> bool {

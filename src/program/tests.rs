@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::launcher::Launched;
 use super::*;
 use crate::config::{Host, Mode};
 use crate::reaper::{OnExit, OnGroupGone};
 use crate::report::InstanceEvent;
+use crate::spawn::Spawned;
 
 /// How long a test waits, in virtual time, for what it expects next. With
 /// the clock paused this costs nothing; a missing call fails at once with
@@ -90,7 +90,7 @@ impl FakeLauncher {
 }
 
 impl Launcher for FakeLauncher {
-    fn launch(&self, spec: LaunchSpec<'_>, on_exit: OnExit) -> Result<Launched, String> {
+    fn launch(&self, spec: LaunchSpec<'_>, on_exit: OnExit) -> Result<Spawned, String> {
         let pid = {
             let mut processes = self.processes();
             let pid = processes.next_pid;
@@ -100,7 +100,7 @@ impl Launcher for FakeLauncher {
             pid
         };
         self.record(Call::Launch { pid });
-        Ok(Launched {
+        Ok(Spawned {
             pid,
             stdout: None,
             stderr: None,
