@@ -857,9 +857,10 @@ start_seconds = "1s"
 start_timeout = "5s"
 "#;
 
-fn rolling_world() -> World {
+/// Two instances of web from `config`, both up.
+fn rolling_world_from(config: &str) -> World {
     let mut w = World::start(
-        ROLLING,
+        config,
         &[
             "build web",
             "spawn web:0",
@@ -874,7 +875,7 @@ fn rolling_world() -> World {
 
 #[test]
 fn a_rolling_restart_replaces_one_instance_at_a_time() {
-    let mut w = rolling_world();
+    let mut w = rolling_world_from(ROLLING);
     w.run(&[
         (
             Rolling(&["web"]),
@@ -912,7 +913,7 @@ fn a_rolling_restart_replaces_one_instance_at_a_time() {
 
 #[test]
 fn a_rolling_restart_aborts_when_the_replacement_crashes_and_keeps_the_rest() {
-    let mut w = rolling_world();
+    let mut w = rolling_world_from(ROLLING);
     w.run(&[
         (
             Rolling(&["web"]),
@@ -940,7 +941,7 @@ fn a_rolling_restart_aborts_when_the_replacement_crashes_and_keeps_the_rest() {
 
 #[test]
 fn a_rolling_restart_aborts_when_the_replacement_is_not_ready_in_time() {
-    let mut w = rolling_world();
+    let mut w = rolling_world_from(ROLLING);
     w.run(&[
         (
             Rolling(&["web"]),
@@ -1284,24 +1285,9 @@ start_timeout = "5s"
 reload = "rolling"
 "#;
 
-fn rolling_reload_world() -> World {
-    let mut w = World::start(
-        ROLLING_RELOAD,
-        &[
-            "build web",
-            "spawn web:0",
-            "spawn web:1",
-            "web:0 start",
-            "web:1 start",
-        ],
-    );
-    w.run(&[(Up("web:0"), &[]), (Up("web:1"), &[])]);
-    w
-}
-
 #[test]
 fn a_rolling_reload_replaces_instances_one_at_a_time_with_the_new_config() {
-    let mut w = rolling_reload_world();
+    let mut w = rolling_world_from(ROLLING_RELOAD);
     w.run(&[
         // No stop of the whole program: a replacement built from the new
         // config starts beside web:0 (deadline from the new start_seconds).
@@ -1382,7 +1368,7 @@ fn a_rolling_reload_restarts_what_cannot_roll() {
         ),
     ]);
     // A changed instance count cannot be rolled one for one.
-    let mut w = rolling_reload_world();
+    let mut w = rolling_world_from(ROLLING_RELOAD);
     let three = ROLLING_RELOAD_CHANGED.replace("instances = 2", "instances = 3");
     w.run(&[(
         Reload(&three),
@@ -1398,7 +1384,7 @@ fn a_rolling_reload_restarts_what_cannot_roll() {
 
 #[test]
 fn an_aborted_rolling_reload_leaves_the_old_config_in_place() {
-    let mut w = rolling_reload_world();
+    let mut w = rolling_world_from(ROLLING_RELOAD);
     w.run(&[
         (
             Reload(ROLLING_RELOAD_CHANGED),
