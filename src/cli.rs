@@ -410,6 +410,39 @@ pub enum Command {
         #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration, requires = "running")]
         timeout: Option<Duration>,
     },
+    /// Translate an existing setup (supervisord, launchd, Procfile,
+    /// process-compose, pm2) into a kelpie config.
+    ///
+    /// FORMAT is one of supervisord, launchd, procfile, process-compose, pm2;
+    /// without it the format is told from the first file's name and content.
+    /// The config goes to stdout (or -o FILE, written whole or not at all);
+    /// every source key kelpie has no equivalent for is listed on stderr
+    /// as `file:line: key: why` and commented in the config. The result
+    /// passes `kelpie check`.
+    #[command(
+        after_long_help = "Exit status: 0 imported, 65 invalid input (or --strict and \
+        something was not carried over; nothing is written), 66 an input file cannot be read, \
+        73 the output cannot be written.\n\n\
+        Examples:\n  \
+        kelpie import supervisord /etc/supervisor/supervisord.conf -o supervisor.toml\n  \
+        kelpie import Procfile > supervisor.toml\n  \
+        kelpie import launchd ~/Library/LaunchAgents/*.plist --strict"
+    )]
+    Import {
+        /// The source format and files: `[FORMAT] FILE…` (a file literally
+        /// named like a format is written `./pm2`).
+        #[arg(value_name = "FORMAT|FILE", required = true, num_args = 1..)]
+        args: Vec<String>,
+        /// Write the config to FILE instead of stdout (replaced only with --force).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Exit 65 and write nothing when any key could not be carried over.
+        #[arg(long)]
+        strict: bool,
+        /// Replace the -o file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run one command as a tini-style init: forward signals, reap zombies,
     /// exit with its status. No config file.
     ///
@@ -465,6 +498,7 @@ impl Command {
             | Command::Check { .. }
             | Command::Config { .. }
             | Command::Exec { .. }
+            | Command::Import { .. }
             | Command::Completions { .. } => None,
         }
     }
@@ -488,6 +522,7 @@ impl Command {
             Command::Config { .. } => "config",
             Command::Completions { .. } => "completions",
             Command::Exec { .. } => "exec",
+            Command::Import { .. } => "import",
         }
     }
 }

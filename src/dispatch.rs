@@ -26,6 +26,12 @@ pub fn dispatch(cli: Cli) -> i32 {
             stop_timeout,
             command,
         } => crate::exec::run(restart, stop_timeout, command),
+        Command::Import {
+            args,
+            output,
+            strict,
+            force,
+        } => import(args, output, strict, force),
         Command::Config {
             config,
             running: false,
@@ -34,6 +40,38 @@ pub fn dispatch(cli: Cli) -> i32 {
         // `config --running` asks the supervisor, like the control verbs.
         command => crate::control_client::run(command),
     }
+}
+
+/// `kelpie import [FORMAT] FILE…`: the first word is the format when it
+/// names one (and more words follow).
+fn import(
+    mut args: Vec<String>,
+    output: Option<std::path::PathBuf>,
+    strict: bool,
+    force: bool,
+) -> i32 {
+    use crate::import::{Format, Options};
+    let format = match args.first().and_then(|a| Format::from_name(a)) {
+        Some(format) if args.len() > 1 => {
+            args.remove(0);
+            Some(format)
+        }
+        Some(format) => {
+            eprintln!(
+                "error: no FILE given after the format `{}`\n\nFor more information, try '--help'.",
+                format.name()
+            );
+            return 2;
+        }
+        None => None,
+    };
+    crate::import::run(Options {
+        format,
+        files: args.into_iter().map(Into::into).collect(),
+        output,
+        strict,
+        force,
+    })
 }
 
 fn plural(n: usize, word: &str) -> String {

@@ -40,6 +40,7 @@ pub mod exec;
 pub mod guardian;
 pub mod http;
 pub mod http_server;
+pub mod import;
 #[cfg(test)]
 mod import_cycles;
 pub mod logging;

@@ -17,7 +17,7 @@ use crate::restart_policy::{ProgramKind, RestartPolicy};
 use crate::signals::short_name;
 
 /// A TOML string (quoted and escaped).
-fn string(text: &str) -> String {
+pub(crate) fn string(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
 }
 
@@ -25,20 +25,20 @@ fn path(p: &Path) -> String {
     string(&p.to_string_lossy())
 }
 
-fn duration(d: Duration) -> String {
+pub(crate) fn duration(d: Duration) -> String {
     if d.is_zero() {
         return string("0s");
     }
     string(&humantime::format_duration(d).to_string())
 }
 
-fn strings(items: &[String]) -> String {
+pub(crate) fn strings(items: &[String]) -> String {
     let parts: Vec<String> = items.iter().map(|s| string(s)).collect();
     format!("[{}]", parts.join(", "))
 }
 
 /// A bare key when TOML allows one, else a quoted key.
-fn key(name: &str) -> String {
+pub(crate) fn key(name: &str) -> String {
     let bare = !name.is_empty()
         && name
             .chars()
@@ -51,7 +51,7 @@ fn key(name: &str) -> String {
 }
 
 /// An inline table: `{ a = 1, b = 2 }`, or `{}`.
-fn inline(entries: &[String]) -> String {
+pub(crate) fn inline(entries: &[String]) -> String {
     if entries.is_empty() {
         "{}".to_string()
     } else {
@@ -59,7 +59,7 @@ fn inline(entries: &[String]) -> String {
     }
 }
 
-fn float(x: f64) -> String {
+pub(crate) fn float(x: f64) -> String {
     // `2` must stay a float in TOML (`2.0`).
     let text = format!("{x}");
     if text.contains('.') || text.contains('e') {

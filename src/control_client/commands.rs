@@ -207,6 +207,7 @@ async fn execute(command: Command) -> Outcome {
         | Command::Check { .. }
         | Command::Config { .. }
         | Command::Exec { .. }
+        | Command::Import { .. }
         | Command::Completions { .. } => Err(Failure::new(2, "kelpie: not a control command")),
     }
 }

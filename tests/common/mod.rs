@@ -8,6 +8,7 @@
 //! - `procfs`: /proc: marked processes, liveness, sockets
 //! - `http`: a raw HTTP/1.1 client for the endpoints
 //! - `ctl`: control commands and child output with a deadline
+//! - `import`: `kelpie import` and running what it writes
 //!
 //! Everything is re-exported here, so a test file says `use common::…`.
 
@@ -24,10 +25,11 @@ mod ctl;
 mod events;
 mod harness;
 mod http;
+mod import;
 mod procfs;
 mod wait;
 
 // A test file that uses none of a module's helpers would otherwise warn
 // about its re-export.
 #[allow(unused_imports)]
-pub use {ctl::*, events::*, harness::*, http::*, procfs::*, wait::*};
+pub use {ctl::*, events::*, harness::*, http::*, import::*, procfs::*, wait::*};

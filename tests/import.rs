@@ -1,0 +1,163 @@
+//! `kelpie import` as a user runs it: formats told apart, the config on
+//! stdout or written whole with `-o`, one-line errors with their exit
+//! codes, stable output, and an imported Procfile run for real.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("write {name}: {e}"));
+}
+
+const PROCFILE: &str = "\
+# the app
+web: echo \"$GREETING in $(pwd) on $PORT\" && exec sleep 1000
+worker: sleep 1001
+";
+
+#[test]
+fn an_imported_procfile_runs_with_its_env_file_and_directory() {
+    let app = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    write(app.path(), "Procfile", PROCFILE);
+    write(app.path(), ".env", "GREETING=hello\n");
+    let out = import_in(app.path(), &["Procfile"]).expect(0);
+    assert!(
+        out.stderr
+            .contains("kelpie: imported 2 programs from procfile; 0 keys not carried over"),
+        "{out:#?}"
+    );
+
+    let kelpie = Kelpie::start(&without_http(&out.stdout));
+    let dir = app
+        .path()
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("canonicalize: {e}"));
+    kelpie.wait_output(
+        "web",
+        &format!("hello in {} on 5000", dir.display()),
+        secs(20.0),
+    );
+    kelpie.wait_running("worker");
+}
+
+#[test]
+fn the_output_passes_check_and_config_round_trips() {
+    let app = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    write(app.path(), "Procfile", PROCFILE);
+    write(app.path(), ".env", "GREETING=hello\n");
+    let first = import_in(
+        app.path(),
+        &["procfile", "Procfile", "-o", "supervisor.toml"],
+    )
+    .expect(0);
+    assert!(first.stdout.is_empty(), "{first:#?}");
+    kelpie_in(app.path(), &["check", "-c", "supervisor.toml"]).expect(0);
+    let printed = kelpie_in(app.path(), &["config", "-c", "supervisor.toml"]).expect(0);
+    write(app.path(), "printed.toml", &printed.stdout);
+    kelpie_in(app.path(), &["check", "-c", "printed.toml"]).expect(0);
+
+    // Same input, same bytes.
+    let written =
+        std::fs::read(app.path().join("supervisor.toml")).unwrap_or_else(|e| panic!("read: {e}"));
+    let again = import_in(app.path(), &["Procfile"]).expect(0);
+    assert_eq!(String::from_utf8_lossy(&written), again.stdout);
+}
+
+#[test]
+fn an_existing_output_is_replaced_only_with_force() {
+    let app = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    write(app.path(), "Procfile", "web: sleep 1000\n");
+    write(app.path(), "supervisor.toml", "# mine\n");
+    let refused = import_in(app.path(), &["Procfile", "-o", "supervisor.toml"]).expect(73);
+    assert_eq!(
+        refused.stderr.trim(),
+        "kelpie: supervisor.toml already exists; pass --force to replace it"
+    );
+    let kept = std::fs::read_to_string(app.path().join("supervisor.toml"))
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    assert_eq!(kept, "# mine\n");
+
+    import_in(
+        app.path(),
+        &["Procfile", "-o", "supervisor.toml", "--force"],
+    )
+    .expect(0);
+    let replaced = std::fs::read_to_string(app.path().join("supervisor.toml"))
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    assert!(replaced.contains("[program.web]"), "{replaced}");
+    let leftovers: Vec<String> = std::fs::read_dir(app.path())
+        .unwrap_or_else(|e| panic!("read_dir: {e}"))
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("kelpie-import"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn bad_input_is_one_line_with_its_exit_code_and_writes_nothing() {
+    let app = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    write(
+        app.path(),
+        "Procfile",
+        "web: sleep 1000\nnot a process line\n",
+    );
+    let bad = import_in(app.path(), &["Procfile", "-o", "out.toml"]).expect(65);
+    assert_eq!(
+        bad.stderr,
+        "kelpie: Procfile:2: expected \"name: command\", found \"not a process line\"\n"
+    );
+    assert!(!app.path().join("out.toml").exists());
+
+    let missing = import_in(app.path(), &["procfile", "Nope"]).expect(66);
+    assert!(
+        missing
+            .stderr
+            .to_lowercase()
+            .starts_with("kelpie: nope: cannot read: no such file"),
+        "{missing:#?}"
+    );
+
+    write(app.path(), "notes.txt", "hello world\n");
+    let unknown = import_in(app.path(), &["notes.txt"]).expect(65);
+    assert!(
+        unknown
+            .stderr
+            .contains("notes.txt: cannot tell which format this is"),
+        "{unknown:#?}"
+    );
+
+    write(app.path(), "empty", "# nothing here\n");
+    let empty = import_in(app.path(), &["procfile", "empty"]).expect(65);
+    assert_eq!(
+        empty.stderr,
+        "kelpie: empty: no programs found in this procfile file\n"
+    );
+
+    let usage = import_in(app.path(), &["procfile"]).expect(2);
+    assert!(
+        usage
+            .stderr
+            .contains("no FILE given after the format `procfile`"),
+        "{usage:#?}"
+    );
+}
+
+#[test]
+fn a_config_that_would_not_pass_check_here_is_not_written() {
+    // `.env` with a line kelpie's env_file reader refuses: the import
+    // names the problem instead of writing a file `run` would reject.
+    let app = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    write(app.path(), "Procfile", "web: sleep 1000\n");
+    write(app.path(), ".env", "OK=1\nthis is not an assignment\n");
+    let out = import_in(app.path(), &["Procfile", "-o", "supervisor.toml"]).expect(65);
+    assert!(
+        out.stderr.starts_with("kelpie: Procfile: the translated config does not pass `kelpie check` on this machine: "),
+        "{out:#?}"
+    );
+    assert!(out.stderr.contains(".env:2:"), "{out:#?}");
+    assert!(!app.path().join("supervisor.toml").exists());
+}
