@@ -61,12 +61,11 @@ impl Probes {
     }
 }
 
-/// The probe as instance `index` runs it: `${KELPIE_INSTANCE}` in an http
-/// or tcp target replaced by the index (the config keeps the template).
-/// Exec probes need nothing here: they run with the instance's
-/// environment, whose values are expanded the same way.
-pub fn for_instance(config: &ProbeConfig, index: u32) -> ProbeConfig {
-    let values = Values { instance: index };
+/// The probe as one instance runs it: `${KELPIE_INSTANCE}` and
+/// `${KELPIE_SLOT}` in an http or tcp target replaced by `values` (the
+/// config keeps the template). Exec probes need nothing here: they run with
+/// the instance's environment, whose values are expanded the same way.
+pub fn for_instance(config: &ProbeConfig, values: Values) -> ProbeConfig {
     let kind = match &config.kind {
         ProbeKind::Http(url) => ProbeKind::Http(template::expand(url, values)),
         ProbeKind::Tcp(address) => ProbeKind::Tcp(template::expand(address, values)),
@@ -241,20 +240,37 @@ mod tests {
             "http://127.0.0.1:810${KELPIE_INSTANCE}/health".into(),
         ));
         assert_eq!(
-            for_instance(&http, 2),
+            for_instance(&http, Values::first(2)),
             probe(ProbeKind::Http("http://127.0.0.1:8102/health".into()))
         );
         let tcp = probe(ProbeKind::Tcp("127.0.0.1:90${KELPIE_INSTANCE}".into()));
         assert_eq!(
-            for_instance(&tcp, 1).kind,
+            for_instance(&tcp, Values::first(1)).kind,
             ProbeKind::Tcp("127.0.0.1:901".into())
+        );
+        // A rolling replacement of instance 1 of 3 probes its own slot.
+        let replacement = Values {
+            instance: 1,
+            slot: 4,
+        };
+        let slotted = probe(ProbeKind::Http(
+            "http://127.0.0.1:910${KELPIE_SLOT}/i/${KELPIE_INSTANCE}".into(),
+        ));
+        assert_eq!(
+            for_instance(&slotted, replacement).kind,
+            ProbeKind::Http("http://127.0.0.1:9104/i/1".into())
+        );
+        let tcp = probe(ProbeKind::Tcp("127.0.0.1:90${KELPIE_SLOT}".into()));
+        assert_eq!(
+            for_instance(&tcp, replacement).kind,
+            ProbeKind::Tcp("127.0.0.1:904".into())
         );
         // argv is not expanded: it sees $KELPIE_INSTANCE in its environment.
         let exec = probe(ProbeKind::Exec(vec![
             "check".into(),
             "${KELPIE_INSTANCE}".into(),
         ]));
-        assert_eq!(for_instance(&exec, 1), exec);
+        assert_eq!(for_instance(&exec, Values::first(1)), exec);
     }
 
     #[test]

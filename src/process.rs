@@ -104,6 +104,9 @@ pub struct Launch<'a> {
     /// The program's command, or an exec probe's.
     pub argv: &'a [String],
     pub index: u32,
+    /// `KELPIE_SLOT`: differs from the instance a rolling replacement
+    /// replaces (see `config::template::Values`).
+    pub slot: u32,
     /// `$NOTIFY_SOCKET` for programs using the notify readiness probe.
     pub notify_socket: Option<&'a Path>,
     pub identity: Option<&'a Identity>,
@@ -114,11 +117,12 @@ pub struct Launch<'a> {
 }
 
 impl Launch<'_> {
-    /// What `${KELPIE_INSTANCE}` and its kind stand for in this instance's
-    /// environment values.
+    /// What `${KELPIE_INSTANCE}` and `${KELPIE_SLOT}` stand for in this
+    /// instance's environment values.
     fn values(&self) -> Values {
         Values {
             instance: self.index,
+            slot: self.slot,
         }
     }
 }
@@ -245,6 +249,7 @@ fn environment(launch: &Launch<'_>) -> Vec<(OsString, Option<OsString>)> {
     }
     set("KELPIE_PROGRAM", program.name.as_str().into());
     set("KELPIE_INSTANCE", launch.index.to_string().into());
+    set("KELPIE_SLOT", launch.slot.to_string().into());
     set(RUN_ID_VARIABLE, launch.run_id.into());
     if let Some(socket) = launch.notify_socket {
         set("NOTIFY_SOCKET", socket.as_os_str().to_owned());

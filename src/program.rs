@@ -83,6 +83,9 @@ pub struct ProgramArgs {
     /// apart from the instance it replaces.
     pub incarnation: u64,
     pub index: u32,
+    /// `KELPIE_SLOT`, chosen by the fleet core: a rolling replacement gets
+    /// another than the instance it replaces.
+    pub slot: u32,
     pub policy: Arc<Policy>,
     pub reaper: Reaper,
     pub output: Arc<ProgramOutput>,
@@ -320,6 +323,14 @@ impl ProgramState {
         self.args.config.instance_name(self.args.index)
     }
 
+    /// What `${KELPIE_INSTANCE}` and `${KELPIE_SLOT}` stand for here.
+    fn values(&self) -> crate::config::template::Values {
+        crate::config::template::Values {
+            instance: self.args.index,
+            slot: self.args.slot,
+        }
+    }
+
     fn apply(&mut self, myself: &ActorRef<ProgramMsg>, event: Event) {
         let mut queue = VecDeque::from([event]);
         while let Some(event) = queue.pop_front() {
@@ -478,6 +489,7 @@ impl ProgramState {
                 started_at: self.started_at,
                 ack: self.ack,
                 held: false,
+                slot: self.args.slot,
             },
             events,
         });
@@ -489,6 +501,7 @@ impl ProgramState {
         let exec: Arc<ExecBuilder> = {
             let config = config.clone();
             let index = self.args.index;
+            let slot = self.args.slot;
             let identity = self.args.identity.clone();
             let run_id = self.run_id.clone();
             Arc::new(Box::new(move |argv: &[String]| {
@@ -496,6 +509,7 @@ impl ProgramState {
                     program: &config,
                     argv,
                     index,
+                    slot,
                     notify_socket: None,
                     identity: identity.as_deref(),
                     run_id: &run_id,
@@ -520,7 +534,7 @@ impl ProgramState {
             }
             if let Some(task) = crate::probe::start(
                 role,
-                &crate::probe::for_instance(probe, self.args.index),
+                &crate::probe::for_instance(probe, self.values()),
                 run,
                 {
                     let me = myself.clone();
@@ -542,6 +556,7 @@ impl ProgramState {
             LaunchSpec {
                 program: config,
                 index: self.args.index,
+                slot: self.args.slot,
                 notify_socket: self.notify.as_ref().map(|n| n.path()),
                 identity: self.args.identity.as_deref(),
                 run_id: &self.run_id,

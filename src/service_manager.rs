@@ -212,6 +212,7 @@ mod tests {
             started_at: None,
             ack: 0,
             held: false,
+            slot: 0,
         };
         Arc::new(p)
     }

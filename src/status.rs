@@ -29,15 +29,24 @@ pub struct InstanceStatus {
     /// Held down by `kelpie stop NAME:N`: set by the fleet core, which
     /// alone knows it was asked for (the actor's report never carries it).
     pub held: bool,
+    /// `KELPIE_SLOT` of the actor behind it: 0 to 2 × `instances` − 1, the
+    /// index at first, another one after each rolling replacement.
+    pub slot: u32,
 }
 
 impl InstanceStatus {
     pub fn new() -> Self {
+        Self::in_slot(0)
+    }
+
+    /// Nothing reported yet by an actor in `slot`.
+    pub fn in_slot(slot: u32) -> Self {
         Self {
             snapshot: Snapshot::initial(),
             started_at: None,
             ack: 0,
             held: false,
+            slot,
         }
     }
 
@@ -84,7 +93,7 @@ impl ProgramStatus {
             name: name.to_string(),
             required,
             oneshot,
-            instances: vec![InstanceStatus::new(); instances],
+            instances: (0..instances as u32).map(InstanceStatus::in_slot).collect(),
             reason: None,
             stopped_by_user: false,
             enabled: true,
@@ -259,6 +268,7 @@ mod tests {
             started_at: None,
             ack: 0,
             held: false,
+            slot: 0,
         }
     }
 

@@ -515,6 +515,7 @@ impl SupervisorState {
             config: spawn.config,
             incarnation: spawn.incarnation,
             index: spawn.index,
+            slot: spawn.slot,
             policy: spawn.policy,
             reaper: self.reaper.clone(),
             output,

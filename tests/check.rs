@@ -341,7 +341,7 @@ fn instances_sharing_a_probe_address_get_a_warning() {
     let out = dir.check(shared);
     assert_eq!(
         text(&out.stderr),
-        "supervisor.toml:5:22: warning: program.web.readiness.http: all 3 instances are probed at one address, which cannot tell them apart (during a rolling restart or rolling reload another instance answers the replacement's probe); give each instance its own address with ${KELPIE_INSTANCE} in `environment` and the probe, or use a notify or log probe\n"
+        "supervisor.toml:5:22: warning: program.web.readiness.http: all 3 instances are probed at one address, which cannot tell them apart (during a rolling restart or rolling reload another instance answers the replacement's probe); give each instance its own address with ${KELPIE_SLOT} in `environment` and the probe, or use a notify or log probe\n"
     );
     assert_eq!(
         text(&out.stdout),
@@ -349,9 +349,20 @@ fn instances_sharing_a_probe_address_get_a_warning() {
     );
     assert_eq!(out.status.code(), Some(0));
 
-    let own = shared
+    // An address per index is shared with the instance's own replacement.
+    let by_index = shared
         .replace("\"8080\"", "\"808${KELPIE_INSTANCE}\"")
         .replace(":8080/", ":808${KELPIE_INSTANCE}/");
+    let out = dir.check(&by_index);
+    assert_eq!(
+        text(&out.stderr),
+        "supervisor.toml:5:22: warning: program.web.readiness.http: the probe address follows ${KELPIE_INSTANCE}, which a rolling replacement shares with the instance it replaces (during a rolling restart or rolling reload the old instance answers the replacement's probe); use ${KELPIE_SLOT} in `environment` and the probe instead, which differs between the two\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
+
+    let own = shared
+        .replace("\"8080\"", "\"808${KELPIE_SLOT}\"")
+        .replace(":8080/", ":808${KELPIE_SLOT}/");
     let out = dir.check(&own);
     assert_eq!(text(&out.stderr), "");
     assert_eq!(
@@ -364,7 +375,7 @@ fn instances_sharing_a_probe_address_get_a_warning() {
 fn unknown_variable_in_a_probe_target() {
     assert_rejected(
         "[program.web]\ncommand = [\"sh\"]\nreadiness = { tcp = \"127.0.0.1:80${INSTANCE}\" }\n",
-        &["supervisor.toml:3:21: program.web.readiness.tcp: unknown variable \"${INSTANCE}\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} is expanded"],
+        &["supervisor.toml:3:21: program.web.readiness.tcp: unknown variable \"${INSTANCE}\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} and ${KELPIE_SLOT} are expanded"],
     );
 }
 

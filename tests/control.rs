@@ -73,6 +73,7 @@ fn status_table_and_json_shape() {
     for (n, instance) in instances.iter().enumerate() {
         assert_eq!(instance["name"], format!("web:{n}"));
         assert_eq!(instance["index"], n);
+        assert_eq!(instance["slot"], n, "no roll yet: the slot is the index");
         assert!(alive(instance["pid"].as_i64().unwrap() as i32));
         assert!(instance["uptime_seconds"].is_u64());
         assert!(instance["started_at"].is_f64());

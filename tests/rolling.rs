@@ -3,6 +3,8 @@
 //! with zero failed requests; a replacement that never becomes ready
 //! aborts the roll and leaves the old instances serving. A reload of a
 //! changed program with `reload = "rolling"` ships the change the same way.
+//! With an http readiness probe on a health port per `${KELPIE_SLOT}`, each
+//! replacement's own probe is awaited, not answered by the old instance.
 //!
 //! Runs kelpie in a network namespace of its own with
 //! `net.ipv4.tcp_migrate_req = 1`: without it the kernel resets connections
@@ -10,8 +12,13 @@
 //! supervisor does. (Skipped, saying why, where namespaces are
 //! unavailable.)
 
-// Test code: a panic is the failure report.
-#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+// Test code: a panic is the failure report, and std's Instant is fine for
+// timing a blocking control command (no tokio timer is involved).
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    clippy::disallowed_types
+)]
 
 mod common;
 
@@ -62,6 +69,32 @@ stop_timeout = "5s"
 
 [program.web.readiness]
 log = "^listening$"
+"#
+    )
+}
+
+/// How long the slow-starting server takes before it listens.
+const STARTUP_DELAY: f64 = 1.0;
+
+/// The service port is shared; each instance answers its readiness probe on
+/// a health port of its own, `health` being that port's template.
+fn config_health(fixtures: &str, health: &str) -> String {
+    format!(
+        r#"
+[supervisor]
+http_listen = "off"
+
+[program.web]
+command = ["python3", "{fixtures}/reuseport_server.py"]
+instances = 3
+environment = {{ PORT = "8080", HEALTH_PORT = "{health}", STARTUP_DELAY = "{STARTUP_DELAY}" }}
+start_seconds = "0s"
+start_timeout = "5s"
+stop_timeout = "5s"
+
+[program.web.readiness]
+http = "http://127.0.0.1:{health}/health"
+interval = "100ms"
 "#
     )
 }
@@ -271,4 +304,91 @@ fn a_rolling_reload_under_load_fails_no_request() {
 
     k.signal("TERM");
     assert!(k.wait_exit(secs(15.0)).success());
+}
+
+#[test]
+fn a_rolling_restart_awaits_each_replacements_own_health_port() {
+    let Some(mut k) = start_config(|f| config_health(f, "910${KELPIE_SLOT}")) else {
+        return;
+    };
+    k.wait_control();
+    for n in 1..=3 {
+        k.wait_nth(n, "every instance ready", secs(15.0), |e| {
+            common::is(e, "program_ready", "web")
+        });
+    }
+    let old = k.wait_running("web");
+    assert_eq!(slots(&k), [0, 1, 2]);
+    let poller = Poller::start(&k);
+
+    let began = std::time::Instant::now();
+    let out = k.ctl(&["restart", "--rolling", "web"]).expect(0);
+    let took = began.elapsed();
+    let tally = poller.finish();
+    println!("the roll took {took:?} under load: {tally}");
+
+    assert_eq!(
+        tally["failed"], 0,
+        "failed requests during the roll: {tally}\n{out:?}"
+    );
+    assert!(
+        tally["ok"].as_u64().unwrap() >= 120,
+        "the load ran: {tally}"
+    );
+    // A replacement is ready only once it listens, STARTUP_DELAY after it
+    // started; an old instance answering its probe would end the roll
+    // sooner.
+    assert!(
+        took >= secs(3.0 * STARTUP_DELAY),
+        "the roll took {took:?}, less than {STARTUP_DELAY}s for each of 3 replacements"
+    );
+    let new: Vec<i64> = k.pids("web").into_iter().map(Option::unwrap).collect();
+    for pid in &old {
+        assert!(
+            !new.contains(pid),
+            "every instance was replaced: {old:?} -> {new:?}"
+        );
+    }
+    assert_eq!(
+        slots(&k),
+        [3, 4, 5],
+        "the replacements took the other slots"
+    );
+    for (n, pid) in new.iter().enumerate() {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+        let slot = n + 3;
+        for expected in [
+            format!("KELPIE_INSTANCE={n}"),
+            format!("KELPIE_SLOT={slot}"),
+            format!("HEALTH_PORT=910{slot}"),
+        ] {
+            assert!(
+                vars.contains(&expected.as_bytes()),
+                "web:{n} (pid {pid}) has {expected}"
+            );
+        }
+    }
+    k.wait_event("rolling_restart_complete", "web", secs(5.0));
+
+    k.signal("TERM");
+    assert!(k.wait_exit(secs(15.0)).success());
+}
+
+/// Each instance's `slot` from `status --json`.
+fn slots(k: &Kelpie) -> Vec<u64> {
+    let status = k.ctl(&["status", "--json"]).expect(0).json();
+    let web = status["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "web")
+        .unwrap()
+        .clone();
+    web["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["slot"].as_u64().unwrap())
+        .collect()
 }

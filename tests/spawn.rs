@@ -84,7 +84,7 @@ fn program_environment() {
 http_listen = "off"
 
 [program.env]
-command = "sh -c 'echo \"$KELPIE_PROGRAM/$KELPIE_INSTANCE $FROM_FILE $SHARED $QUOTED $(pwd) $(umask)\"'"
+command = "sh -c 'echo \"$KELPIE_PROGRAM/$KELPIE_INSTANCE/$KELPIE_SLOT $FROM_FILE $SHARED $QUOTED $(pwd) $(umask)\"'"
 instances = 2
 restart = "never"
 env_file = "{}/app.env"
@@ -109,8 +109,8 @@ umask = "027"
     assert_eq!(
         lines,
         vec![
-            format!("env/0 file from-config a b {} 0027", work.display()),
-            format!("env/1 file from-config a b {} 0027", work.display()),
+            format!("env/0/0 file from-config a b {} 0027", work.display()),
+            format!("env/1/1 file from-config a b {} 0027", work.display()),
         ]
     );
     k.signal("TERM");

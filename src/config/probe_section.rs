@@ -142,10 +142,12 @@ pub(super) fn parse_probe_block(
     }))
 }
 
-/// Checks a probe target that may name `${KELPIE_INSTANCE}`: its variables,
-/// then `valid` on what the first and the last instance would probe (a
-/// port such as `80${KELPIE_INSTANCE}` can be valid for one and not the
-/// other). `instances` is `None` when that key was itself invalid.
+/// Checks a probe target that may name `${KELPIE_INSTANCE}` or
+/// `${KELPIE_SLOT}`: its variables, then `valid` on what the first and the
+/// last instance would probe, the last in the highest slot a rolling
+/// replacement takes (a port such as `80${KELPIE_SLOT}` can be valid for
+/// one and not the other). `instances` is `None` when that key was itself
+/// invalid.
 fn per_instance(
     target: &toml::Spanned<String>,
     key: &str,
@@ -153,20 +155,29 @@ fn per_instance(
     diags: &mut Diags<'_>,
     valid: impl Fn(&str) -> Result<(), String>,
 ) -> bool {
-    if let Err(why) = template::check(target.get_ref()) {
+    let text = target.get_ref();
+    if let Err(why) = template::check(text) {
         diags.error(&target.span(), key, why);
         return false;
     }
-    let last = instances.unwrap_or(1).saturating_sub(1);
-    let mut indexes = vec![0, last];
-    indexes.dedup();
-    for instance in indexes {
-        let expanded = template::expand(target.get_ref(), Values { instance });
+    let count = instances.unwrap_or(1).max(1);
+    let last = Values {
+        instance: count - 1,
+        slot: 2 * count - 1,
+    };
+    for values in [Values::first(0), last] {
+        let expanded = template::expand(text, values);
         if let Err(why) = valid(&expanded) {
-            let message = if expanded == *target.get_ref() {
-                why
-            } else {
-                format!("{why} for instance {instance}")
+            let by_instance = template::mentions(text, "KELPIE_INSTANCE");
+            let by_slot = template::mentions(text, "KELPIE_SLOT");
+            let message = match (by_instance, by_slot) {
+                (false, false) => why,
+                (true, false) => format!("{why} for instance {}", values.instance),
+                (false, true) => format!("{why} for slot {}", values.slot),
+                (true, true) => format!(
+                    "{why} for instance {} in slot {}",
+                    values.instance, values.slot
+                ),
             };
             diags.error(&target.span(), key, message);
             return false;

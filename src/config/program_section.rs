@@ -435,7 +435,9 @@ pub(super) fn parse_program(
 
 /// Instances probed at one address cannot be told apart: during a rolling
 /// restart or a rolling reload another instance answers the replacement's
-/// probe, and the replacement counts as ready before it serves.
+/// probe, and the replacement counts as ready before it serves. An address
+/// per `${KELPIE_INSTANCE}` is not enough: the replacement has the index of
+/// the instance it replaces; only `${KELPIE_SLOT}` differs between them.
 fn shared_probe_warning(
     t: &Table<'_>,
     p: &str,
@@ -448,7 +450,7 @@ fn shared_probe_warning(
         ProbeKind::Tcp(address) => ("tcp", address),
         _ => return,
     };
-    if instances < 2 || template::mentions(target, "KELPIE_INSTANCE") {
+    if instances < 2 || template::mentions(target, "KELPIE_SLOT") {
         return;
     }
     let span = t
@@ -458,13 +460,14 @@ fn shared_probe_warning(
             _ => None,
         })
         .unwrap_or(0..0);
-    diags.warn(
-        &span,
-        &join(&join(p, "readiness"), kind),
+    let message = if template::mentions(target, "KELPIE_INSTANCE") {
+        "the probe address follows ${KELPIE_INSTANCE}, which a rolling replacement shares with the instance it replaces (during a rolling restart or rolling reload the old instance answers the replacement's probe); use ${KELPIE_SLOT} in `environment` and the probe instead, which differs between the two".to_string()
+    } else {
         format!(
-            "all {instances} instances are probed at one address, which cannot tell them apart (during a rolling restart or rolling reload another instance answers the replacement's probe); give each instance its own address with ${{KELPIE_INSTANCE}} in `environment` and the probe, or use a notify or log probe"
-        ),
-    );
+            "all {instances} instances are probed at one address, which cannot tell them apart (during a rolling restart or rolling reload another instance answers the replacement's probe); give each instance its own address with ${{KELPIE_SLOT}} in `environment` and the probe, or use a notify or log probe"
+        )
+    };
+    diags.warn(&span, &join(&join(p, "readiness"), kind), message);
 }
 
 pub(super) fn parse_on_failure(t: &Table<'_>, p: &str, diags: &mut Diags<'_>) -> Option<OnFailure> {

@@ -1,26 +1,40 @@
-//! Per-instance values in config strings: `${KELPIE_INSTANCE}` in
-//! `environment` values and in http and tcp probe targets, so that every
-//! instance of a program can listen, and be probed, on an address of its
-//! own. `$${` is a literal `${`; any other `$` is literal.
+//! Per-instance values in config strings: `${KELPIE_INSTANCE}` and
+//! `${KELPIE_SLOT}` in `environment` values and in http and tcp probe
+//! targets, so that every instance of a program can listen, and be probed,
+//! on an address of its own. `$${` is a literal `${`; any other `$` is
+//! literal.
 //!
 //! The config keeps the unexpanded text (`kelpie config` prints it back);
 //! each instance expands it when it starts a process or a probe. Validation
 //! happens once, at load, so expansion itself cannot fail.
 
 /// The variables a template may name.
-pub const VARIABLES: &[&str] = &["KELPIE_INSTANCE"];
+pub const VARIABLES: &[&str] = &["KELPIE_INSTANCE", "KELPIE_SLOT"];
 
 /// What the variables stand for in one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Values {
     /// `KELPIE_INSTANCE`: the instance index, 0 to `instances` − 1.
     pub instance: u32,
+    /// `KELPIE_SLOT`: 0 to 2 × `instances` − 1. Unlike the index it differs
+    /// between an instance and the rolling replacement started beside it,
+    /// so the two never share an address.
+    pub slot: u32,
 }
 
 impl Values {
+    /// Instance `instance` in its first slot (the same number).
+    pub fn first(instance: u32) -> Self {
+        Self {
+            instance,
+            slot: instance,
+        }
+    }
+
     fn get(&self, name: &str) -> Option<String> {
         match name {
             "KELPIE_INSTANCE" => Some(self.instance.to_string()),
+            "KELPIE_SLOT" => Some(self.slot.to_string()),
             _ => None,
         }
     }
@@ -73,7 +87,7 @@ fn pieces(text: &str) -> Result<Vec<Piece<'_>>, String> {
 
 fn known() -> String {
     let names: Vec<String> = VARIABLES.iter().map(|v| format!("${{{v}}}")).collect();
-    format!("only {} is expanded", names.join(", "))
+    format!("only {} are expanded", names.join(" and "))
 }
 
 /// Checks that `text` names only known variables; the error is one line.
@@ -116,8 +130,14 @@ pub fn escape(text: &str) -> String {
 mod tests {
     use super::*;
 
-    const ZERO: Values = Values { instance: 0 };
-    const SEVEN: Values = Values { instance: 7 };
+    const ZERO: Values = Values {
+        instance: 0,
+        slot: 0,
+    };
+    const SEVEN: Values = Values {
+        instance: 7,
+        slot: 7,
+    };
 
     #[test]
     fn the_instance_index_is_substituted_wherever_it_appears() {
@@ -129,7 +149,25 @@ mod tests {
             ),
             "http://127.0.0.1:8100/h?i=0"
         );
-        assert_eq!(expand("${KELPIE_INSTANCE}", Values { instance: 12 }), "12");
+        assert_eq!(expand("${KELPIE_INSTANCE}", Values::first(12)), "12");
+    }
+
+    #[test]
+    fn the_slot_is_substituted_apart_from_the_index() {
+        // Instance 1 of 3 in its replacement's slot.
+        let replaced = Values {
+            instance: 1,
+            slot: 4,
+        };
+        assert_eq!(expand("910${KELPIE_SLOT}", replaced), "9104");
+        assert_eq!(
+            expand("i=${KELPIE_INSTANCE} s=${KELPIE_SLOT}", replaced),
+            "i=1 s=4"
+        );
+        assert_eq!(expand("910${KELPIE_SLOT}", SEVEN), "9107");
+        assert!(mentions("a${KELPIE_SLOT}", "KELPIE_SLOT"));
+        assert!(!mentions("a${KELPIE_SLOT}", "KELPIE_INSTANCE"));
+        assert!(!mentions("$${KELPIE_SLOT}", "KELPIE_SLOT"));
     }
 
     #[test]
@@ -153,7 +191,7 @@ mod tests {
         let unknown = check("${HOME}/x").unwrap_err();
         assert_eq!(
             unknown,
-            "unknown variable \"${HOME}\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} is expanded"
+            "unknown variable \"${HOME}\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} and ${KELPIE_SLOT} are expanded"
         );
         assert!(
             check("${kelpie_instance}").is_err(),
@@ -171,7 +209,12 @@ mod tests {
 
     #[test]
     fn escaped_text_expands_back_to_itself() {
-        for text in ["${HOME}", "$${", "a$b${c}${KELPIE_INSTANCE}", "${"] {
+        for text in [
+            "${HOME}",
+            "$${",
+            "a$b${c}${KELPIE_INSTANCE}${KELPIE_SLOT}",
+            "${",
+        ] {
             let escaped = escape(text);
             assert_eq!(check(&escaped), Ok(()), "{escaped}");
             assert_eq!(expand(&escaped, SEVEN), text);

@@ -95,6 +95,10 @@ pub struct InstanceInfo {
     /// `web:0`.
     pub name: String,
     pub index: u32,
+    /// `KELPIE_SLOT` of its process: the index at first, switched by each
+    /// rolling replacement (0 to 2 × instances − 1).
+    #[serde(default)]
+    pub slot: u32,
     pub state: String,
     pub pid: Option<i32>,
     pub ready: bool,

@@ -110,6 +110,7 @@ mod tests {
                 started_at: None,
                 ack,
                 held: false,
+                slot: 0,
             };
         }
         p

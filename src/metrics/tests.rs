@@ -141,6 +141,7 @@ fn instance(phase: Phase, pid: Option<i32>, started: Option<SystemTime>) -> Inst
         started_at: started,
         ack: 0,
         held: false,
+        slot: 0,
     }
 }
 

@@ -17,6 +17,8 @@ use crate::spawn::{Spawned, Stdio};
 pub struct LaunchSpec<'a> {
     pub program: &'a ProgramConfig,
     pub index: u32,
+    /// `KELPIE_SLOT` (see `process::Launch`).
+    pub slot: u32,
     /// `$NOTIFY_SOCKET` for programs using the notify readiness probe.
     pub notify_socket: Option<&'a Path>,
     pub identity: Option<&'a Identity>,
@@ -61,6 +63,7 @@ impl Launcher for ReaperLauncher {
             program: config,
             argv: &config.command,
             index: spec.index,
+            slot: spec.slot,
             notify_socket: spec.notify_socket,
             identity: spec.identity,
             run_id: spec.run_id,

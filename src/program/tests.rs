@@ -173,6 +173,7 @@ impl Rig {
             config,
             incarnation: 1,
             index: 0,
+            slot: 0,
             reaper: Reaper::new(),
             identity: None,
             reports: Arc::new(move |r| {

@@ -123,6 +123,9 @@ pub struct SpawnInstance {
     pub policy: Arc<Policy>,
     pub identity: Option<Arc<Identity>>,
     pub index: u32,
+    /// `KELPIE_SLOT`: the instance's own, or for a rolling replacement the
+    /// one it switches to (see `rolling::replacement_slot`).
+    pub slot: u32,
     pub incarnation: Incarnation,
 }
 

@@ -162,15 +162,19 @@ pub(super) struct Slot {
     /// `kelpie stop web:1`: this instance stays down until it (or the
     /// program) is started again; the program itself is not marked.
     pub held: bool,
+    /// `KELPIE_SLOT` of its actor: the index at first, switched only by a
+    /// rolling replacement, kept by every other restart of the instance.
+    pub kelpie_slot: u32,
 }
 
 impl Slot {
-    pub fn new(incarnation: Incarnation) -> Self {
+    pub fn new(incarnation: Incarnation, kelpie_slot: u32) -> Self {
         Self {
             incarnation,
             live: true,
             expect_up: None,
             held: false,
+            kelpie_slot,
         }
     }
 }

@@ -15,15 +15,26 @@ impl Fleet {
         entry.slots.clear();
         for n in 0..entry.config.instances {
             let incarnation = self.next_incarnation();
-            self.out.push(spawn_of(entry, n, incarnation));
-            entry.slots.push(Slot::new(incarnation));
+            self.out.push(spawn_of(entry, n, n, incarnation));
+            entry.slots.push(Slot::new(incarnation, n));
         }
     }
 
     /// Asks for the actor of a roll's replacement for instance `index` of
-    /// entry `i`: from the new config when a reload's roll renews it.
-    pub(super) fn spawn_replacement(&mut self, i: usize, index: u32, incarnation: Incarnation) {
+    /// entry `i`: from the new config when a reload's roll renews it, in a
+    /// `KELPIE_SLOT` other than the instance's (returned).
+    pub(super) fn spawn_replacement(
+        &mut self,
+        i: usize,
+        index: u32,
+        incarnation: Incarnation,
+    ) -> u32 {
         let entry = &self.entries[i];
+        let current = entry
+            .slots
+            .get(index as usize)
+            .map_or(index, |s| s.kelpie_slot);
+        let slot = rolling::replacement_slot(current, entry.config.instances);
         let action = match entry.roll.as_ref().and_then(|r| r.renewal.as_ref()) {
             Some(renewal) => FleetAction::Spawn(SpawnInstance {
                 entry: entry.id,
@@ -31,11 +42,13 @@ impl Fleet {
                 policy: renewal.policy.clone(),
                 identity: renewal.identity.clone(),
                 index,
+                slot,
                 incarnation,
             }),
-            None => spawn_of(entry, index, incarnation),
+            None => spawn_of(entry, index, slot, incarnation),
         };
         self.out.push(action);
+        slot
     }
 
     /// An actor could not be created: a slot stays without one (its
@@ -102,8 +115,10 @@ impl Fleet {
                 } else {
                     &mut self.entries[i]
                 };
-                self.out.push(spawn_of(entry, n as u32, fresh));
-                Arc::make_mut(&mut entry.status).instances[n] = InstanceStatus::new();
+                // A new actor for the same instance: it keeps its slot.
+                let slot = entry.slots[n].kelpie_slot;
+                self.out.push(spawn_of(entry, n as u32, slot, fresh));
+                Arc::make_mut(&mut entry.status).instances[n] = InstanceStatus::in_slot(slot);
                 if restart {
                     self.out.push(FleetAction::Send {
                         to: fresh,
@@ -112,7 +127,7 @@ impl Fleet {
                 }
                 entry.slots[n] = Slot {
                     expect_up: Some(restart),
-                    ..Slot::new(fresh)
+                    ..Slot::new(fresh, slot)
                 };
                 return;
             }
@@ -196,13 +211,14 @@ impl Fleet {
     }
 }
 
-fn spawn_of(entry: &Entry, index: u32, incarnation: Incarnation) -> FleetAction {
+fn spawn_of(entry: &Entry, index: u32, slot: u32, incarnation: Incarnation) -> FleetAction {
     FleetAction::Spawn(SpawnInstance {
         entry: entry.id,
         config: entry.config.clone(),
         policy: entry.policy.clone(),
         identity: entry.identity.clone().ok().flatten(),
         index,
+        slot,
         incarnation,
     })
 }

@@ -1,9 +1,10 @@
 //! `kelpie restart --rolling`: the instances of a program are replaced one
 //! at a time. For each: start a replacement beside the old instance (same
-//! `KELPIE_INSTANCE`, for servers sharing a port with SO_REUSEPORT), wait
-//! until it is ready, then stop the old one, and only when that is gone
-//! move to the next. So at least `instances` copies are ready throughout,
-//! and at most one extra runs. A replacement that fails, exits, or is not
+//! `KELPIE_INSTANCE`, for servers sharing a port with SO_REUSEPORT, but
+//! another `KELPIE_SLOT`, so that an address of its own, such as a health
+//! port, is not the old one's), wait until it is ready, then stop the old
+//! one, and only when that is gone move to the next. So at least
+//! `instances` copies are ready throughout, and at most one extra runs. A replacement that fails, exits, or is not
 //! ready in time aborts the roll: it is stopped and every instance not yet
 //! replaced keeps running untouched.
 //!
@@ -30,6 +31,8 @@ pub(super) enum Step {
     Spawn,
     AwaitReady {
         incarnation: Incarnation,
+        /// The replacement's `KELPIE_SLOT`, the instance's once promoted.
+        kelpie_slot: u32,
         status: InstanceStatus,
         /// Told to start and not heard from yet.
         expect_up: Option<bool>,
@@ -93,6 +96,17 @@ impl Roll {
             program: self.program.clone(),
             result,
         });
+    }
+}
+
+/// The `KELPIE_SLOT` of the replacement for an instance in `slot`, of a
+/// program with `instances` instances: the other half of 0..2 × instances,
+/// so the two never share a slot, and a second roll switches back.
+pub(super) fn replacement_slot(slot: u32, instances: u32) -> u32 {
+    if slot < instances {
+        slot + instances
+    } else {
+        slot - instances
     }
 }
 
@@ -160,6 +174,7 @@ impl Entry {
             incarnation: current,
             status,
             expect_up,
+            ..
         } = &mut roll.step
         else {
             return false;
@@ -193,6 +208,7 @@ impl Entry {
         };
         let Step::AwaitReady {
             incarnation,
+            kelpie_slot,
             status,
             expect_up,
         } = std::mem::replace(&mut roll.step, Step::Spawn)
@@ -208,6 +224,7 @@ impl Entry {
         let old_live = std::mem::replace(&mut slot.live, true);
         slot.expect_up = expect_up;
         slot.incarnation = incarnation;
+        slot.kelpie_slot = kelpie_slot;
         let old_snapshot = std::mem::replace(
             &mut std::sync::Arc::make_mut(&mut self.status).instances[index],
             status,
@@ -338,7 +355,7 @@ impl Fleet {
             let Some(index) = self.entries[i].roll.as_ref().map(|r| r.index) else {
                 continue;
             };
-            self.spawn_replacement(i, index, incarnation);
+            let kelpie_slot = self.spawn_replacement(i, index, incarnation);
             let entry = &mut self.entries[i];
             let Some(roll) = entry.roll.as_mut() else {
                 continue;
@@ -355,7 +372,8 @@ impl Fleet {
             });
             roll.step = Step::AwaitReady {
                 incarnation,
-                status: InstanceStatus::new(),
+                kelpie_slot,
+                status: InstanceStatus::in_slot(kelpie_slot),
                 expect_up: Some(true),
             };
             tracing::info!(

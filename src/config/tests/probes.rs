@@ -80,22 +80,23 @@ fn readiness_only_probe_kinds_and_log_patterns() {
 }
 
 // ---------------------------------------------------------------------------
-// ${KELPIE_INSTANCE}
+// ${KELPIE_INSTANCE} and ${KELPIE_SLOT}
 
 #[test]
 fn instance_variables_are_kept_unexpanded_in_the_config() {
     let config = valid(
         "[program.a]\ncommand = [\"sh\"]\ninstances = 3\n\
-         environment = { PORT = \"810${KELPIE_INSTANCE}\", LITERAL = \"$${HOME} $$ $x\" }\n\
-         readiness = { http = \"http://127.0.0.1:810${KELPIE_INSTANCE}/health\" }\n\
+         environment = { PORT = \"810${KELPIE_INSTANCE}\", HEALTH = \"910${KELPIE_SLOT}\", LITERAL = \"$${HOME} $$ $x\" }\n\
+         readiness = { http = \"http://127.0.0.1:910${KELPIE_SLOT}/health\" }\n\
          liveness = { tcp = \"127.0.0.1:810${KELPIE_INSTANCE}\" }\n",
     );
     let p = &config.programs[0];
     assert_eq!(p.environment["PORT"], "810${KELPIE_INSTANCE}");
+    assert_eq!(p.environment["HEALTH"], "910${KELPIE_SLOT}");
     assert_eq!(p.environment["LITERAL"], "$${HOME} $$ $x");
     assert_eq!(
         p.readiness.as_ref().unwrap().kind,
-        ProbeKind::Http("http://127.0.0.1:810${KELPIE_INSTANCE}/health".into())
+        ProbeKind::Http("http://127.0.0.1:910${KELPIE_SLOT}/health".into())
     );
     assert_eq!(
         p.liveness.as_ref().unwrap().kind,
@@ -112,9 +113,9 @@ fn unknown_instance_variables_are_errors_at_their_value() {
     assert_eq!(
         diags(source),
         [
-            "supervisor.toml:3:38: program.a.environment.HOME_DIR: unknown variable \"${HOME}\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} is expanded",
-            "supervisor.toml:4:22: program.a.readiness.http: unknown variable \"${INSTANCE}\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} is expanded",
-            "supervisor.toml:5:20: program.a.liveness.tcp: unterminated \"${\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} is expanded",
+            "supervisor.toml:3:38: program.a.environment.HOME_DIR: unknown variable \"${HOME}\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} and ${KELPIE_SLOT} are expanded",
+            "supervisor.toml:4:22: program.a.readiness.http: unknown variable \"${INSTANCE}\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} and ${KELPIE_SLOT} are expanded",
+            "supervisor.toml:5:20: program.a.liveness.tcp: unterminated \"${\" (write \"$${\" for a literal \"${\"); only ${KELPIE_INSTANCE} and ${KELPIE_SLOT} are expanded",
         ]
     );
 }
@@ -123,16 +124,34 @@ fn unknown_instance_variables_are_errors_at_their_value() {
 fn a_target_is_validated_for_the_first_and_the_last_instance() {
     // 6553${KELPIE_INSTANCE} is port 65530 for instance 0 but 65539 for 9.
     let source = "[program.a]\ncommand = [\"sh\"]\ninstances = 10\n\
-                  readiness = { tcp = \"127.0.0.1:6553${KELPIE_INSTANCE}\" }\n";
+                  liveness = { tcp = \"127.0.0.1:6553${KELPIE_INSTANCE}\" }\n";
     assert_eq!(
         one(source),
-        "supervisor.toml:4:21: program.a.readiness.tcp: invalid address \"127.0.0.1:65539\"; expected HOST:PORT for instance 9"
+        "supervisor.toml:4:20: program.a.liveness.tcp: invalid address \"127.0.0.1:65539\"; expected HOST:PORT for instance 9"
     );
     valid(&source.replace("instances = 10", "instances = 6"));
     // Nothing to expand: the message quotes the value as written.
     assert_eq!(
         one("[program.a]\ncommand = [\"sh\"]\nreadiness = { tcp = \"h:x\" }\n"),
         "supervisor.toml:3:21: program.a.readiness.tcp: invalid address \"h:x\"; expected HOST:PORT"
+    );
+}
+
+#[test]
+fn a_slot_target_is_validated_up_to_the_last_replacement_slot() {
+    // With 5 instances a rolling replacement can be in slot 9: port 65539.
+    let source = "[program.a]\ncommand = [\"sh\"]\ninstances = 5\n\
+                  readiness = { tcp = \"127.0.0.1:6553${KELPIE_SLOT}\" }\n";
+    assert_eq!(
+        one(source),
+        "supervisor.toml:4:21: program.a.readiness.tcp: invalid address \"127.0.0.1:65539\"; expected HOST:PORT for slot 9"
+    );
+    // 3 instances use slots 0 to 5, the highest port 65535.
+    valid(&source.replace("instances = 5", "instances = 3"));
+    // Both variables: the message names the instance and its slot.
+    assert_eq!(
+        one(&source.replace("127.0.0.1:", "10.0.0.${KELPIE_INSTANCE}:")),
+        "supervisor.toml:4:21: program.a.readiness.tcp: invalid address \"10.0.0.4:65539\"; expected HOST:PORT for instance 4 in slot 9"
     );
 }
 
@@ -144,7 +163,7 @@ fn instances_probed_at_one_address_get_a_warning() {
                   [program.db]\ncommand = [\"sh\"]\ninstances = 2\nreadiness = { tcp = \"127.0.0.1:5432\" }\n\
                   [program.one]\ncommand = [\"sh\"]\nreadiness = { tcp = \"127.0.0.1:1\" }\n\
                   [program.exec]\ncommand = [\"sh\"]\ninstances = 2\nreadiness = { exec = [\"true\"] }\n";
-    let text = "instances are probed at one address, which cannot tell them apart (during a rolling restart or rolling reload another instance answers the replacement's probe); give each instance its own address with ${KELPIE_INSTANCE} in `environment` and the probe, or use a notify or log probe";
+    let text = "instances are probed at one address, which cannot tell them apart (during a rolling restart or rolling reload another instance answers the replacement's probe); give each instance its own address with ${KELPIE_SLOT} in `environment` and the probe, or use a notify or log probe";
     assert_eq!(
         diags(shared),
         [
@@ -156,8 +175,28 @@ fn instances_probed_at_one_address_get_a_warning() {
     assert!(run_with(shared, Mode::Run, &root()).config.is_some());
     valid(
         "[program.web]\ncommand = [\"sh\"]\ninstances = 3\n\
-         readiness = { http = \"http://127.0.0.1:810${KELPIE_INSTANCE}/health\" }\n",
+         readiness = { http = \"http://127.0.0.1:910${KELPIE_SLOT}/health\" }\n",
     );
+}
+
+#[test]
+fn an_address_per_instance_index_still_gets_a_warning() {
+    // A rolling replacement has the index of the instance it replaces, so
+    // 810${KELPIE_INSTANCE} is the old instance's address too.
+    let by_index = "[program.web]\ncommand = [\"sh\"]\ninstances = 3\n\
+                    readiness = { http = \"http://127.0.0.1:810${KELPIE_INSTANCE}/health\" }\n";
+    assert_eq!(
+        one(by_index),
+        "supervisor.toml:4:22: warning: program.web.readiness.http: the probe address follows ${KELPIE_INSTANCE}, which a rolling replacement shares with the instance it replaces (during a rolling restart or rolling reload the old instance answers the replacement's probe); use ${KELPIE_SLOT} in `environment` and the probe instead, which differs between the two"
+    );
+    // Both: the slot tells them apart.
+    valid(&by_index.replace(
+        "810${KELPIE_INSTANCE}/",
+        "81${KELPIE_INSTANCE}${KELPIE_SLOT}/",
+    ));
+    // As with one fixed address, a program of one instance is not warned
+    // about.
+    valid(&by_index.replace("instances = 3", "instances = 1"));
 }
 
 #[test]
@@ -178,7 +217,7 @@ fn env_file_values_stay_literal() {
     );
     let config = validation.config.unwrap();
     let env = &config.programs[0].environment;
-    let values = crate::config::template::Values { instance: 1 };
+    let values = crate::config::template::Values::first(1);
     assert_eq!(
         crate::config::template::expand(&env["A"], values),
         "${HOME}/x"

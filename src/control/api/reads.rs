@@ -148,6 +148,7 @@ fn instance_info(
     InstanceInfo {
         name: format!("{program}:{index}"),
         index,
+        slot: instance.slot,
         state: s.phase.as_str().to_string(),
         pid: s.pid,
         ready: instance.is_ready(oneshot),

@@ -234,6 +234,7 @@ mod tests {
         InstanceInfo {
             name: name.to_string(),
             index,
+            slot: index,
             state: state.to_string(),
             pid: None,
             ready: false,

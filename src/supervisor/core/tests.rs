@@ -96,6 +96,9 @@ struct World {
     metrics: Vec<MetricUpdate>,
     /// Each spawned actor's name and the command it was built with.
     spawned: Vec<(String, String)>,
+    /// The `KELPIE_SLOT` each actor was spawned with; its reports carry it,
+    /// as a real actor's do.
+    kelpie_slots: HashMap<Incarnation, u32>,
     exited: Option<i32>,
     /// What the last accepted action knew at once, per target.
     outcomes: Vec<Option<Result<String, String>>>,
@@ -124,6 +127,7 @@ impl World {
             next_request: 0,
             metrics: Vec::new(),
             spawned: Vec::new(),
+            kelpie_slots: HashMap::new(),
             exited: None,
             outcomes: Vec::new(),
         };
@@ -280,6 +284,7 @@ impl World {
                 started_at: None,
                 ack: u64::MAX,
                 held: false,
+                slot: self.kelpie_slots[&incarnation],
             },
             events,
         }
@@ -308,6 +313,7 @@ impl World {
                     }
                 }
                 self.names.insert(spawn.incarnation, name.clone());
+                self.kelpie_slots.insert(spawn.incarnation, spawn.slot);
                 self.current.insert(name.clone(), spawn.incarnation);
                 self.spawned
                     .push((name.clone(), spawn.config.command.join(" ")));
@@ -376,6 +382,20 @@ impl World {
             .iter()
             .chain(&self.fleet.retired)
             .any(|e| e.holds(incarnation))
+    }
+
+    /// The `KELPIE_SLOT` the named actor was spawned with.
+    fn kelpie_slot(&self, name: &str) -> u32 {
+        self.kelpie_slots[&self.incarnation(name)]
+    }
+
+    /// Each instance's `KELPIE_SLOT`, as the board shows it.
+    fn board_slots(&self, program: &str) -> Vec<u32> {
+        self.program(program)
+            .instances
+            .iter()
+            .map(|i| i.slot)
+            .collect()
     }
 
     /// The current reported state of a program, as the board shows it.
@@ -912,6 +932,106 @@ fn a_rolling_restart_replaces_one_instance_at_a_time() {
 }
 
 #[test]
+fn a_rolling_replacement_switches_slot_and_other_restarts_keep_it() {
+    let mut w = rolling_world_from(ROLLING);
+    assert_eq!(w.board_slots("web"), [0, 1]);
+    // First roll: each replacement takes the slot `instances` above.
+    w.run(&[
+        (
+            Rolling(&["web"]),
+            &[
+                "accepted web",
+                "spawn web:0'",
+                "web:0' start",
+                "after 7s roll deadline web",
+            ],
+        ),
+        (Up("web:0'"), &[]),
+    ]);
+    assert_eq!(w.kelpie_slot("web:0'"), 2);
+    // Beside it, the old instance is still in its own slot.
+    assert_eq!(w.board_slots("web"), [0, 1]);
+    w.run(&[
+        (Ready("web:0'"), &["web:0 cause", "web:0 stop"]),
+        (
+            Down("web:0"),
+            &[
+                "end web:0",
+                "spawn web:1'",
+                "web:1' start",
+                "after 7s roll deadline web",
+            ],
+        ),
+        (Up("web:1'"), &[]),
+        (Ready("web:1'"), &["web:1 cause", "web:1 stop"]),
+        (
+            Down("web:1"),
+            &[
+                "end web:1",
+                "roll web done: replaced 2 instances one at a time",
+            ],
+        ),
+    ]);
+    assert_eq!(w.kelpie_slot("web:1'"), 3);
+    assert_eq!(w.board_slots("web"), [2, 3]);
+
+    // A crash restart is the same actor: the slot stays.
+    w.run(&[(Crash("web:0'"), &[]), (Up("web:0'"), &[])]);
+    assert_eq!(w.board_slots("web"), [2, 3]);
+    // So does the new actor that replaces a failed one (named web:1 in
+    // these lines, as the original web:1 is gone).
+    let failed = w.incarnation("web:1'");
+    let actions = w.fleet.step(
+        FleetEvent::ActorFailed {
+            incarnation: failed,
+            error: "panic".into(),
+        },
+        w.now,
+    );
+    assert_eq!(w.describe_all(actions), ["spawn web:1", "web:1 start"]);
+    assert_eq!(w.kelpie_slot("web:1"), 3);
+    assert_eq!(w.board_slots("web"), [2, 3]);
+    w.run(&[(Up("web:1"), &[])]);
+    assert_eq!(w.board_slots("web"), [2, 3]);
+
+    // The second roll switches back: a program only uses slots 0..4.
+    w.run(&[
+        (
+            Rolling(&["web"]),
+            &[
+                "accepted web",
+                "spawn web:0",
+                "web:0 start",
+                "after 7s roll deadline web",
+            ],
+        ),
+        (Up("web:0"), &[]),
+        (Ready("web:0"), &["web:0' cause", "web:0' stop"]),
+        (
+            Down("web:0'"),
+            &[
+                "end web:0'",
+                "spawn web:1'",
+                "web:1' start",
+                "after 7s roll deadline web",
+            ],
+        ),
+        (Up("web:1'"), &[]),
+        (Ready("web:1'"), &["web:1 cause", "web:1 stop"]),
+        (
+            Down("web:1"),
+            &[
+                "end web:1",
+                "roll web done: replaced 2 instances one at a time",
+            ],
+        ),
+    ]);
+    assert_eq!(w.kelpie_slot("web:0"), 0);
+    assert_eq!(w.kelpie_slot("web:1'"), 1);
+    assert_eq!(w.board_slots("web"), [0, 1]);
+}
+
+#[test]
 fn a_rolling_restart_aborts_when_the_replacement_crashes_and_keeps_the_rest() {
     let mut w = rolling_world_from(ROLLING);
     w.run(&[
@@ -1336,6 +1456,8 @@ fn a_rolling_reload_replaces_instances_one_at_a_time_with_the_new_config() {
             &("web:1'".to_string(), "sleep 2000".to_string())
         ]
     );
+    // Beside the instances they replace, in the other slots.
+    assert_eq!(w.board_slots("web"), [2, 3]);
     // The program took the new config over: the same file again changes
     // nothing.
     w.run(&[(Reload(ROLLING_RELOAD_CHANGED), &["reloaded: web unchanged"])]);
