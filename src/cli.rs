@@ -762,11 +762,12 @@ mod tests {
                 "logs" => args.push("web"),
                 "completions" => args.push("bash"),
                 "exec" => args.extend(["--", "true"]),
+                "import" => args.push("Procfile"),
                 _ => {}
             }
             let cli = parse(&args).unwrap_or_else(|err| panic!("{name}: {err}"));
             assert_eq!(cli.command.verb(), *name);
         }
-        assert_eq!(names.len(), 16);
+        assert_eq!(names.len(), 17);
     }
 }

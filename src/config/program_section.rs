@@ -377,7 +377,8 @@ pub(super) fn parse_program(
     let readiness = parse_probe_block(t, p, "readiness", Duration::from_secs(2), instances, diags);
     let liveness = parse_probe_block(t, p, "liveness", Duration::from_secs(10), instances, diags);
     if let (Some(Some(probe)), Some(count)) = (&readiness, instances) {
-        shared_probe_warning(t, p, probe, count, diags);
+        let rolling_reload = reload == Some(ReloadMode::Rolling);
+        shared_probe_warning(t, p, probe, count, rolling_reload, diags);
     }
     let log = parse_log(t, p, base_dir, diags);
     if let (Some(Some(probe)), Some(LogMode::Discard)) = (&readiness, &log) {
@@ -443,6 +444,7 @@ fn shared_probe_warning(
     p: &str,
     probe: &super::ProbeConfig,
     instances: u32,
+    rolling_reload: bool,
     diags: &mut Diags<'_>,
 ) {
     let (kind, target) = match &probe.kind {
@@ -450,7 +452,9 @@ fn shared_probe_warning(
         ProbeKind::Tcp(address) => ("tcp", address),
         _ => return,
     };
-    if instances < 2 || template::mentions(target, "KELPIE_SLOT") {
+    // One instance only meets its replacement when a reload rolls it (a
+    // `restart --rolling` of it is asked for by hand and can be read about).
+    if (instances < 2 && !rolling_reload) || template::mentions(target, "KELPIE_SLOT") {
         return;
     }
     let span = t
@@ -460,7 +464,9 @@ fn shared_probe_warning(
             _ => None,
         })
         .unwrap_or(0..0);
-    let message = if template::mentions(target, "KELPIE_INSTANCE") {
+    let message = if instances < 2 {
+        "with reload = \"rolling\" the replacement runs beside the old process, which answers the replacement's probe at this address; give the probe and `environment` an address with ${KELPIE_SLOT}, which differs between the two, or use a notify or log probe".to_string()
+    } else if template::mentions(target, "KELPIE_INSTANCE") {
         "the probe address follows ${KELPIE_INSTANCE}, which a rolling replacement shares with the instance it replaces (during a rolling restart or rolling reload the old instance answers the replacement's probe); use ${KELPIE_SLOT} in `environment` and the probe instead, which differs between the two".to_string()
     } else {
         format!(

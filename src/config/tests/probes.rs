@@ -200,6 +200,18 @@ fn an_address_per_instance_index_still_gets_a_warning() {
 }
 
 #[test]
+fn one_instance_with_a_rolling_reload_meets_its_replacement() {
+    let rolling = "[program.web]\ncommand = [\"sh\"]\nreload = \"rolling\"\n\
+                   readiness = { http = \"http://127.0.0.1:8080/health\" }\n";
+    assert_eq!(
+        one(rolling),
+        "supervisor.toml:4:22: warning: program.web.readiness.http: with reload = \"rolling\" the replacement runs beside the old process, which answers the replacement's probe at this address; give the probe and `environment` an address with ${KELPIE_SLOT}, which differs between the two, or use a notify or log probe"
+    );
+    valid(&rolling.replace("8080", "808${KELPIE_SLOT}"));
+    valid(&rolling.replace("reload = \"rolling\"", "reload = \"restart\""));
+}
+
+#[test]
 fn env_file_values_stay_literal() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("app.env"), "A=${HOME}/x\nB=$${y}\n").unwrap();
