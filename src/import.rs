@@ -9,6 +9,7 @@
 //! - `procfile`, `supervisord`, `launchd`, `process_compose`, `pm2`: one
 //!   module per source format
 //! - `source`: reading input files (size cap, line numbers, errors)
+//! - `yaml`: YAML and JSON as a tree of values with their lines
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,6 +27,7 @@ mod process_compose;
 mod procfile;
 mod source;
 mod supervisord;
+mod yaml;
 
 pub use detect::detect;
 pub use draft::{Draft, Dropped, Origin};

@@ -89,6 +89,8 @@ pub enum ProbeTarget {
     /// `HOST:PORT`
     Tcp(String),
     Exec(Vec<String>),
+    /// A regex matched against the program's output (readiness only).
+    Log(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +155,8 @@ pub struct Program {
     pub backoff: Option<Backoff>,
     pub max_restarts: Option<u32>,
     pub restart_window: Option<Duration>,
+    /// `on_failure = "shutdown"`: kelpie stops when this program fails.
+    pub shutdown_on_failure: bool,
     /// A signal name without `SIG` (`"TERM"`).
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<Duration>,

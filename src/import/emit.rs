@@ -149,6 +149,9 @@ fn write_program(out: &mut String, p: &Program, dropped: &[&Dropped]) {
     if let Some(d) = p.restart_window {
         let _ = writeln!(out, "restart_window = {}", duration(d));
     }
+    if p.shutdown_on_failure {
+        let _ = writeln!(out, "on_failure = \"shutdown\"");
+    }
     if let Some(signal) = &p.stop_signal {
         let _ = writeln!(out, "stop_signal = {}", string(signal));
     }
@@ -201,6 +204,7 @@ fn probe_table(probe: &Probe) -> String {
         ProbeTarget::Http(url) => format!("http = {}", string(url)),
         ProbeTarget::Tcp(addr) => format!("tcp = {}", string(addr)),
         ProbeTarget::Exec(argv) => format!("exec = {}", strings(argv)),
+        ProbeTarget::Log(pattern) => format!("log = {}", string(pattern)),
     }];
     for (name, value) in [
         ("interval", probe.interval),
@@ -251,6 +255,7 @@ mod tests {
                 multiplier: Some(1.0),
             }),
             max_restarts: Some(4),
+            shutdown_on_failure: true,
             stop_signal: Some("INT".into()),
             stop_timeout: Some(Duration::from_millis(1500)),
             readiness: Some(Probe {
@@ -277,6 +282,7 @@ mod tests {
         draft.programs.push(Program {
             name: "db".into(),
             command: vec!["postgres".into()],
+            readiness: Some(Probe::new(ProbeTarget::Log("ready to accept".into()))),
             ..Program::default()
         });
         draft.programs[0]
@@ -318,6 +324,11 @@ mod tests {
         assert_eq!(web.instances, 2);
         assert_eq!(web.success_codes, vec![0, 2]);
         assert_eq!(web.stop_timeout, Duration::from_millis(1500));
+        assert!(text.contains("on_failure = \"shutdown\"\n"), "{text}");
+        assert!(
+            text.contains("readiness = { log = \"ready to accept\" }"),
+            "{text}"
+        );
         assert!(text.contains(
             "# kelpie import: not carried over: supervisord.conf:9: stdout_events_enabled: kelpie has no event listeners"
         ), "{text}");

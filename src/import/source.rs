@@ -47,6 +47,15 @@ pub fn read_text(path: &Path, cx: &Context) -> Result<String, ImportError> {
     })
 }
 
+/// `path` against `base`, without `.` components (`dir/./app` reads as
+/// `dir/app` in the config; `..` stays, as a symlink may sit before it).
+pub fn resolve(base: &Path, path: impl AsRef<Path>) -> std::path::PathBuf {
+    base.join(path)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
 /// The 1-based line of byte `offset` in `text`.
 pub fn line_of(text: &[u8], offset: usize) -> usize {
     let end = offset.min(text.len());
@@ -56,6 +65,20 @@ pub fn line_of(text: &[u8], offset: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolved_paths_drop_dot_components() {
+        let cases = [
+            ("/app", "./logs/a.log", "/app/logs/a.log"),
+            ("/app", "sub/./x", "/app/sub/x"),
+            ("/app", "/var/log", "/var/log"),
+            ("/app/./b", "../c", "/app/b/../c"),
+            ("/app", ".", "/app"),
+        ];
+        for (base, path, want) in cases {
+            assert_eq!(resolve(Path::new(base), path), Path::new(want), "{path}");
+        }
+    }
 
     #[test]
     fn line_numbers_count_newlines_before_the_offset() {
