@@ -141,6 +141,11 @@ pub struct Program {
     pub directory: Option<String>,
     /// Literal values: `emit` escapes `${` so kelpie does not expand them.
     pub environment: BTreeMap<String, String>,
+    /// Values already in kelpie's template syntax, written as they are:
+    /// `${KELPIE_INSTANCE}` is the instance index and a literal `${` is
+    /// `$${` (supervisord's `%(process_num)s`). A key here is not also in
+    /// `environment`.
+    pub instance_environment: BTreeMap<String, String>,
     pub env_file: Option<String>,
     pub user: Option<String>,
     pub group: Option<String>,

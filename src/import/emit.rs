@@ -94,11 +94,18 @@ fn write_program(out: &mut String, p: &Program, dropped: &[&Dropped]) {
     if let Some(file) = &p.env_file {
         let _ = writeln!(out, "env_file = {}", string(file));
     }
-    if !p.environment.is_empty() {
-        let env: Vec<String> = p
+    if !p.environment.is_empty() || !p.instance_environment.is_empty() {
+        let mut values: std::collections::BTreeMap<&str, String> = p
             .environment
             .iter()
-            .map(|(k, v)| format!("{} = {}", key(k), string(&escape(v))))
+            .map(|(k, v)| (k.as_str(), escape(v)))
+            .collect();
+        for (k, v) in &p.instance_environment {
+            values.insert(k, v.clone());
+        }
+        let env: Vec<String> = values
+            .iter()
+            .map(|(k, v)| format!("{} = {}", key(k), string(v)))
             .collect();
         let _ = writeln!(out, "environment = {}", inline(&env));
     }
@@ -242,6 +249,7 @@ mod tests {
             command: vec!["/bin/sh".into(), "-c".into(), "echo \"$HOME\" ${X}".into()],
             directory: Some("/tmp".into()),
             environment: [("A".to_string(), "1 ${literal}".to_string())].into(),
+            instance_environment: [("PORT".to_string(), "80${KELPIE_INSTANCE}".to_string())].into(),
             umask: Some(0o22),
             instances: Some(2),
             autostart: Some(false),
@@ -320,6 +328,7 @@ mod tests {
             .unwrap_or_else(|| panic!("{text}"));
         // Literal `${` in the source stays literal.
         assert_eq!(web.environment["A"], "1 $${literal}");
+        assert_eq!(web.environment["PORT"], "80${KELPIE_INSTANCE}");
         assert_eq!(web.command[2], "echo \"$HOME\" ${X}");
         assert_eq!(web.instances, 2);
         assert_eq!(web.success_codes, vec![0, 2]);
