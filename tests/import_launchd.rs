@@ -52,7 +52,7 @@ fn each_fixture_imports_with_its_differences_reported() {
             &["com.example.keepalive.plist:20: KeepAlive.PathState: kelpie keeps a program alive by how it exited, not by whether a path exists"],
             &[
                 "command = [\"/usr/local/bin/worker\", \"--queue\", \"default\"]\n",
-                "restart = \"on-failure\"\nbackoff = { initial = \"30s\", max = \"30s\", multiplier = 1.0 }\n",
+                "restart = \"on-failure\"\nbackoff = { initial = \"30s\", max = \"30s\", multiplier = 1.0, jitter = 0.0 }\n",
                 "launchd runs Program \"/usr/local/bin/worker\" with argv[0] \"worker\"",
             ],
         ),

@@ -139,10 +139,10 @@ fn json_and_yaml_files_are_read_with_their_lines() {
         "command = [\"node\", \"--max-old-space-size=512\", \"/srv/api/server.js\", \"--port\", \"8080\"]",
         "directory = \"/srv/api\"",
         // JSON escapes, surrogate pairs included; `${` stays literal.
-        "environment = { GREETING = \"café 🚀\", NODE_ENV = \"production\", TEMPLATE = \"$${not_expanded}\" }",
+        "environment = { GREETING = \"café 🚀\", NODE_APP_INSTANCE = \"${KELPIE_INSTANCE}\", NODE_ENV = \"production\", TEMPLATE = \"$${not_expanded}\" }",
         "instances = 2",
         "start_seconds = \"5s\"",
-        "backoff = { initial = \"2s\", max = \"2s\", multiplier = 1.0 }",
+        "backoff = { initial = \"2s\", max = \"2s\", multiplier = 1.0, jitter = 0.0 }",
         "max_restarts = 10",
         "stop_timeout = \"8s\"",
         "log = { mode = \"file\", file = \"/var/log/api/out.log\" }",
@@ -193,11 +193,11 @@ fn a_realistic_production_file_imports_stably() {
     let web = table(&toml, "shop-web");
     for want in [
         "command = [\"node\", \"--enable-source-maps\", \"--max-old-space-size=768\", \"/srv/shop/current/dist/server.js\"]",
-        "environment = { LOG_LEVEL = \"info\", NODE_ENV = \"production\", PORT = \"8080\" }",
+        "environment = { LOG_LEVEL = \"info\", NODE_APP_INSTANCE = \"${KELPIE_INSTANCE}\", NODE_ENV = \"production\", PORT = \"8080\" }",
         "instances = 4",
         "start_seconds = \"10s\"",
         "start_timeout = \"10s\"",
-        "backoff = { initial = \"4s\", max = \"4s\", multiplier = 1.0 }",
+        "backoff = { initial = \"4s\", max = \"4s\", multiplier = 1.0, jitter = 0.0 }",
         "stop_timeout = \"5s\"",
         "log = { mode = \"file\", file = \"/var/log/shop/web.out.log\" }",
     ] {

@@ -80,6 +80,23 @@ pub struct Backoff {
     pub max: Duration,
     /// `None`: kelpie's default (2.0). `Some(1.0)` is a fixed delay.
     pub multiplier: Option<f64>,
+    /// `None`: kelpie's default (±20 %).
+    pub jitter: Option<f64>,
+}
+
+impl Backoff {
+    /// The same delay before every restart, never shorter: what launchd's
+    /// `ThrottleInterval`, pm2's `restart_delay` and process-compose's
+    /// `backoff_seconds` promise (kelpie's default jitter could make it
+    /// up to a fifth shorter).
+    pub fn fixed(delay: Duration) -> Self {
+        Self {
+            initial: delay,
+            max: delay,
+            multiplier: Some(1.0),
+            jitter: Some(0.0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -148,6 +148,9 @@ fn write_program(out: &mut String, p: &Program, dropped: &[&Dropped]) {
         if let Some(m) = b.multiplier {
             entries.push(format!("multiplier = {}", float(m)));
         }
+        if let Some(j) = b.jitter {
+            entries.push(format!("jitter = {}", float(j)));
+        }
         let _ = writeln!(out, "backoff = {}", inline(&entries));
     }
     if let Some(n) = p.max_restarts {
@@ -257,11 +260,7 @@ mod tests {
             restart: Some(Restart::OnFailure),
             success_codes: Some(vec![0, 2]),
             start_seconds: Some(Duration::from_secs(3)),
-            backoff: Some(Backoff {
-                initial: Duration::from_secs(1),
-                max: Duration::from_secs(1),
-                multiplier: Some(1.0),
-            }),
+            backoff: Some(Backoff::fixed(Duration::from_secs(1))),
             max_restarts: Some(4),
             shutdown_on_failure: true,
             stop_signal: Some("INT".into()),

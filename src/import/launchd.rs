@@ -636,11 +636,7 @@ impl Translation<'_, '_> {
             "ThrottleInterval" => {
                 let n = p.seconds(key, value)?;
                 let every = Duration::from_secs(n);
-                self.program.backoff = Some(Backoff {
-                    initial: every,
-                    max: every,
-                    multiplier: Some(1.0),
-                });
+                self.program.backoff = Some(Backoff::fixed(every));
                 self.note(format!(
                     "ThrottleInterval = {n}: launchd starts the job at most once every {n}s; kelpie waits {n}s after each exit (a fixed backoff)"
                 ));
@@ -1017,14 +1013,7 @@ mod tests {
         assert_eq!(p.user.as_deref(), Some("daemon"));
         assert_eq!(p.group.as_deref(), Some("daemon"));
         assert_eq!(p.umask, Some(0o22));
-        assert_eq!(
-            p.backoff,
-            Some(Backoff {
-                initial: Duration::from_secs(5),
-                max: Duration::from_secs(5),
-                multiplier: Some(1.0),
-            })
-        );
+        assert_eq!(p.backoff, Some(Backoff::fixed(Duration::from_secs(5))));
         assert_eq!(p.stop_timeout, Some(Duration::from_secs(30)));
         assert_eq!(p.restart, Some(Restart::Always));
         assert_eq!(p.log, None);

@@ -567,11 +567,11 @@ impl App<'_> {
                 argv
             }
         };
-        if p.instances.is_some_and(|n| n > 1) {
-            p.notes.push(
-                "pm2 gives each instance NODE_APP_INSTANCE (0, 1, …); kelpie gives KELPIE_INSTANCE"
-                    .into(),
-            );
+        // pm2 numbers its instances in NODE_APP_INSTANCE; apps read it to
+        // pick a port or a leader.
+        if p.instances.is_some_and(|n| n > 1) && !p.environment.contains_key("NODE_APP_INSTANCE") {
+            p.instance_environment
+                .insert("NODE_APP_INSTANCE".into(), "${KELPIE_INSTANCE}".into());
         }
 
         // Restarts.
@@ -587,18 +587,13 @@ impl App<'_> {
                     initial,
                     max: EXP_BACKOFF_MAX.max(initial),
                     multiplier: Some(EXP_BACKOFF_MULTIPLIER),
+                    jitter: None,
                 });
                 if other.is_some() {
                     p.notes.push("restart_delay is not used: pm2 uses exp_backoff_restart_delay when both are set".into());
                 }
             }
-            (None, Some(delay)) => {
-                p.backoff = Some(Backoff {
-                    initial: delay,
-                    max: delay,
-                    multiplier: Some(1.0),
-                })
-            }
+            (None, Some(delay)) => p.backoff = Some(Backoff::fixed(delay)),
             (None, None) => {}
         }
 

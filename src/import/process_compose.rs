@@ -668,11 +668,7 @@ impl<'a> Project<'a> {
                     "backoff_seconds" => {
                         // process-compose waits at least a second.
                         let secs = Duration::from_secs(av.uint(&what)?.max(1).into());
-                        p.backoff = Some(Backoff {
-                            initial: secs,
-                            max: secs,
-                            multiplier: Some(1.0),
-                        });
+                        p.backoff = Some(Backoff::fixed(secs));
                     }
                     "max_restarts" => {
                         let n = av.uint(&what)?;
@@ -730,6 +726,18 @@ impl<'a> Project<'a> {
 
         for (origin, key, why) in drops {
             self.draft.drop_key(origin, Some(name), key, why);
+        }
+        // process-compose tells every process who it is; the same names
+        // keep scripts that read them working.
+        if !p.environment.contains_key("PC_PROC_NAME") {
+            p.instance_environment.insert(
+                "PC_PROC_NAME".into(),
+                crate::config::template::escape(pc_name),
+            );
+        }
+        if !p.environment.contains_key("PC_REPLICA_NUM") {
+            p.instance_environment
+                .insert("PC_REPLICA_NUM".into(), "${KELPIE_INSTANCE}".into());
         }
         Ok((p, namespace))
     }

@@ -206,11 +206,7 @@ fn restarts_and_backoff() {
         },
         Case {
             body: "    restart_delay: 4000\n",
-            backoff: Some(Backoff {
-                initial: ms(4000),
-                max: ms(4000),
-                multiplier: Some(1.0),
-            }),
+            backoff: Some(Backoff::fixed(ms(4000))),
             ..none()
         },
         Case {
@@ -219,6 +215,7 @@ fn restarts_and_backoff() {
                 initial: ms(100),
                 max: ms(15_000),
                 multiplier: Some(1.5),
+                jitter: None,
             }),
             ..none()
         },
@@ -228,6 +225,7 @@ fn restarts_and_backoff() {
                 initial: ms(20_000),
                 max: ms(20_000),
                 multiplier: Some(1.5),
+                jitter: None,
             }),
             ..none()
         },
@@ -312,7 +310,12 @@ fn instances_and_cluster_mode() {
     let (p, d, _f) = app("    script: app.js\n    instances: 4\n    exec_mode: fork\n");
     assert_eq!(p.instances, Some(4));
     assert!(d.dropped.is_empty());
-    assert!(p.notes.iter().any(|n| n.contains("NODE_APP_INSTANCE")));
+    assert_eq!(
+        p.instance_environment
+            .get("NODE_APP_INSTANCE")
+            .map(String::as_str),
+        Some("${KELPIE_INSTANCE}")
+    );
     for value in ["max", "0", "-1", "\"max\"", "-2"] {
         let (p, d, _f) = app(&format!("    script: app.js\n    instances: {value}\n"));
         assert_eq!(p.instances, None, "{value}");

@@ -304,11 +304,7 @@ fn availability_maps_to_the_restart_policy() {
             "{}",
             case.availability
         );
-        let backoff = case.backoff.map(|s| Backoff {
-            initial: Duration::from_secs(s),
-            max: Duration::from_secs(s),
-            multiplier: Some(1.0),
-        });
+        let backoff = case.backoff.map(|s| Backoff::fixed(Duration::from_secs(s)));
         assert_eq!(p.backoff, backoff, "{}", case.availability);
     }
 }
