@@ -161,3 +161,82 @@ fn a_config_that_would_not_pass_check_here_is_not_written() {
     assert!(out.stderr.contains(".env:2:"), "{out:#?}");
     assert!(!app.path().join("supervisor.toml").exists());
 }
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/import/procfile")
+        .join(name)
+}
+
+#[test]
+fn a_realistic_procfile_keeps_its_ports_shell_lines_and_release_phase() {
+    let app = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    for name in ["Procfile", ".env"] {
+        std::fs::copy(fixture(name), app.path().join(name))
+            .unwrap_or_else(|e| panic!("copy {name}: {e}"));
+    }
+    let out = import_in(app.path(), &["Procfile", "-o", "supervisor.toml"]).expect(0);
+    assert!(
+        out.stderr
+            .contains("kelpie: imported 8 programs from procfile; 0 keys not carried over"),
+        "{out:#?}"
+    );
+    let toml = std::fs::read_to_string(app.path().join("supervisor.toml"))
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    let config = kelpie_in(app.path(), &["config", "-c", "supervisor.toml"]).expect(0);
+    for want in [
+        // foreman's ports follow the order of the lines.
+        "[program.web]\n# from Procfile:3\n",
+        "command = [\"/bin/sh\", \"-c\", \"exec bundle exec puma -C config/puma.rb -p $PORT\"]",
+        "environment = { PORT = \"5000\" }\n",
+        "command = [\"/bin/sh\", \"-c\", \"exec bin/webpack-dev-server --port ${PORT}\"]",
+        "environment = { PORT = \"5500\" }\n",
+        "environment = { PORT = \"5700\" }\n",
+        // A plain line needs no shell.
+        "command = [\"bundle\", \"exec\", \"sidekiq\", \"-C\", \"config/sidekiq.yml\", \"-q\", \"default\", \"-q\", \"mailers\"]",
+        "command = [\"bundle\", \"exec\", \"sidekiq\", \"-q\", \"critical,2\", \"-c\", \"5\"]",
+        "command = [\"/bin/sh\", \"-c\", \"exec env RAILS_ENV=development bundle exec rails runner 'MailPreview.serve' 2>&1\"]",
+        "[program.release]\n# from Procfile:4\n",
+        "type = \"oneshot\"",
+        "depends_on = { release = \"completed\" }",
+    ] {
+        assert!(toml.contains(want), "missing {want:?} in\n{toml}");
+    }
+    assert_eq!(
+        toml.matches("depends_on = { release = \"completed\" }")
+            .count(),
+        7
+    );
+    // The .env values reach every program (kelpie merges env_file).
+    assert_eq!(
+        config
+            .stdout
+            .matches("DATABASE_URL = \"postgres://app@localhost/app_production\"")
+            .count(),
+        8,
+        "{}",
+        config.stdout
+    );
+}
+
+#[test]
+fn an_imported_release_phase_completes_before_the_web_process_starts() {
+    // The release step takes a while (its sleep is the fixture's, not a
+    // wait of the test's): a web process started beside it says "missing".
+    let app = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    write(
+        app.path(),
+        "Procfile",
+        "web: cat migrated.txt 2>/dev/null || echo missing; exec sleep 1000\n\
+         release: sh -c 'sleep 0.5; echo migrated > migrated.txt'\n",
+    );
+    let out = import_in(app.path(), &["Procfile"]).expect(0);
+    let kelpie = Kelpie::start(&without_http(&out.stdout));
+    let first = kelpie.wait_nth(1, "web's first line", secs(20.0), |e| {
+        is(e, "program_output", "web")
+    });
+    assert_eq!(
+        first["line"], "migrated",
+        "web started before release completed"
+    );
+}

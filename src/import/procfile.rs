@@ -3,17 +3,23 @@
 //! becomes `env_file`. Commands are shell lines there, so one that needs a
 //! shell (`$PORT`, `&&`, globs) runs under `/bin/sh -c`, with `exec` when
 //! it is a single command so the stop signal reaches the program itself.
+//! Heroku's `release` process type runs once before the others start (a
+//! migration, say): it becomes a oneshot the other programs depend on.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::draft::{program_name, Draft, Origin, Program};
+use super::draft::{program_name, Condition, Draft, Kind, Origin, Program};
 use super::source::read_text;
 use super::{Context, ImportError};
 
 /// foreman gives the first process type PORT 5000, the next 5100, …
 const FOREMAN_BASE_PORT: u32 = 5000;
 const FOREMAN_PORT_STEP: u32 = 100;
+
+/// Heroku runs this process type once per deploy, before the new
+/// processes start, and does not deploy when it fails.
+const RELEASE: &str = "release";
 
 pub fn import(files: &[PathBuf], cx: &Context) -> Result<Draft, ImportError> {
     let mut draft = Draft::default();
@@ -25,6 +31,9 @@ pub fn import(files: &[PathBuf], cx: &Context) -> Result<Draft, ImportError> {
 
 fn import_file(file: &Path, cx: &Context, draft: &mut Draft) -> Result<(), ImportError> {
     let text = read_text(file, cx)?;
+    // Editors on Windows save a byte-order mark that is not part of the
+    // first process type's name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let absolute = cx.cwd.join(file);
     let dir = absolute
         .parent()
@@ -39,6 +48,8 @@ fn import_file(file: &Path, cx: &Context, draft: &mut Draft) -> Result<(), Impor
             .is_some_and(|vars| vars.iter().any(|(key, _)| key == "PORT"));
 
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let first_program = draft.programs.len();
+    let mut release = None;
     for (index, raw) in text.lines().enumerate() {
         let line_no = index + 1;
         let line = raw.trim();
@@ -96,7 +107,23 @@ fn import_file(file: &Path, cx: &Context, draft: &mut Draft) -> Result<(), Impor
                 "PORT = {port} as foreman assigns it (5000 for the first process type, +100 for each next)"
             ));
         }
+        if name == RELEASE {
+            program.kind = Some(Kind::Oneshot);
+            program.notes.push(
+                "Heroku's release phase: run once before the other process types start, which depend on it completing".into(),
+            );
+            release = Some(program.name.clone());
+        }
         draft.programs.push(program);
+    }
+    if let Some(release) = release {
+        for program in &mut draft.programs[first_program..] {
+            if program.name != release {
+                program
+                    .depends_on
+                    .push((release.clone(), Condition::Completed));
+            }
+        }
     }
     Ok(())
 }
@@ -111,7 +138,7 @@ fn command_argv(command: &str) -> Result<Vec<String>, String> {
     const SHELL: &[char] = &[
         '$', '`', ';', '&', '|', '<', '>', '(', ')', '*', '?', '[', ']', '~', '{', '}', '!', '#',
     ];
-    let one_command = !command.contains([';', '&', '|', '\n']);
+    let one_command = is_single_command(command);
     if !command.contains(SHELL) {
         if let Ok(argv) = shell_words::split(command) {
             if !argv.is_empty() && !argv[0].contains('=') {
@@ -129,6 +156,31 @@ fn command_argv(command: &str) -> Result<Vec<String>, String> {
         command.to_string()
     };
     Ok(vec!["/bin/sh".into(), "-c".into(), script])
+}
+
+/// No `;`, `|`, `&&`, newline or background `&` outside quotes: `exec` in
+/// front replaces the shell with the whole line. Redirections (`2>&1`,
+/// `&>`) are part of one command.
+fn is_single_command(command: &str) -> bool {
+    let bytes = command.as_bytes();
+    let mut quote = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        match (quote, b) {
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'\'' | b'"') => quote = Some(b),
+            (None, b';' | b'|' | b'\n') => return false,
+            (None, b'&') => {
+                let after_redirect = i > 0 && matches!(bytes[i - 1], b'>' | b'<');
+                let redirect = bytes.get(i + 1) == Some(&b'>');
+                if !after_redirect && !redirect {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -172,6 +224,20 @@ mod tests {
             assert_eq!(argv, want, "{command}");
         }
         assert!(command_argv("echo 'oops").is_err());
+        let single = [
+            ("a 2>&1", true),
+            ("a &> log", true),
+            ("a <&3", true),
+            ("echo 'a;b|c&d'", true),
+            ("a; b", false),
+            ("a | b", false),
+            ("a && b", false),
+            ("a &", false),
+            ("a\nb", false),
+        ];
+        for (command, want) in single {
+            assert_eq!(is_single_command(command), want, "{command:?}");
+        }
     }
 
     #[test]
@@ -204,6 +270,29 @@ mod tests {
         assert!(draft.programs[1].environment.is_empty());
         assert_eq!(draft.programs[2].command, ["bin/clock"]);
         assert!(draft.dropped.is_empty());
+    }
+
+    #[test]
+    fn release_runs_once_before_the_others() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        std::fs::write(
+            dir.path().join("Procfile"),
+            "\u{feff}web: serve\r\nrelease: migrate\r\nworker: work\r\n",
+        )
+        .unwrap_or_else(|e| panic!("write: {e}"));
+        let draft =
+            import(&[PathBuf::from("Procfile")], &cx(dir.path())).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = draft.programs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["web", "release", "worker"]);
+        assert_eq!(draft.programs[0].command, ["serve"]);
+        assert_eq!(draft.programs[1].kind, Some(Kind::Oneshot));
+        assert!(draft.programs[1].depends_on.is_empty());
+        for i in [0, 2] {
+            assert_eq!(
+                draft.programs[i].depends_on,
+                [("release".to_string(), Condition::Completed)]
+            );
+        }
     }
 
     #[test]
