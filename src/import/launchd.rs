@@ -11,6 +11,7 @@
 //! have. Each such difference becomes a note or a dropped key at the
 //! program.
 
+mod bounds;
 mod key_lines;
 
 use std::collections::BTreeMap;
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use plist::Value;
 
-use self::key_lines::KeyLines;
+use self::key_lines::{KeyLines, Refused};
 use super::draft::{self, program_name, Backoff, Draft, Log, Origin, Program, Restart};
 use super::source::{line_of, read_bytes};
 use super::{Context, ImportError};
@@ -79,6 +80,8 @@ fn read_plist(file: &Path, cx: &Context) -> Result<(Value, KeyLines), ImportErro
 /// `bytes`, the content of `file`, as a plist value and its key lines.
 fn parse_plist(file: &Path, bytes: &[u8]) -> Result<(Value, KeyLines), ImportError> {
     if bytes.starts_with(b"bplist") {
+        bounds::check_binary(bytes)
+            .map_err(|too| ImportError::data(Origin::new(file, 0), too.message))?;
         let value = Value::from_reader(Cursor::new(bytes)).map_err(|err| {
             ImportError::data(
                 Origin::new(file, 0),
@@ -106,7 +109,12 @@ fn parse_plist(file: &Path, bytes: &[u8]) -> Result<(Value, KeyLines), ImportErr
             format!("not a property list: expected XML (<?xml …><plist>) or a binary plist{hint}"),
         ));
     }
-    let scanned = key_lines::scan(text);
+    // Nesting too deep is refused before the crate builds (and drops) it;
+    // a repeated key only once the file is known to parse.
+    let scanned = match key_lines::scan(text) {
+        Err(deep @ Refused::TooDeep { .. }) => return Err(refusal(file, deep)),
+        scanned => scanned,
+    };
     let value = Value::from_reader_xml(bytes).map_err(|err| {
         let (why, offset) = describe(&err);
         let missing = scanned.as_ref().ok().and_then(KeyLines::missing_value);
@@ -120,17 +128,24 @@ fn parse_plist(file: &Path, bytes: &[u8]) -> Result<(Value, KeyLines), ImportErr
             format!("not a valid XML property list: {why}"),
         )
     })?;
-    let lines = scanned.map_err(|dup| {
-        ImportError::data(
-            Origin::new(file, dup.line),
-            format!(
-                "key {:?} is given twice in one dictionary (first at line {})",
-                dup.path.join("."),
-                dup.first
-            ),
-        )
-    })?;
+    let lines = scanned.map_err(|refused| refusal(file, refused))?;
     Ok((value, lines))
+}
+
+fn refusal(file: &Path, refused: Refused) -> ImportError {
+    match refused {
+        Refused::Duplicate { path, line, first } => ImportError::data(
+            Origin::new(file, line),
+            format!(
+                "key {:?} is given twice in one dictionary (first at line {first})",
+                path.join("."),
+            ),
+        ),
+        Refused::TooDeep { line } => ImportError::data(
+            Origin::new(file, line),
+            format!("nested more than {} levels deep", bounds::MAX_DEPTH),
+        ),
+    }
 }
 
 /// A `plist` error in words, and the byte offset it names. The crate
@@ -139,6 +154,11 @@ fn parse_plist(file: &Path, bytes: &[u8]) -> Result<(Value, KeyLines), ImportErr
 /// from there; a message without an offset gives no line, and a kind not
 /// known here is spelled out from its name.
 fn describe(err: &plist::Error) -> (String, Option<usize>) {
+    // The bytes are in memory, so a read error is a read past their end:
+    // a table or an object that says it is longer than the file.
+    if err.as_io().is_some() {
+        return ("the file ends before the property list does".into(), None);
+    }
     let text = err.to_string();
     let (kind, offset) = match text.rsplit_once(" (offset ") {
         Some((kind, rest)) => (
@@ -1145,6 +1165,7 @@ mod tests {
             (job("<key>ExitTimeOut</key><integer>999999999999</integer>").into_bytes(), "job.plist:7: ExitTimeOut 999999999999 is longer than kelpie's longest duration (10 years)"),
             (job("<key>WorkingDirectory</key><string></string>").into_bytes(), "job.plist:7: WorkingDirectory is empty"),
             (job("<key>RunAtLoad</key><true/>\n<key>RunAtLoad</key><false/>").into_bytes(), "job.plist:8: key \"RunAtLoad\" is given twice in one dictionary (first at line 7)"),
+            (job(&format!("<key>Deep</key>\n{}{}", "<array>".repeat(200), "</array>".repeat(200))).into_bytes(), "job.plist:8: nested more than 64 levels deep"),
             (b"<plist>\n<dict>\n<key>Label</key><string>caf\xe9</string>\n".to_vec(), "job.plist:3: not valid UTF-8 text (an XML property list is UTF-8; a binary one starts with \"bplist\")"),
         ];
         for (bytes, want) in cases {
@@ -1157,10 +1178,9 @@ mod tests {
         let err = import_texts(&[("job.plist", b"bplist00 not really")])
             .err()
             .unwrap_or_else(|| panic!("accepted a broken binary plist"));
-        assert!(
-            err.to_string()
-                .starts_with("job.plist: not a valid binary property list: "),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            "job.plist: not a valid binary property list: the file ends before the property list does"
         );
     }
 
