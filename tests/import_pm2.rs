@@ -362,13 +362,8 @@ fn a_js_file_that_prints_or_keeps_node_busy_still_imports() {
          setInterval(() => {}, 1000);\n\
          module.exports = { apps: [{ name: 'web', script: 'server.js' }] };\n",
     );
-    let started = std::time::Instant::now();
+    // Waiting for node to exit by itself would end in the 10 s timeout's
+    // error instead.
     let out = import_in(d, &["ecosystem.config.js"]).expect(0);
     assert!(out.stdout.contains("[program.web]"), "{out:#?}");
-    // Well inside node's 10 s allowance: the evaluation did not wait it out.
-    assert!(
-        started.elapsed() < secs(8.0),
-        "took {:?}",
-        started.elapsed()
-    );
 }
