@@ -240,3 +240,50 @@ fn an_imported_release_phase_completes_before_the_web_process_starts() {
         "web started before release completed"
     );
 }
+
+#[test]
+fn files_saved_on_windows_import_like_any_other() {
+    // A byte order mark and CRLF line ends, as Windows editors save, in
+    // every text format, with the format told from the content.
+    let cases = [
+        ("Procfile", "web: sleep 1000\r\n"),
+        ("app.conf", "[program:web]\r\ncommand = sleep 1000\r\n"),
+        ("pc.yaml", "processes:\r\n  web:\r\n    command: sleep 1000\r\n"),
+        (
+            "apps.json",
+            "{\"apps\": [{\"name\": \"web\", \"script\": \"sleep\", \"interpreter\": \"none\"}]}\r\n",
+        ),
+        (
+            "job.plist",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<plist version=\"1.0\">\r\n<dict>\r\n<key>Label</key><string>web</string>\r\n<key>ProgramArguments</key><array><string>sleep</string></array>\r\n</dict>\r\n</plist>\r\n",
+        ),
+    ];
+    for (name, text) in cases {
+        let app = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        write(app.path(), name, &format!("\u{feff}{text}"));
+        let out = import_in(app.path(), &[name]).expect(0);
+        assert!(out.stdout.contains("[program.web]"), "{name}: {out:#?}");
+    }
+}
+
+#[test]
+fn a_fifo_is_refused_at_once() {
+    // Named by mistake (or a `<(…)` process substitution), a FIFO that no
+    // one writes must not hang the import, whichever way it is read.
+    let app = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let fifo = app.path().join("supervisord.conf");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .unwrap_or_else(|e| panic!("mkfifo: {e}"));
+    for args in [&["supervisord.conf"][..], &["procfile", "supervisord.conf"]] {
+        let out = import_in(app.path(), args).expect(66);
+        assert_eq!(
+            out.stderr,
+            "kelpie: supervisord.conf: is not a regular file (a FIFO, socket or device); kelpie import reads a file, so save the setup to one first\n",
+            "{args:?}"
+        );
+    }
+    std::fs::rename(&fifo, app.path().join("data")).unwrap_or_else(|e| panic!("rename: {e}"));
+    // Content detection opens the file too.
+    let out = import_in(app.path(), &["data"]).expect(66);
+    assert!(out.stderr.contains("is not a regular file"), "{out:#?}");
+}

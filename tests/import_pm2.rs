@@ -343,3 +343,27 @@ fn bad_input_is_one_line_with_its_line_and_writes_nothing() {
         assert!(!d.join("out.toml").exists());
     }
 }
+
+#[test]
+fn a_js_file_that_prints_or_keeps_node_busy_still_imports() {
+    if skip_without_node("a_js_file_that_prints_or_keeps_node_busy_still_imports") {
+        return;
+    }
+    // What configs do in the wild: dotenv announces itself on stdout, and
+    // a timer (or an open handle) would keep node running after the
+    // export, as it does not matter to pm2, which only `require`s it.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "ecosystem.config.js",
+        "console.log('[dotenv@16.4.5] injecting env (2) from .env');\n\
+         process.stdout.write('{\"apps\": []}');\n\
+         setInterval(() => {}, 1000);\n\
+         module.exports = { apps: [{ name: 'web', script: 'server.js' }] };\n",
+    );
+    // Waiting for node to exit by itself would end in the 10 s timeout's
+    // error instead.
+    let out = import_in(d, &["ecosystem.config.js"]).expect(0);
+    assert!(out.stdout.contains("[program.web]"), "{out:#?}");
+}

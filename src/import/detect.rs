@@ -52,6 +52,7 @@ fn by_content(bytes: &[u8]) -> Option<Format> {
     if bytes.starts_with(b"bplist00") {
         return Some(Format::Launchd);
     }
+    let bytes = bytes.strip_prefix(super::source::UTF8_BOM).unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).ok()?;
     let head: String = text.chars().take(4096).collect();
     if head.contains("<plist") || head.contains("<!DOCTYPE plist") {

@@ -842,6 +842,10 @@ fn duration_ms(node: &Node, what: &str, units: bool) -> Result<Duration, ImportE
 fn is_binary(path: &Path) -> Option<bool> {
     use std::io::Read as _;
     let mut head = [0u8; 512];
+    // Only a regular file is opened: opening a FIFO would wait for a writer.
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
     let mut file = std::fs::File::open(path).ok()?;
     let n = file.read(&mut head).ok()?;
     Some(head[..n].contains(&0))

@@ -31,9 +31,6 @@ pub fn import(files: &[PathBuf], cx: &Context) -> Result<Draft, ImportError> {
 
 fn import_file(file: &Path, cx: &Context, draft: &mut Draft) -> Result<(), ImportError> {
     let text = read_text(file, cx)?;
-    // Editors on Windows save a byte-order mark that is not part of the
-    // first process type's name.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let absolute = cx.cwd.join(file);
     let dir = absolute
         .parent()

@@ -5,8 +5,13 @@
 //! means; this scan only ever answers "which line", and a path it does not
 //! know is line 0 (the whole file). It finds one thing `plist` does not:
 //! a key given twice in one dictionary, which `plist` silently collapses.
+//! It also bounds the nesting (as `bounds` does for binary plists), here
+//! where the line of the offending element is known, and before each
+//! frame's path makes the scan quadratic in the depth.
 
 use std::collections::BTreeMap;
+
+use super::bounds::MAX_DEPTH;
 
 /// Lines of the keys of one plist, by their path from the top dictionary
 /// (`["KeepAlive", "SuccessfulExit"]`; array elements are their index,
@@ -21,12 +26,17 @@ pub struct KeyLines {
     missing_value: Option<(Vec<String>, usize)>,
 }
 
-/// A key given twice in one dictionary.
+/// What the scan refuses.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Duplicate {
-    pub path: Vec<String>,
-    pub line: usize,
-    pub first: usize,
+pub enum Refused {
+    /// A key given twice in one dictionary.
+    Duplicate {
+        path: Vec<String>,
+        line: usize,
+        first: usize,
+    },
+    /// A `<dict>` or `<array>` nested deeper than `bounds::MAX_DEPTH`.
+    TooDeep { line: usize },
 }
 
 impl KeyLines {
@@ -89,8 +99,9 @@ impl LineCounter<'_> {
 }
 
 /// Scans `text` (an XML plist). Malformed XML is not an error here (the
-/// parser reports it); only a key repeated within one dictionary is.
-pub fn scan(text: &str) -> Result<KeyLines, Duplicate> {
+/// parser reports it); only a key repeated within one dictionary, or
+/// nesting too deep, is.
+pub fn scan(text: &str) -> Result<KeyLines, Refused> {
     let bytes = text.as_bytes();
     let mut lines = LineCounter {
         text: bytes,
@@ -161,7 +172,7 @@ pub fn scan(text: &str) -> Result<KeyLines, Duplicate> {
                 let mut full = path.clone();
                 full.push(key.clone());
                 if let Some(&first) = out.keys.get(&full) {
-                    return Err(Duplicate {
+                    return Err(Refused::Duplicate {
                         path: full,
                         line,
                         first,
@@ -199,6 +210,9 @@ pub fn scan(text: &str) -> Result<KeyLines, Duplicate> {
         // A value in no slot (a second top-level value, a value without a
         // key) still nests, so what follows it is placed right.
         let path = slot.unwrap_or_else(|| vec!["?".to_string()]);
+        if matches!(name, "dict" | "array") && stack.len() >= MAX_DEPTH {
+            return Err(Refused::TooDeep { line });
+        }
         match name {
             "dict" => stack.push(Frame::Dict {
                 path,
@@ -318,10 +332,29 @@ mod tests {
         let text = "<plist><dict>\n<key>A</key><dict><key>X</key><true/></dict>\n<key>B</key><dict><key>X</key><true/></dict>\n<key>A</key><false/>\n</dict></plist>";
         assert_eq!(
             scan(text).err(),
-            Some(Duplicate {
+            Some(Refused::Duplicate {
                 path: vec!["A".into()],
                 line: 4,
                 first: 2,
+            })
+        );
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_bound_is_refused_at_its_line() {
+        let nested = |depth: usize| {
+            format!(
+                "<plist><dict>\n<key>Deep</key>\n{}{}</dict></plist>",
+                "<array>\n".repeat(depth),
+                "</array>".repeat(depth)
+            )
+        };
+        // The top dictionary is the first level.
+        assert!(scan(&nested(MAX_DEPTH - 1)).is_ok());
+        assert_eq!(
+            scan(&nested(MAX_DEPTH)).err(),
+            Some(Refused::TooDeep {
+                line: 2 + MAX_DEPTH
             })
         );
     }

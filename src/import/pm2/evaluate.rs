@@ -26,11 +26,19 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Imports `process.argv[1]` and prints what it exports as JSON
 /// (`export default` for an ES module, `module.exports` for CommonJS).
+///
+/// Configs print (dotenv announces itself with `console.log`), so while
+/// the file is evaluated stdout's `write` goes to stderr, and stdout
+/// carries only the JSON. Then node exits: pm2 `require`s the file inside
+/// its daemon, where a timer or an open handle the config leaves behind
+/// does not matter, so it must not keep the import waiting either.
 const SCRIPT: &str = r#"
+const out = process.stdout.write.bind(process.stdout);
+process.stdout.write = process.stderr.write.bind(process.stderr);
 const file = require('path').resolve(process.argv[1]);
 import(require('url').pathToFileURL(file).href).then((m) => {
   const value = m.default !== undefined ? m.default : m;
-  process.stdout.write(JSON.stringify(value === undefined ? null : value));
+  out(JSON.stringify(value === undefined ? null : value), () => process.exit(0));
 }, (err) => {
   process.stderr.write(String((err && err.stack) || err));
   process.exit(1);

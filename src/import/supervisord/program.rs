@@ -272,7 +272,11 @@ pub fn translate(
                 }
             }
         }),
-        None => None,
+        // supervisord's default is `unexpected`, and kelpie's is
+        // `always`: left out, a program that exits 0 (or with another code
+        // of `exitcodes`) would be restarted forever where supervisord let
+        // it stay EXITED.
+        None => Some(Restart::OnFailure),
     };
     program.restart = autorestart;
     program.start_seconds = r.seconds("startsecs")?;

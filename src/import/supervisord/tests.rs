@@ -70,6 +70,16 @@ fn each_program_key_becomes_its_kelpie_key() {
         ),
         ("command=sleep\n  1000", &[r#"command = ["sleep", "1000"]"#]),
         ("command=x\nautostart=false", &["autostart = false"]),
+        // supervisord's default autorestart is `unexpected`.
+        ("command=x", &["restart = \"on-failure\""]),
+        (
+            "command=x\nexitcodes=0,2",
+            &["restart = \"on-failure\"", "success_codes = [0, 2]"],
+        ),
+        (
+            "command=x\nexitcodes=",
+            &["restart = \"always\"", "# kelpie import: exitcodes is empty"],
+        ),
         ("command=x\nautorestart=true", &["restart = \"always\""]),
         ("command=x\nautorestart=false", &["restart = \"never\""]),
         (
