@@ -55,31 +55,6 @@ fn skip_without_node(test: &str) -> bool {
     true
 }
 
-fn table<'a>(toml: &'a str, program: &str) -> &'a str {
-    let head = format!("\n[program.{program}]\n");
-    let at = toml
-        .find(&head)
-        .unwrap_or_else(|| panic!("no {head} in\n{toml}"));
-    let rest = &toml[at + head.len()..];
-    &rest[..rest.find("\n[").unwrap_or(rest.len())]
-}
-
-/// Imports to `-o`, then `kelpie check`, `kelpie config`, and `check`
-/// on what `config` printed.
-fn import_and_round_trip(dir: &Path, args: &[&str]) -> (Ctl, String) {
-    let mut with_output: Vec<&str> = args.to_vec();
-    with_output.extend(["-o", "supervisor.toml"]);
-    let out = import_in(dir, &with_output).expect(0);
-    assert!(out.stdout.is_empty(), "{out:#?}");
-    kelpie_in(dir, &["check", "-c", "supervisor.toml"]).expect(0);
-    let printed = kelpie_in(dir, &["config", "-c", "supervisor.toml"]).expect(0);
-    write(dir, "printed.toml", &printed.stdout);
-    kelpie_in(dir, &["check", "-c", "printed.toml"]).expect(0);
-    let written = std::fs::read_to_string(dir.join("supervisor.toml")).unwrap();
-    std::fs::remove_file(dir.join("supervisor.toml")).unwrap();
-    (out, written)
-}
-
 #[test]
 fn a_js_ecosystem_file_is_evaluated_by_node() {
     if skip_without_node("a_js_ecosystem_file_is_evaluated_by_node") {
