@@ -6,6 +6,7 @@
 //! through a `Launcher` (`launcher.rs`), so tests can drive an actor with a
 //! fake one on a paused clock (`tests.rs`).
 
+mod history;
 mod launcher;
 mod log;
 #[cfg(test)]
@@ -131,6 +132,8 @@ pub struct ProgramState {
     cause: Option<Arc<str>>,
     /// `KELPIE_RUN_ID` of every process this actor starts.
     run_id: String,
+    /// Between an exit and its decision, for the crash history.
+    exits: history::ExitTracking,
 }
 
 impl Drop for ProgramState {
@@ -227,6 +230,7 @@ impl ProgramState {
             ack: 0,
             cause: None,
             run_id,
+            exits: history::ExitTracking::default(),
         }
     }
 
@@ -240,6 +244,7 @@ impl ProgramState {
             ProgramMsg::Signal(signal) => {
                 if let (Some(pgid), Some(_)) = (self.pgid, self.instance.pid()) {
                     self.launcher.signal_group(pgid, signal);
+                    self.record_relayed(signal);
                 }
                 return;
             }
@@ -251,6 +256,7 @@ impl ProgramState {
                 if !group_alive && self.pgid == Some(pid) {
                     self.pgid = None;
                 }
+                self.exits.stopping = self.instance.phase() == Phase::Stopping;
                 Event::Exited {
                     pid,
                     status,
@@ -296,7 +302,11 @@ impl ProgramState {
             }
             ProgramMsg::Relaunch => Event::Relaunch,
             ProgramMsg::RestartGranted => Event::RestartGranted,
-            ProgramMsg::BudgetExhausted => Event::BudgetExhausted,
+            ProgramMsg::BudgetExhausted => {
+                self.apply(myself, Event::BudgetExhausted);
+                self.record_budget_wait();
+                return;
+            }
             ProgramMsg::Cause(cause) => {
                 self.cause = cause;
                 return;
@@ -391,6 +401,7 @@ impl ProgramState {
                                 *status,
                             );
                         }
+                        self.record(&note);
                         self.log(&note);
                         // A restart logs `stopped` on its way to `starting`:
                         // the request still owns what follows.
@@ -409,6 +420,7 @@ impl ProgramState {
                 }
             }
         }
+        self.record_settled();
         // Timers of past phases would only wake kelpie up to be ignored, and
         // so would a start_timeout once the instance is ready.
         let ready = self.instance.snapshot().ready;
