@@ -341,6 +341,25 @@ pub enum Command {
         #[command(flatten)]
         control: ControlOpts,
     },
+    /// Explain a program's recent exits: a one-line verdict, then its last
+    /// exits newest first (how each ended, what kelpie did next, the last
+    /// lines the process wrote).
+    ///
+    /// kelpie keeps the last 20 exits of each program in memory, each with
+    /// the last 20 output lines of its process.
+    #[command(
+        after_long_help = "Examples:\n  kelpie why web\n  kelpie why web:1\n  kelpie why web --json | jq -r '.exits[0].output[].line'"
+    )]
+    Why {
+        /// Program to explain, or one instance of it (`web:1`).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Print the reply as JSON (the control API's HistoryReply).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
     /// Shut the running supervisor down gracefully (same as SIGTERM).
     ///
     /// Waits until every program is stopped and the supervisor is done.
@@ -491,6 +510,7 @@ impl Command {
             | Command::Reload { control, .. }
             | Command::Diff { control, .. }
             | Command::Logs { control, .. }
+            | Command::Why { control, .. }
             | Command::Shutdown { control, .. }
             | Command::Ready { control, .. }
             | Command::Health { control, .. } => Some(control),
@@ -516,6 +536,7 @@ impl Command {
             Command::Reload { .. } => "reload",
             Command::Diff { .. } => "diff",
             Command::Logs { .. } => "logs",
+            Command::Why { .. } => "why",
             Command::Shutdown { .. } => "shutdown",
             Command::Ready { .. } => "ready",
             Command::Health { .. } => "health",
@@ -631,10 +652,10 @@ mod tests {
             }
         );
         for verb in [
-            "status", "reload", "diff", "shutdown", "ready", "health", "logs",
+            "status", "reload", "diff", "shutdown", "ready", "health", "logs", "why",
         ] {
             let mut args = vec![verb, "--socket", "x.sock"];
-            if verb == "logs" {
+            if verb == "logs" || verb == "why" {
                 args.push("web");
             }
             parse(&args).unwrap_or_else(|err| panic!("{verb}: {err}"));
@@ -759,7 +780,7 @@ mod tests {
             match *name {
                 "start" | "stop" | "restart" => args.push("--all"),
                 "signal" => args.extend(["TERM", "--all"]),
-                "logs" => args.push("web"),
+                "logs" | "why" => args.push("web"),
                 "completions" => args.push("bash"),
                 "exec" => args.extend(["--", "true"]),
                 "import" => args.push("Procfile"),
@@ -768,6 +789,6 @@ mod tests {
             let cli = parse(&args).unwrap_or_else(|err| panic!("{name}: {err}"));
             assert_eq!(cli.command.verb(), *name);
         }
-        assert_eq!(names.len(), 17);
+        assert_eq!(names.len(), 18);
     }
 }

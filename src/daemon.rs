@@ -185,6 +185,11 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         tracing::warn!(event = "subreaper_unavailable", error = %err, "cannot become a child subreaper; daemonizing grandchildren will escape supervision");
     }
 
+    // OOM kills reported so far are not the programs': the crash history
+    // reads the kernel log from here on, and counts only a rise of the
+    // cgroup's counter.
+    crate::exit_history::oom::prepare();
+
     // Every handler is registered before the first spawn: SIGCHLD so no
     // exit is missed, and the others because as PID 1 a signal without a
     // handler is dropped by the kernel.

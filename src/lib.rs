@@ -17,7 +17,8 @@
 //!   executables)
 //! - `program`, `supervisor`: the actors; `supervisor::core` is the pure
 //!   fleet state machine they carry out, `report` what instances tell it
-//! - `output`: program stdout/stderr handling
+//! - `output`: program stdout/stderr handling; `exit_history`: each program's
+//!   last exits, their verdict and the kernel's OOM evidence (`kelpie why`)
 //! - `status`, `http`, `metrics`: the read model, the `/health` `/ready`
 //!   `/metrics` endpoints and the Prometheus exposition
 //! - `http_server`: the hardened HTTP/1.1 server under `http` and the
@@ -37,6 +38,7 @@ pub mod control_client;
 pub mod daemon;
 pub mod dispatch;
 pub mod exec;
+pub mod exit_history;
 pub mod guardian;
 pub mod http;
 pub mod http_server;

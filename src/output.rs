@@ -1,5 +1,7 @@
 //! Program output: pipes → lines → relay to kelpie's stdout, a bounded
-//! in-memory tail per program, and rotated log files.
+//! in-memory tail per program, and rotated log files. Each program's crash
+//! history (`exit_history`) is kept here too, because the lines an exit
+//! quotes come from the tail, some of them after the exit itself.
 //!
 //! Memory stays bounded everywhere: a pump holds at most one partial line
 //! (≤ 16 KiB) between reads, the tail keeps ≤ 1000 lines / 256 KiB per
@@ -20,6 +22,7 @@ use std::time::SystemTime;
 use tokio::sync::broadcast;
 
 use crate::config::{LogMode, ProgramConfig};
+use crate::exit_history::{ExitHistory, ExitRecord, KeptLine, LINES_KEPT};
 use crate::output_stream::Stream;
 
 pub use lines::{LineBatch, LineSink, LineSplitter, MAX_LINE_BYTES};
@@ -68,6 +71,8 @@ pub struct ProgramOutput {
     pids: Mutex<HashMap<u32, i32>>,
     /// `kelpie_log_lines_total` for stdout and stderr.
     line_counters: [crate::metrics::LogLineCounter; 2],
+    /// The program's last exits. Locked before the tail when both are.
+    history: Mutex<ExitHistory>,
 }
 
 impl ProgramOutput {
@@ -101,6 +106,7 @@ impl ProgramOutput {
                 metrics.log_line_counter(&program.name, Stream::Stdout),
                 metrics.log_line_counter(&program.name, Stream::Stderr),
             ],
+            history: Mutex::new(ExitHistory::default()),
         }
     }
 
@@ -149,9 +155,11 @@ impl ProgramOutput {
     /// Takes over from the output this one replaces (a program rebuilt by
     /// a reload): its recent lines, so `kelpie logs` still shows what led
     /// up to the change; its `logs -f` followers, who go on with the new
-    /// program's lines; and its instances' pids, so the rebuilt program's
-    /// first processes are marked as restarts.
+    /// program's lines; its instances' pids, so the rebuilt program's
+    /// first processes are marked as restarts; and its crash history.
     pub fn adopt_tail(&self, previous: &ProgramOutput) {
+        let exits = std::mem::take(&mut *previous.history());
+        *self.history() = exits;
         let lines = std::mem::take(&mut *previous.tail());
         let mut tail = self.tail();
         *tail = lines;
@@ -179,6 +187,59 @@ impl ProgramOutput {
 
     pub fn tail(&self) -> MutexGuard<'_, Tail> {
         self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn history(&self) -> MutexGuard<'_, ExitHistory> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The last lines process `pid` of `instance` wrote, as kept with its
+    /// exit. Called with the history locked, so that a pipe's end
+    /// (`pipe_closed`) and the exit never miss each other's lines.
+    fn kept_lines(&self, instance: u32, pid: i32) -> Vec<KeptLine> {
+        let latest = self.pids().get(&instance).copied();
+        self.tail()
+            .lines_of_process(instance, pid, latest, LINES_KEPT)
+            .into_iter()
+            .map(|(stream, line)| KeptLine::new(stream, line))
+            .collect()
+    }
+
+    /// Adds an exit to the program's history, with the last lines its
+    /// process wrote so far (lines still in the pipe are added when the
+    /// pipe ends); returns its number for `amend_exit`.
+    pub fn record_exit(&self, mut record: ExitRecord) -> u64 {
+        let mut history = self.history();
+        record.output = self.kept_lines(record.instance, record.pid);
+        history.push(record)
+    }
+
+    /// Changes a recorded exit (its decision, its OOM evidence), if it is
+    /// still kept.
+    pub fn amend_exit(&self, seq: u64, change: impl FnOnce(&mut ExitRecord)) {
+        if let Some(record) = self.history().get_mut(seq) {
+            change(record);
+        }
+    }
+
+    /// The kept exits, newest first.
+    pub fn exits(&self) -> Vec<ExitRecord> {
+        self.history().newest_first().cloned().collect()
+    }
+
+    /// A pump of `source` read its pipe to the end: an exit of that process
+    /// recorded before its last lines were read now gets them.
+    pub(super) fn pipe_closed(&self, source: Source) {
+        let mut history = self.history();
+        let Some(record) = history.of_process(source.index, source.pid) else {
+            return;
+        };
+        let lines = self.kept_lines(source.index, source.pid);
+        // Fewer lines means the tail has dropped some since: keep the
+        // earlier ones.
+        if lines.len() >= record.output.len() {
+            record.output = lines;
+        }
     }
 
     fn followers(&self) -> MutexGuard<'_, Option<broadcast::Sender<Arc<TailLine>>>> {

@@ -6,6 +6,7 @@
 //! through a `Launcher` (`launcher.rs`), so tests can drive an actor with a
 //! fake one on a paused clock (`tests.rs`).
 
+mod history;
 mod launcher;
 mod log;
 #[cfg(test)]
@@ -134,6 +135,8 @@ pub struct ProgramState {
     cause: Option<Arc<str>>,
     /// `KELPIE_RUN_ID` of every process this actor starts.
     run_id: String,
+    /// Between an exit and its decision, for the crash history.
+    exits: history::ExitTracking,
 }
 
 impl Drop for ProgramState {
@@ -230,6 +233,7 @@ impl ProgramState {
             ack: 0,
             cause: None,
             run_id,
+            exits: history::ExitTracking::default(),
         }
     }
 
@@ -243,6 +247,7 @@ impl ProgramState {
             ProgramMsg::Signal(signal) => {
                 if let (Some(pgid), Some(_)) = (self.pgid, self.instance.pid()) {
                     self.launcher.signal_group(pgid, signal);
+                    self.record_relayed(signal);
                 }
                 return;
             }
@@ -254,6 +259,7 @@ impl ProgramState {
                 if !group_alive && self.pgid == Some(pid) {
                     self.pgid = None;
                 }
+                self.exits.stopping = self.instance.phase() == Phase::Stopping;
                 Event::Exited {
                     pid,
                     status,
@@ -299,7 +305,11 @@ impl ProgramState {
             }
             ProgramMsg::Relaunch => Event::Relaunch,
             ProgramMsg::RestartGranted => Event::RestartGranted,
-            ProgramMsg::BudgetExhausted => Event::BudgetExhausted,
+            ProgramMsg::BudgetExhausted => {
+                self.apply(myself, Event::BudgetExhausted);
+                self.record_budget_wait();
+                return;
+            }
             ProgramMsg::Cause(cause) => {
                 self.cause = cause;
                 return;
@@ -402,6 +412,7 @@ impl ProgramState {
                                 *status,
                             );
                         }
+                        self.record(&note);
                         self.log(&note);
                         // A restart logs `stopped` on its way to `starting`:
                         // the request still owns what follows.
@@ -420,6 +431,7 @@ impl ProgramState {
                 }
             }
         }
+        self.record_settled();
         // Timers of past phases would only wake kelpie up to be ignored, and
         // so would a start_timeout once the instance is ready.
         let ready = self.instance.snapshot().ready;

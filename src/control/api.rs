@@ -6,8 +6,8 @@
 //! This file is the router and what every route shares (the error replies,
 //! NDJSON framing, path decoding); each kind of request has its own module:
 //! `reads` (programs, ready, health, config), `actions` (start/stop/restart/signal
-//! and waiting for their outcome), `reload` (reload and diff), `shutdown`
-//! and `logs`.
+//! and waiting for their outcome), `reload` (reload and diff), `shutdown`,
+//! `logs` and `history` (the crash history of `kelpie why`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use crate::status::{Board, ConfigReceiver, StatusReceiver};
 use crate::supervisor::{SupervisorMsg, Verb};
 
 mod actions;
+mod history;
 mod logs;
 mod reads;
 mod reload;
@@ -71,6 +72,7 @@ impl ControlApi {
             ["programs"] if get => self.programs(),
             ["programs", name] if get => self.program(name, &id),
             ["programs", name, "logs"] if get => self.logs(name, &request).await,
+            ["programs", name, "history"] if get => self.history(name, &id).await,
             ["logs"] if get => self.all_logs(&request).await,
             ["programs", name, verb] if post && Verb::parse(verb).is_some() => {
                 self.action(verb, Some(name), &request).await
@@ -91,6 +93,7 @@ impl ControlApi {
             ["programs"]
             | ["programs", _]
             | ["programs", _, "logs"]
+            | ["programs", _, "history"]
             | ["logs"]
             | ["ready"]
             | ["ready", _]

@@ -10,6 +10,7 @@
 //! | POST | `/v1/actions/{verb}` | [`ActionRequest`] with `programs` or `all` → [`ActionReply`] |
 //! | GET  | `/v1/programs/{name}/logs?lines=N&follow=true` | → NDJSON of [`LogEvent`] (`{name}` may be one instance: `web:1`) |
 //! | GET  | `/v1/logs?lines=N&follow=true` | → NDJSON of [`LogEvent`], every program |
+//! | GET  | `/v1/programs/{name}/history` | → [`HistoryReply`] (`{name}` may be one instance: `web:1`) |
 //! | POST | `/v1/reload` | → [`ReloadReply`] (422 + [`ErrorReply`] when the config is invalid) |
 //! | POST | `/v1/diff` | [`DiffRequest`] → [`ReloadReply`] with `applied = false` |
 //! | POST | `/v1/shutdown` | → NDJSON of [`ShutdownEvent`], the last one when kelpie is done |
@@ -257,6 +258,80 @@ pub enum LogEvent {
 pub mod log_event {
     pub const RESTARTED: &str = "restarted";
     pub const REMOVED: &str = "removed";
+}
+
+/// `GET /v1/programs/{name}/history`: a program's (or one instance's) last
+/// exits and what they add up to (`kelpie why`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryReply {
+    pub program: String,
+    /// The instance asked about (`web:1` → 1); `null` for every instance.
+    pub instance: Option<u32>,
+    /// The program's (or the instance's) state now.
+    pub state: String,
+    /// One line: `crash-looping: 7 exits in 12s, all SIGSEGV after ~0.2s;
+    /// restarting after 1.6s`, `stopped by kelpie (…)`, ….
+    pub verdict: String,
+    /// Newest first; at most 20 per program.
+    pub exits: Vec<ExitInfo>,
+}
+
+/// One exit of a process, as kept in the crash history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// When kelpie learnt of it: RFC 3339, UTC, milliseconds.
+    pub time: String,
+    pub instance: u32,
+    pub pid: i32,
+    /// Exit code, when it exited.
+    pub code: Option<i32>,
+    /// Signal name without `SIG` (`SEGV`), when a signal ended it.
+    pub signal: Option<String>,
+    /// `success`, `failure`, `signal` or `killed`.
+    pub kind: String,
+    /// `exit code 3`, `signal SEGV`.
+    pub text: String,
+    /// kelpie had asked it to end (stop, restart, reload, shutdown, a
+    /// failed liveness probe or start_timeout), or it died of a signal
+    /// kelpie relayed (`kelpie signal`, forward_signals).
+    pub by_kelpie: bool,
+    /// Why kelpie ended it when no stop was asked for (`liveness probe
+    /// failed 3 times: …`, a relayed signal), else `null`.
+    pub kelpie_reason: Option<String>,
+    /// The kernel's OOM killer sent the SIGKILL.
+    pub oom: bool,
+    /// How that is known: `kernel_log` or `cgroup_counter`; `null` unless
+    /// `oom`.
+    pub oom_evidence: Option<String>,
+    /// The memory cgroup whose limit was reached, when the kernel says.
+    pub oom_memcg: Option<String>,
+    /// How long the process ran.
+    pub ran_seconds: f64,
+    pub decision: ExitDecision,
+    /// The last lines (at most 20, each at most 512 bytes) the process
+    /// wrote, oldest first.
+    pub output: Vec<ExitLine>,
+}
+
+/// What kelpie did after an exit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExitDecision {
+    /// `restart`, `budget_wait`, `failed`, `stopped`, `restarted`,
+    /// `exited` or `pending`.
+    pub action: String,
+    /// The backoff delay of `restart` and `budget_wait`.
+    pub delay_seconds: Option<f64>,
+    /// Why it `failed`.
+    pub reason: Option<String>,
+    /// `restart after 1.6s`, `failed: …`, `none: stopped on purpose`.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitLine {
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub line: String,
 }
 
 /// One line of `POST /v1/shutdown` (NDJSON).

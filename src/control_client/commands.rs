@@ -14,7 +14,7 @@ use crate::cli::{Command, ControlOpts, Targets};
 use crate::config::{self, Host, Mode};
 use crate::control::protocol::{
     self, ActionReply, ActionRequest, ConfigReply, DiffRequest, ErrorReply, HealthReply,
-    ProgramInfo, ProgramsReply, ReadyReply, ReloadReply, ShutdownEvent,
+    HistoryReply, ProgramInfo, ProgramsReply, ReadyReply, ReloadReply, ShutdownEvent,
 };
 use crate::control_client::connection::{ApiError, Client, ClientError};
 use crate::EXIT_CONFIG;
@@ -121,6 +121,7 @@ fn wants_json(command: &Command) -> bool {
         | Command::Reload { json, .. }
         | Command::Diff { json, .. }
         | Command::Logs { json, .. }
+        | Command::Why { json, .. }
         | Command::Ready { json, .. }
         | Command::Health { json, .. } => *json,
         _ => false,
@@ -183,6 +184,11 @@ async fn execute(command: Command) -> Outcome {
             };
             logs::logs(args, &control).await
         }
+        Command::Why {
+            name,
+            json,
+            control,
+        } => why(&name, json, &control).await,
         Command::Shutdown { no_wait, control } => shutdown(no_wait, &control).await,
         Command::Ready {
             name,
@@ -479,6 +485,19 @@ async fn ready(name: Option<&str>, json: bool, control: &ControlOpts) -> Outcome
         say(&render::ready_line(&reply, name));
     }
     Ok(if reply.ready { 0 } else { 1 })
+}
+
+async fn why(name: &str, json: bool, control: &ControlOpts) -> Outcome {
+    let path = format!("/v1/programs/{}/history", segment(name));
+    let reply: HistoryReply = quick(control, Method::GET, &path).await?;
+    if json {
+        print_json(&reply);
+    } else {
+        for line in render::why_lines(&reply) {
+            say(&line);
+        }
+    }
+    Ok(0)
 }
 
 async fn health(json: bool, control: &ControlOpts) -> Outcome {

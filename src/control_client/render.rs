@@ -5,8 +5,8 @@
 //!
 //! One module per output: `status` (the table and its colors), `actions`
 //! (start/stop/restart/signal results), `plan` (reload and diff), `logs`,
-//! `health` (ready and health), `config` (`config --running`) and `errors`
-//! (refusals, for every command).
+//! `health` (ready and health), `config` (`config --running`), `why` (the
+//! crash history) and `errors` (refusals, for every command).
 
 mod actions;
 mod config;
@@ -15,6 +15,7 @@ mod health;
 mod logs;
 mod plan;
 mod status;
+mod why;
 
 pub use actions::action_lines;
 pub use config::running_config_text;
@@ -23,3 +24,4 @@ pub use health::{health_line, ready_line};
 pub use logs::{log_line, removed_notice, skipped_notice, LogStyle};
 pub use plan::plan_lines;
 pub use status::{color_wanted, format_uptime, status_table, status_table_of, use_color};
+pub use why::why_lines;

@@ -101,4 +101,5 @@ async fn pump(reader: pipe::Receiver, output: Arc<ProgramOutput>, source: Source
         lines.line(rest.as_bytes());
         output.deliver(source, stream, lines).await;
     }
+    output.pipe_closed(source);
 }

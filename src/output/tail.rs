@@ -88,6 +88,37 @@ impl Tail {
         lines
     }
 
+    /// The last `n` lines process `pid` of `instance` wrote, oldest first.
+    /// `latest` is the instance's latest process with pipes: its lines are
+    /// the newest; walking back, each `Restarted` mark hands the older
+    /// lines to the process it took over from.
+    pub fn lines_of_process(
+        &self,
+        instance: u32,
+        pid: i32,
+        latest: Option<i32>,
+        n: usize,
+    ) -> Vec<(Stream, &str)> {
+        let mut owner = latest;
+        let mut lines = Vec::new();
+        for entry in self.lines.iter().rev().filter(|l| l.instance == instance) {
+            match &entry.kind {
+                LineKind::Output { stream, line } if owner == Some(pid) => {
+                    lines.push((*stream, line.as_str()));
+                    if lines.len() == n {
+                        break;
+                    }
+                }
+                LineKind::Output { .. } => {}
+                LineKind::Restarted { .. } if owner == Some(pid) => break,
+                LineKind::Restarted { previous_pid, .. } => owner = Some(*previous_pid),
+                LineKind::Removed => {}
+            }
+        }
+        lines.reverse();
+        lines
+    }
+
     pub fn len(&self) -> usize {
         self.lines.len()
     }
@@ -135,6 +166,46 @@ mod tests {
         }
         assert!(tail.bytes() <= TAIL_BYTES);
         assert_eq!(tail.len(), TAIL_BYTES / MAX_LINE_BYTES);
+    }
+
+    #[test]
+    fn lines_of_one_process_end_at_its_restart_marks() {
+        let mark = |instance, previous_pid, pid| TailLine {
+            time: SystemTime::UNIX_EPOCH,
+            instance,
+            kind: LineKind::Restarted { previous_pid, pid },
+        };
+        let mut tail = Tail::default();
+        tail.push(output(0, Stream::Stdout, "a1".into()));
+        tail.push(output(1, Stream::Stdout, "other instance".into()));
+        tail.push(output(0, Stream::Stderr, "a2".into()));
+        tail.push(mark(0, 100, 101));
+        tail.push(output(0, Stream::Stdout, "b1".into()));
+        tail.push(mark(0, 101, 102));
+        tail.push(output(0, Stream::Stdout, "c1".into()));
+        tail.push(output(0, Stream::Stdout, "c2".into()));
+        let of = |pid, n| -> Vec<String> {
+            tail.lines_of_process(0, pid, Some(102), n)
+                .into_iter()
+                .map(|(_, l)| l.to_string())
+                .collect()
+        };
+        assert_eq!(of(100, 20), ["a1", "a2"]);
+        assert_eq!(of(101, 20), ["b1"]);
+        assert_eq!(of(102, 20), ["c1", "c2"]);
+        assert_eq!(of(102, 1), ["c2"]);
+        assert!(of(99, 20).is_empty());
+        let streams: Vec<Stream> = tail
+            .lines_of_process(0, 100, Some(102), 20)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(streams, [Stream::Stdout, Stream::Stderr]);
+        // Before any restart every line is the one process's.
+        let mut first = Tail::default();
+        first.push(output(0, Stream::Stdout, "only".into()));
+        assert_eq!(first.lines_of_process(0, 7, Some(7), 20).len(), 1);
+        assert!(first.lines_of_process(0, 7, None, 20).is_empty());
     }
 
     #[test]

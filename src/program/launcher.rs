@@ -1,14 +1,17 @@
-//! The Program actor's seam to the OS: starting a run's process and
-//! everything the actor does to process groups and escaped daemons. The
+//! The Program actor's seam to the OS: starting a run's process,
+//! everything the actor does to process groups and escaped daemons, and
+//! asking the kernel whether its OOM killer ended a process. The
 //! real `ReaperLauncher` is a thin wrapper around `process::command` and
 //! the `Reaper`; tests put a fake in its place to drive an actor on a
 //! paused clock without processes.
 
 use std::path::Path;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use crate::config::ProgramConfig;
+use crate::exit_history::oom::{self, OnOom};
 use crate::process::{self, Identity, Launch};
 use crate::reaper::{kill_with_group, OnExit, OnGroupGone, Reaper};
 use crate::spawn::{Spawned, Stdio};
@@ -44,6 +47,10 @@ pub trait Launcher: Send + Sync {
     fn escaped_with(&self, variable: &str) -> Vec<i32>;
     /// Signals one escaped daemon, and its own group when it leads one.
     fn signal_escaped(&self, pid: i32, signal: Signal);
+    /// Asks whether the kernel's OOM killer ended `pid` (which ran for
+    /// `ran` and died of a SIGKILL kelpie did not send); `answer` is called
+    /// when that is known, possibly on another thread.
+    fn check_oom(&self, pid: i32, ran: Duration, answer: OnOom);
 }
 
 /// Launches through `process::command` and the reaper.
@@ -93,5 +100,9 @@ impl Launcher for ReaperLauncher {
 
     fn signal_escaped(&self, pid: i32, signal: Signal) {
         kill_with_group(pid, signal);
+    }
+
+    fn check_oom(&self, pid: i32, ran: Duration, answer: OnOom) {
+        oom::check(pid, ran, answer);
     }
 }

@@ -42,6 +42,8 @@ struct Processes {
     /// Escaped daemons (they ignore the stop signal) and the run-id
     /// variable in their environment.
     escaped: Vec<(i32, String)>,
+    /// What the kernel says about a SIGKILL nobody at kelpie sent.
+    oom: Option<crate::exit_history::Oom>,
 }
 
 struct FakeLauncher {
@@ -137,6 +139,11 @@ impl Launcher for FakeLauncher {
         }
         self.record(Call::SignalEscaped { pid, signal });
     }
+
+    fn check_oom(&self, _pid: i32, _ran: Duration, answer: crate::exit_history::oom::OnOom) {
+        let oom = self.processes().oom.clone();
+        answer(oom);
+    }
 }
 
 /// One instance actor of program `web` (configured by `extra` TOML lines),
@@ -146,10 +153,17 @@ struct Rig {
     actor: ActorRef<ProgramMsg>,
     calls: mpsc::UnboundedReceiver<(Instant, Call)>,
     reports: mpsc::UnboundedReceiver<InstanceReport>,
+    output: Arc<ProgramOutput>,
 }
 
 impl Rig {
     async fn new(extra: &str) -> Self {
+        Self::with_policy(extra, |_| {}).await
+    }
+
+    /// A rig whose policy `adjust` changes (what the fleet core decides,
+    /// such as `budgeted`).
+    async fn with_policy(extra: &str, adjust: impl FnOnce(&mut Policy)) -> Self {
         let toml = format!(
             "[program.web]\ncommand = [\"sleep\", \"1000\"]\nlog = {{ mode = \"discard\" }}\n{extra}\n"
         );
@@ -167,9 +181,12 @@ impl Rig {
         let (relay, _) =
             crate::output::Relay::start(crate::logging::RelayFormat::Text).expect("relay");
         let (report, reports) = mpsc::unbounded_channel();
+        let mut policy = Policy::from(&*config);
+        adjust(&mut policy);
+        let output = Arc::new(ProgramOutput::new(&config, &relay, &metrics));
         let args = ProgramArgs {
-            policy: Arc::new(Policy::from(&*config)),
-            output: Arc::new(ProgramOutput::new(&config, &relay, &metrics)),
+            policy: Arc::new(policy),
+            output: output.clone(),
             config,
             incarnation: 1,
             index: 0,
@@ -191,7 +208,14 @@ impl Rig {
             actor,
             calls,
             reports,
+            output,
         }
+    }
+
+    /// The newest exit in the program's crash history.
+    fn newest_exit(&self) -> crate::exit_history::ExitRecord {
+        let exits = self.output.exits();
+        exits.into_iter().next().expect("an exit in the history")
     }
 
     fn send(&self, message: ProgramMsg) {
@@ -360,4 +384,190 @@ async fn too_many_restarts_report_failed() {
         "{reason}"
     );
     rig.quiet().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_history_records_each_exit_with_the_decision_after_it() {
+    use crate::exit_history::Decision;
+    let mut rig = Rig::new(
+        "max_restarts = 1\nrestart_window = \"1m\"\n\
+         backoff = { initial = \"2s\", max = \"2s\", jitter = 0.0 }",
+    )
+    .await;
+    rig.send(ProgramMsg::Start);
+    rig.expect(Call::Launch { pid: 1000 }).await;
+    rig.fake.exit(1000, ExitStatus::Signal(11), false);
+    rig.report("backoff", |s, _| s.phase == Phase::Backoff)
+        .await;
+    let first = rig.newest_exit();
+    assert_eq!((first.pid, first.status), (1000, ExitStatus::Signal(11)));
+    assert!(!first.by_kelpie && first.oom.is_none());
+    assert_eq!(
+        first.decision,
+        Decision::Restart {
+            delay: Duration::from_secs(2)
+        }
+    );
+    rig.expect(Call::Launch { pid: 1001 }).await;
+    rig.fake.exit(1001, ExitStatus::Code(3), false);
+    rig.report("failed", |s, _| s.phase == Phase::Failed).await;
+    let last = rig.newest_exit();
+    assert_eq!((last.pid, last.status), (1001, ExitStatus::Code(3)));
+    let Decision::Failed { reason } = &last.decision else {
+        panic!("not failed: {last:?}");
+    };
+    assert!(reason.contains("giving up"), "{reason}");
+    assert_eq!(rig.output.exits().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_is_recorded_as_kelpies_doing_and_a_restart_as_started_again() {
+    use crate::exit_history::Decision;
+    let mut rig = Rig::new("stop_timeout = \"3s\"").await;
+    rig.send(ProgramMsg::Start);
+    rig.expect(Call::Launch { pid: 1000 }).await;
+    // `kelpie restart`: a stop, then a start while stopping.
+    rig.send(ProgramMsg::Stop);
+    rig.send(ProgramMsg::Start);
+    for signal in [Signal::SIGTERM, Signal::SIGCONT] {
+        rig.expect(Call::SignalGroup { pgid: 1000, signal }).await;
+    }
+    rig.fake.exit(1000, ExitStatus::Signal(15), false);
+    rig.expect(Call::Launch { pid: 1001 }).await;
+    let restarted = rig.newest_exit();
+    assert!(restarted.by_kelpie);
+    assert_eq!(restarted.decision, Decision::Restarted);
+    // `kelpie stop` that needs a SIGKILL after stop_timeout.
+    rig.send(ProgramMsg::Stop);
+    for signal in [Signal::SIGTERM, Signal::SIGCONT, Signal::SIGKILL] {
+        rig.expect(Call::SignalGroup { pgid: 1001, signal }).await;
+    }
+    rig.fake.exit(1001, ExitStatus::Signal(9), false);
+    rig.report("stopped", |s, _| s.phase == Phase::Stopped)
+        .await;
+    let stopped = rig.newest_exit();
+    assert_eq!(stopped.kind, crate::state::ExitKind::Killed);
+    assert!(stopped.by_kelpie && stopped.kelpie_reason.is_none());
+    assert_eq!(stopped.decision, Decision::Stopped);
+    // A SIGKILL kelpie sent is never put to the kernel as an OOM question.
+    assert!(stopped.oom.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_that_waits_for_the_budget_says_so() {
+    use crate::exit_history::Decision;
+    let mut rig = Rig::with_policy(
+        "backoff = { initial = \"1s\", max = \"1s\", jitter = 0.0 }",
+        |policy| policy.budgeted = true,
+    )
+    .await;
+    rig.send(ProgramMsg::Start);
+    rig.expect(Call::Launch { pid: 1000 }).await;
+    rig.fake.exit(1000, ExitStatus::Code(1), false);
+    rig.report("backoff", |s, _| s.phase == Phase::Backoff)
+        .await;
+    rig.send(ProgramMsg::BudgetExhausted);
+    rig.report("waiting for the budget", |s, _| {
+        s.reason.as_deref() == Some("restart budget exhausted")
+    })
+    .await;
+    assert_eq!(
+        rig.newest_exit().decision,
+        Decision::BudgetWait {
+            delay: Duration::from_secs(1)
+        }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sigkill_kelpie_did_not_send_is_checked_for_the_oom_killer() {
+    use crate::exit_history::{Oom, OomSource};
+    let mut rig = Rig::new("restart = \"never\"").await;
+    let oom = Oom {
+        source: OomSource::KernelLog,
+        memcg: Some("/batch".into()),
+    };
+    rig.fake.processes().oom = Some(oom.clone());
+    rig.send(ProgramMsg::Start);
+    rig.expect(Call::Launch { pid: 1000 }).await;
+    rig.fake.exit(1000, ExitStatus::Signal(9), false);
+    rig.report("exited", |s, _| s.phase == Phase::Exited).await;
+    assert_eq!(
+        rig.newest_exit().decision,
+        crate::exit_history::Decision::Exited
+    );
+    // The answer goes straight into the history, without the actor.
+    let checked = rig.newest_exit().oom;
+    assert_eq!(checked, Some(oom), "the OOM check never answered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_end_kelpie_chose_on_its_own_carries_its_reason() {
+    use crate::exit_history::Decision;
+    // Not running within start_timeout (start_seconds is longer): kelpie
+    // stops it and restarts it, as for a crash.
+    let mut rig = Rig::new(
+        "start_seconds = \"10s\"\nstart_timeout = \"5s\"\n\
+         backoff = { initial = \"1s\", max = \"1s\", jitter = 0.0 }",
+    )
+    .await;
+    rig.send(ProgramMsg::Start);
+    rig.expect(Call::Launch { pid: 1000 }).await;
+    for signal in [Signal::SIGTERM, Signal::SIGCONT] {
+        rig.expect(Call::SignalGroup { pgid: 1000, signal }).await;
+    }
+    rig.fake.exit(1000, ExitStatus::Signal(15), false);
+    rig.report("backoff", |s, _| s.phase == Phase::Backoff)
+        .await;
+    let exit = rig.newest_exit();
+    assert!(exit.by_kelpie);
+    let reason = exit.kelpie_reason.unwrap_or_default();
+    assert!(reason.contains("start_timeout"), "{reason}");
+    assert_eq!(
+        exit.decision,
+        Decision::Restart {
+            delay: Duration::from_secs(1)
+        }
+    );
+    // The next run's reason starts empty: its own end was not kelpie's.
+    rig.expect(Call::Launch { pid: 1001 }).await;
+    rig.fake.exit(1001, ExitStatus::Code(1), false);
+    rig.report("backoff again", |s, _| s.phase == Phase::Backoff)
+        .await;
+    let crash = rig.newest_exit();
+    assert!(!crash.by_kelpie && crash.kelpie_reason.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relayed_signal_that_kills_is_kelpies_doing() {
+    let mut rig = Rig::new("backoff = { initial = \"1s\", max = \"1s\", jitter = 0.0 }").await;
+    rig.fake.processes().oom = Some(crate::exit_history::Oom {
+        source: crate::exit_history::OomSource::KernelLog,
+        memcg: None,
+    });
+    rig.send(ProgramMsg::Start);
+    rig.expect(Call::Launch { pid: 1000 }).await;
+    rig.send(ProgramMsg::Signal(Signal::SIGKILL));
+    rig.expect(Call::SignalGroup {
+        pgid: 1000,
+        signal: Signal::SIGKILL,
+    })
+    .await;
+    rig.fake.exit(1000, ExitStatus::Signal(9), false);
+    rig.report("backoff", |s, _| s.phase == Phase::Backoff)
+        .await;
+    let exit = rig.newest_exit();
+    assert!(exit.by_kelpie);
+    let reason = exit.kelpie_reason.unwrap_or_default();
+    assert!(reason.contains("SIGKILL relayed"), "{reason}");
+    // Not a question for the kernel, even though this fake would say OOM.
+    assert!(exit.oom.is_none());
+    // The next run dies of a SIGKILL nobody at kelpie sent.
+    rig.expect(Call::Launch { pid: 1001 }).await;
+    rig.fake.exit(1001, ExitStatus::Signal(9), false);
+    rig.report("backoff again", |s, _| s.phase == Phase::Backoff)
+        .await;
+    let exit = rig.newest_exit();
+    assert!(!exit.by_kelpie && exit.kelpie_reason.is_none());
+    assert!(exit.oom.is_some());
 }

@@ -162,7 +162,7 @@ impl ControlApi {
     }
 }
 
-async fn output_of(
+pub(super) async fn output_of(
     supervisor: &ractor::ActorRef<SupervisorMsg>,
     program: &str,
 ) -> Result<Option<Arc<ProgramOutput>>, ()> {

@@ -158,18 +158,8 @@ fn instance_info(
             .map(|d| d.as_secs_f64()),
         restarts: s.restarts,
         last_exit: s.last_exit.map(|exit| LastExit {
-            code: match exit {
-                ExitStatus::Code(code) => Some(code),
-                ExitStatus::Signal(_) => None,
-            },
-            signal: match exit {
-                ExitStatus::Signal(n) => Some(
-                    nix::sys::signal::Signal::try_from(n)
-                        .map(|sig| crate::signals::short_name(sig).to_string())
-                        .unwrap_or_else(|_| n.to_string()),
-                ),
-                ExitStatus::Code(_) => None,
-            },
+            code: code_of(exit),
+            signal: signal_of(exit),
             kind: s
                 .last_exit_kind
                 .map(|k| k.as_str())
@@ -193,5 +183,25 @@ fn instance_info(
         }),
         status_text: s.status_text.clone(),
         stopped_by_user: instance.stopped_by_user(),
+    }
+}
+
+/// The exit code, when the process exited.
+pub(super) fn code_of(exit: ExitStatus) -> Option<i32> {
+    match exit {
+        ExitStatus::Code(code) => Some(code),
+        ExitStatus::Signal(_) => None,
+    }
+}
+
+/// The signal's name without `SIG` (or its number), when one ended it.
+pub(super) fn signal_of(exit: ExitStatus) -> Option<String> {
+    match exit {
+        ExitStatus::Signal(n) => Some(
+            nix::sys::signal::Signal::try_from(n)
+                .map(|sig| crate::signals::short_name(sig).to_string())
+                .unwrap_or_else(|_| n.to_string()),
+        ),
+        ExitStatus::Code(_) => None,
     }
 }
