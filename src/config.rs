@@ -84,6 +84,28 @@ pub struct SupervisorConfig {
     pub log_format: LogFormat,
     pub log_level: String,
     pub forward_signals: Vec<Signal>,
+    /// Serve the web dashboard at `/` of `http_listen`.
+    pub dashboard: bool,
+    /// `control_token_file`: its path and the token read from it; the
+    /// dashboard's actions exist only when set.
+    pub control_token: Option<ControlToken>,
+}
+
+/// The dashboard's bearer token, read from `control_token_file`. Its
+/// `Debug` never shows the token, so no log or `kelpie config` can leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ControlToken {
+    pub path: PathBuf,
+    pub token: String,
+}
+
+impl std::fmt::Debug for ControlToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlToken")
+            .field("path", &self.path)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// How a reload applies a change to a program.

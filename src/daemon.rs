@@ -259,6 +259,14 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
     }));
     // The server starts before the Supervisor so /health answers while
     // programs are being spawned; /ready says 503 until they are ready.
+    let dashboard = Arc::new(crate::http::Dashboard::new(
+        config.supervisor.dashboard,
+        config
+            .supervisor
+            .control_token
+            .as_ref()
+            .map(|t| t.token.clone()),
+    ));
     let http = match listener {
         Some(listener) => {
             let limits = Limits::http(crate::http::reserve_fds(
@@ -276,6 +284,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
                     Arc::new(move |path: &str, code: u16| metrics.http_request(path, code))
                 },
                 started,
+                dashboard: dashboard.clone(),
             });
             match crate::http::start(listener, state, limits).await {
                 Ok(server) => Some(server),
@@ -331,7 +340,12 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         "control socket at {}",
         control_socket.path().display()
     );
-    let control = crate::control::server::start(control_socket, crate::control::api::handler(api));
+    let handler = crate::control::api::handler(api);
+    dashboard.link(crate::http::ControlLink {
+        supervisor: supervisor.clone(),
+        handler: handler.clone(),
+    });
+    let control = crate::control::server::start(control_socket, handler);
 
     let mut signal_tasks = Vec::new();
     for (sig, make, mut stream) in streams {

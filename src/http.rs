@@ -25,6 +25,7 @@
 //! status line and no body: those responses never reach our code.
 //! docs/http.md lists every case.
 
+mod dashboard;
 mod endpoints;
 
 use std::future::Future;
@@ -47,6 +48,7 @@ use crate::http_server::{
 };
 use crate::status::{Board, StatusReceiver};
 
+pub use dashboard::{ControlLink, Dashboard, CONTENT_SECURITY_POLICY};
 pub use endpoints::path_label;
 
 /// Renders `/metrics` (Prometheus text exposition) for a board.
@@ -65,6 +67,8 @@ pub struct HttpState {
     pub on_request: OnRequest,
     /// When kelpie started, for `uptime_seconds`.
     pub started: Instant,
+    /// The web dashboard at `/` and its action routes.
+    pub dashboard: Arc<Dashboard>,
 }
 
 /// The default cap on concurrent connections (docs/http.md, limits).
@@ -295,6 +299,10 @@ impl Connection for TcpStream {
         // last segment of a keep-alive exchange.
         let _ = self.set_nodelay(true);
     }
+
+    fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.peer_addr().ok().map(|addr| addr.ip())
+    }
 }
 
 /// The endpoints as a [`Site`] of the shared server.
@@ -359,7 +367,11 @@ impl Site for Endpoints {
         request: Request<Incoming>,
         id: &RequestId,
     ) -> impl Future<Output = Response<ResponseBody>> + Send + 'static {
-        std::future::ready(endpoints::route(&self.state, &request, id))
+        let id = RequestId {
+            text: id.text.clone(),
+            header: id.header.clone(),
+        };
+        endpoints::route(self.state.clone(), request, id)
     }
 
     fn head_too_large(&self, limit: usize, id: &RequestId) -> Response<ResponseBody> {
@@ -386,6 +398,7 @@ impl Site for Endpoints {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
+        dashboard::secure(response.headers_mut());
         let label = path_label(path);
         let code = response.status().as_u16();
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| (self.state.on_request)(label, code)));

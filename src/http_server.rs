@@ -52,6 +52,11 @@ pub(crate) use request_id::{request_id, RequestId, REQUEST_ID};
 
 use io::{write_now, WriteDeadline};
 
+/// The client's address, in a request's extensions when the socket has
+/// one (TCP), e.g. for rate-limiting failed logins per client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PeerIp(pub(crate) std::net::IpAddr);
+
 /// Resource bounds of one server.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
@@ -239,13 +244,17 @@ pub(crate) async fn serve<L, S>(
         match refusal {
             None => {
                 stream.prepare();
+                let peer = stream.peer_ip().map(PeerIp);
                 let guard = served.enter();
                 let service = {
                     let site = site.clone();
                     let limits = limits.clone();
-                    hyper::service::service_fn(move |request: Request<Incoming>| {
+                    hyper::service::service_fn(move |mut request: Request<Incoming>| {
                         let site = site.clone();
                         let limits = limits.clone();
+                        if let Some(peer) = peer {
+                            request.extensions_mut().insert(peer);
+                        }
                         async move { Ok::<_, Infallible>(answer(&*site, &limits, request).await) }
                     })
                 };

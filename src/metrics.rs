@@ -52,7 +52,7 @@
 //!   `last_exit_code` with the first exit.
 
 mod exposition;
-mod proc;
+pub(crate) mod proc;
 #[cfg(test)]
 mod tests;
 mod text;

@@ -165,6 +165,8 @@ pub fn supervisor_changes(
         "forward_signals",
         old.forward_signals != new.forward_signals,
     );
+    keep("dashboard", old.dashboard != new.dashboard);
+    keep("control_token_file", old.control_token != new.control_token);
     (live, later)
 }
 

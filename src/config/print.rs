@@ -120,6 +120,11 @@ pub fn to_toml(config: &Config) -> String {
         .map(|sig| short_name(*sig).to_string())
         .collect();
     let _ = writeln!(out, "forward_signals = {}", strings(&forwarded));
+    let _ = writeln!(out, "dashboard = {}", s.dashboard);
+    // The path only: the token never leaves kelpie.
+    if let Some(token) = &s.control_token {
+        let _ = writeln!(out, "control_token_file = {}", path(&token.path));
+    }
 
     for program in &config.programs {
         out.push('\n');

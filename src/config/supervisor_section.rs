@@ -7,9 +7,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use toml::Spanned;
 
-use super::decode::{check_keys, expect_table, get, get_choice, get_duration, get_u32, Table};
+use super::decode::{
+    check_keys, expect_table, get, get_bool, get_choice, get_duration, get_u32, Table,
+};
 use super::diagnostics::Diags;
-use super::{Host, RestartBudget, SupervisorConfig};
+use super::{ControlToken, Host, RestartBudget, SupervisorConfig};
 use crate::logging::LogFormat;
 use crate::signals;
 
@@ -23,6 +25,8 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "log_format",
     "log_level",
     "forward_signals",
+    "dashboard",
+    "control_token_file",
 ];
 
 /// `supervisor.control_socket` of a file that may be invalid otherwise,
@@ -236,6 +240,13 @@ pub(super) fn parse_supervisor(
         forward_signals = None;
     }
 
+    let dashboard = get_bool(t, p, "dashboard", true, diags);
+    let control_token = match get::<String>(t, p, "control_token_file", diags) {
+        Some(file) => read_control_token(&file, base_dir, diags).map(Some),
+        None if t.contains_key("control_token_file") => None,
+        None => Some(None),
+    };
+
     Some(SupervisorConfig {
         http_listen: http_listen?,
         control_socket: control_socket?,
@@ -246,5 +257,66 @@ pub(super) fn parse_supervisor(
         log_format: log_format?,
         log_level: log_level?,
         forward_signals: forward_signals?,
+        dashboard: dashboard?,
+        control_token: control_token?,
+    })
+}
+
+/// Reads `control_token_file`: it must be a regular file only its owner
+/// can read (the token grants every action of the dashboard), holding one
+/// non-empty token; surrounding whitespace is trimmed.
+fn read_control_token(
+    file: &Spanned<String>,
+    base_dir: &Path,
+    diags: &mut Diags<'_>,
+) -> Option<ControlToken> {
+    use std::os::unix::fs::MetadataExt;
+    let key = "supervisor.control_token_file";
+    let path = base_dir.join(file.get_ref());
+    let fail = |diags: &mut Diags<'_>, why: String| {
+        diags.error(&file.span(), key, format!("\"{}\": {why}", path.display()));
+        None
+    };
+    let metadata = match std::fs::metadata(&path) {
+        Ok(metadata) => metadata,
+        Err(err) => {
+            return fail(
+                diags,
+                format!("cannot read it: {}", crate::os_lookup::io_reason(&err)),
+            )
+        }
+    };
+    if !metadata.is_file() {
+        return fail(diags, "not a regular file".into());
+    }
+    let mode = metadata.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return fail(
+            diags,
+            format!("mode {mode:04o} lets other users read the token; make it readable by its owner only (chmod 600)"),
+        );
+    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) => {
+            return fail(
+                diags,
+                format!("cannot read it: {}", crate::os_lookup::io_reason(&err)),
+            )
+        }
+    };
+    let token = text.trim();
+    if token.is_empty() {
+        return fail(diags, "the file is empty; put the token in it".into());
+    }
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return fail(
+            diags,
+            "the token contains whitespace; use one word (e.g. `openssl rand -hex 32`)".into(),
+        );
+    }
+    Some(ControlToken {
+        path,
+        token: token.to_string(),
     })
 }

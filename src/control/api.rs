@@ -120,7 +120,7 @@ fn ndjson(value: &impl serde::Serialize) -> Bytes {
 
 /// `%XX` escapes in a path segment or query value; anything malformed is
 /// kept as it is (it then simply names no program).
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

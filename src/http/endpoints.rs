@@ -18,12 +18,26 @@ use crate::status::{Board, InstanceStatus, ProgramStatus};
 pub(super) const JSON: &str = "application/json";
 const METRICS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Answers one request whose head is within the limit; never blocks.
-pub(super) fn route(
-    state: &HttpState,
-    request: &Request<Incoming>,
-    id: &RequestId,
+/// Answers one request whose head is within the limit; never blocks on
+/// anything but the dashboard's own requests to the Supervisor.
+pub(super) async fn route(
+    state: Arc<HttpState>,
+    request: Request<Incoming>,
+    id: RequestId,
 ) -> Response<ResponseBody> {
+    if state
+        .dashboard
+        .serves(request.method(), request.uri().path())
+    {
+        return super::dashboard::respond(state.clone(), request, id).await;
+    }
+    let state = &*state;
+    let id = &id;
+    if request.uri().path().starts_with("/api/") {
+        // Without `control_token_file` no action route exists, whatever
+        // the method.
+        return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint", id);
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -52,7 +66,7 @@ pub(super) fn route(
             None => error(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                &format!("no such endpoint {path:?}; try /health, /ready, /ready/{{program}} or /metrics"),
+                &format!("no such endpoint {path:?}; try /health, /ready, /ready/{{program}}, /metrics{}", if state.dashboard.serves(&Method::GET, "/") { " or /" } else { "" }),
                 id,
             ),
         },
@@ -74,7 +88,11 @@ pub fn path_label(path: &str) -> &'static str {
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",
+        "/" => "/",
+        "/dashboard.json" => "/dashboard.json",
+        "/dashboard.js" | "/dashboard.css" => "/dashboard.{asset}",
         p if p.starts_with("/ready/") => "/ready/{program}",
+        p if p.starts_with("/api/") => "/api/{action}",
         _ => "other",
     }
 }
@@ -240,6 +258,10 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<ResponseBody> {
     // keeps a bug from becoming a panic.
     let bytes = serde_json::to_vec(value)
         .unwrap_or_else(|_| br#"{"error":"internal error","code":"internal_error"}"#.to_vec());
+    json_bytes(status, bytes)
+}
+
+pub(super) fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response<ResponseBody> {
     body(status, JSON, Bytes::from(bytes))
 }
 
@@ -265,7 +287,11 @@ pub(super) fn error(
     )
 }
 
-fn body(status: StatusCode, content_type: &'static str, bytes: Bytes) -> Response<ResponseBody> {
+pub(super) fn body(
+    status: StatusCode,
+    content_type: &'static str,
+    bytes: Bytes,
+) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(bytes));
     *response.status_mut() = status;
     response

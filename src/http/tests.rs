@@ -36,6 +36,7 @@ impl TestServer {
             render_metrics,
             on_request: Arc::new(|_, _| {}),
             started: Instant::now(),
+            dashboard: Arc::new(super::Dashboard::disabled()),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(serve_with(listener, state, limits, async {
@@ -406,6 +407,7 @@ async fn every_answer_is_counted_with_a_bounded_label() {
             record.lock().unwrap().push((path.to_string(), code));
         }),
         started: Instant::now(),
+        dashboard: Arc::new(super::Dashboard::disabled()),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(listener, state, async {
@@ -450,6 +452,7 @@ async fn the_server_thread_serves_until_stopped() {
         render_metrics: Arc::new(|_: &Board| String::new()),
         on_request: Arc::new(|_, _| {}),
         started: Instant::now(),
+        dashboard: Arc::new(super::Dashboard::disabled()),
     });
     let server = start(listener, state, default_limits()).await.unwrap();
     assert_eq!(get(addr, "/health").await.status, 200);

@@ -20,6 +20,11 @@ pub(crate) trait Connection: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 
     /// Tunes the socket before it is served.
     fn prepare(&self) {}
+
+    /// The client's IP address, if the socket has one (TCP).
+    fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        None
+    }
 }
 
 /// Writes `response` whole if the socket takes it at once, without reading

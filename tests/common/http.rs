@@ -76,3 +76,25 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
 pub fn get(addr: SocketAddr, path: &str) -> Reply {
     http(addr, "GET", path, &[])
 }
+
+/// One request with a body (`Content-Length` set) and extra header lines.
+pub fn http_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: kelpie\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    let raw = http_raw(addr, request.as_bytes(), Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    parse_reply(&raw)
+}

@@ -84,7 +84,7 @@ fn unknown_supervisor_keys() {
         diags(&source),
         [
             "supervisor.toml:2:1: supervisor.http_listn: unknown key (did you mean `http_listen`?)",
-            "supervisor.toml:3:1: supervisor.bogus: unknown key; expected one of: http_listen, control_socket, socket_mode, shutdown_timeout, drain_delay, restart_budget, log_format, log_level, forward_signals",
+            "supervisor.toml:3:1: supervisor.bogus: unknown key; expected one of: http_listen, control_socket, socket_mode, shutdown_timeout, drain_delay, restart_budget, log_format, log_level, forward_signals, dashboard, control_token_file",
         ]
     );
 }
