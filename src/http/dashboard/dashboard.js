@@ -126,7 +126,7 @@ function renderDetail(data) {
     const key = e.time + "/" + e.pid;
     const item = el("li", { class: "exit", "data-pid": String(e.pid) },
       el("span", { class: "when" }, e.time.replace("T", " ").replace("Z", "") + " "),
-      "pid " + e.pid + " " + e.text + " after " + e.ran_seconds.toFixed(1) + "s" + (e.oom ? " (OOM killer)" : "") + " → " + e.decision);
+      "pid " + e.pid + " " + e.text + " after " + (e.ran_seconds < 1 ? Math.round(e.ran_seconds * 1000) + "ms" : e.ran_seconds.toFixed(1) + "s") + (e.oom ? " (OOM killer)" : "") + " → " + e.decision);
     if (openExit === key && e.output) {
       item.append(el("pre", {}, e.output.map((l) => l.line).join("\n") || "(no output)"));
     }
