@@ -17,7 +17,7 @@ mod completions;
 mod values;
 
 pub use completions::{completion_script, print_completions, CompletionShell};
-pub use values::{parse_duration, parse_signal};
+pub use values::{parse_duration, parse_interval, parse_signal};
 
 /// Most lines `kelpie logs -n` asks for: the supervisor keeps the last 1000
 /// lines of each program in memory (docs/cli.md, `kelpie logs`), so more could never be sent.
@@ -161,6 +161,16 @@ pub struct Targets {
     /// Act on every program.
     #[arg(long = "all")]
     pub all: bool,
+}
+
+/// `kelpie top --sort`: CPU, memory and restarts most first, names A-Z.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TopSort {
+    Cpu,
+    #[value(alias = "mem", alias = "memory")]
+    Rss,
+    Restarts,
+    Name,
 }
 
 #[derive(Debug, Subcommand)]
@@ -487,6 +497,35 @@ pub enum Command {
         #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true)]
         command: Vec<OsString>,
     },
+    /// A live view of every program and instance: state, readiness, pid,
+    /// uptime, restarts, CPU and memory; restart, stop or start one, or
+    /// read its log tail.
+    ///
+    /// Keys: Up/Down or j/k select; R restart, S start, X stop the selected
+    /// program or instance; l or Enter its log tail (Esc back); c, m, r, n
+    /// sort by CPU, memory, restarts, name; q or Ctrl-C quit. Needs a
+    /// terminal; --once prints one frame as plain text instead.
+    #[command(
+        after_long_help = "Exit status: 0 quit (or --once printed), 2 no terminal \
+        and no --once, 69 no supervisor answers (--once), 128+N ended by signal N \
+        (SIGTERM, SIGHUP, SIGINT; the terminal is restored).\n\n\
+        Examples:\n  kelpie top\n  kelpie top --sort rss --interval 2s\n  \
+        kelpie top --once --sort rss | head -6"
+    )]
+    Top {
+        /// Print one frame as plain text (no colors, no screen control) and
+        /// exit; takes one --interval, to measure CPU.
+        #[arg(long)]
+        once: bool,
+        /// The order of the rows (keys c, m, r and n change it).
+        #[arg(long, value_enum, value_name = "KEY", default_value_t = TopSort::Cpu)]
+        sort: TopSort,
+        /// Time between refreshes, at least 1s.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+        interval: Duration,
+        #[command(flatten)]
+        control: ControlOpts,
+    },
     /// Print a shell completion script to stdout.
     #[command(after_long_help = "Examples:\n  \
         kelpie completions bash > ~/.local/share/bash-completion/completions/kelpie\n  \
@@ -513,7 +552,8 @@ impl Command {
             | Command::Why { control, .. }
             | Command::Shutdown { control, .. }
             | Command::Ready { control, .. }
-            | Command::Health { control, .. } => Some(control),
+            | Command::Health { control, .. }
+            | Command::Top { control, .. } => Some(control),
             Command::Run { .. }
             | Command::Check { .. }
             | Command::Config { .. }
@@ -544,6 +584,7 @@ impl Command {
             Command::Completions { .. } => "completions",
             Command::Exec { .. } => "exec",
             Command::Import { .. } => "import",
+            Command::Top { .. } => "top",
         }
     }
 }
@@ -789,6 +830,6 @@ mod tests {
             let cli = parse(&args).unwrap_or_else(|err| panic!("{name}: {err}"));
             assert_eq!(cli.command.verb(), *name);
         }
-        assert_eq!(names.len(), 18);
+        assert_eq!(names.len(), 19);
     }
 }

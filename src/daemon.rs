@@ -333,6 +333,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         started,
         config_path,
         finished: finished_rx,
+        usage: Default::default(),
     });
     tracing::info!(
         event = "control_listening",

@@ -37,6 +37,12 @@ pub fn dispatch(cli: Cli) -> i32 {
             running: false,
             ..
         } => print_config(config.as_deref()),
+        Command::Top {
+            once,
+            sort,
+            interval,
+            control,
+        } => crate::top::run(once, sort, interval, &control),
         // `config --running` asks the supervisor, like the control verbs.
         command => crate::control_client::run(command),
     }

@@ -25,6 +25,7 @@
 //!   control socket
 //! - `control`, `control_client`: the control socket as served by `kelpie run`,
 //!   and the commands that use it (`status`, `start`, …)
+//! - `top`: `kelpie top`, the live terminal view over the control socket
 //! - `exec`: `kelpie exec`, the config-less tini-style init for one command
 //! - `logging`, `signals`, `cli`, `dispatch`: plumbing; `daemon`: `kelpie run`'s start-up
 //! - `restart_policy`, `output_stream`: vocabulary shared by layers that must
@@ -65,6 +66,7 @@ pub mod spawn;
 pub mod state;
 pub mod status;
 pub mod supervisor;
+pub mod top;
 
 /// sysexits: the config is invalid.
 pub const EXIT_CONFIG: i32 = 78;

@@ -64,7 +64,7 @@ use std::time::Duration;
 
 use prometheus::Registry;
 
-use self::proc::GroupScanner;
+pub use self::proc::{GroupScanner, Usage};
 use crate::output_stream::Stream;
 use crate::state::{ExitKind, ExitStatus};
 

@@ -22,6 +22,7 @@ const VERBS: &[&str] = &[
     "ready",
     "health",
     "config",
+    "top",
     "completions",
 ];
 

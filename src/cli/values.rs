@@ -32,6 +32,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// `kelpie top --interval`: a duration of at least a second, so a view
+/// left open costs the supervisor at most one usage scan a second.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < Duration::from_secs(1) {
+        return Err(format!(
+            "invalid interval {text:?}: must be at least 1s (the view refreshes at most once a second)"
+        ));
+    }
+    Ok(duration)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +63,15 @@ mod tests {
             assert!(err.contains("SIGTERM") && err.contains("15"), "{err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn intervals_are_at_least_a_second() {
+        assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_interval("2m"), Ok(Duration::from_secs(120)));
+        let err = parse_interval("500ms").expect_err("below a second");
+        assert!(err.contains("at least 1s"), "{err}");
+        assert!(parse_interval("soon").is_err());
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! NDJSON framing, path decoding); each kind of request has its own module:
 //! `reads` (programs, ready, health, config), `actions` (start/stop/restart/signal
 //! and waiting for their outcome), `reload` (reload and diff), `shutdown`,
-//! `logs` and `history` (the crash history of `kelpie why`).
+//! `logs`, `history` (the crash history of `kelpie why`) and `usage`
+//! (CPU and memory, scanned when asked).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,9 +30,11 @@ mod logs;
 mod reads;
 mod reload;
 mod shutdown;
+mod usage;
 
 pub use reads::program_info;
 pub use reload::reload_reply;
+pub use usage::{usage_reply, UsageScanner};
 
 pub struct ControlApi {
     pub supervisor: ActorRef<SupervisorMsg>,
@@ -41,6 +44,8 @@ pub struct ControlApi {
     pub config_path: PathBuf,
     /// Set to kelpie's exit code once the supervisor is done.
     pub finished: watch::Receiver<Option<i32>>,
+    /// Scans `/proc` for `GET /v1/usage`.
+    pub usage: UsageScanner,
 }
 
 pub fn handler(api: Arc<ControlApi>) -> Handler {
@@ -90,6 +95,7 @@ impl ControlApi {
             ["ready", name] if get => self.program_ready(name, &id),
             ["health"] if get => self.health(),
             ["config"] if get => self.running_config(),
+            ["usage"] if get => self.usage(&id).await,
             ["programs"]
             | ["programs", _]
             | ["programs", _, "logs"]
@@ -98,7 +104,8 @@ impl ControlApi {
             | ["ready"]
             | ["ready", _]
             | ["health"]
-            | ["config"] => method_not_allowed("GET", &id),
+            | ["config"]
+            | ["usage"] => method_not_allowed("GET", &id),
             ["programs", _, verb] | ["actions", verb] if Verb::parse(verb).is_some() => {
                 method_not_allowed("POST", &id)
             }

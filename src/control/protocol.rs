@@ -17,6 +17,7 @@
 //! | GET  | `/v1/ready`, `/v1/ready/{name}`, `/v1/ready/{name}:{index}` | → [`ReadyReply`] |
 //! | GET  | `/v1/health` | → [`HealthReply`] |
 //! | GET  | `/v1/config` | → [`ConfigReply`] |
+//! | GET  | `/v1/usage` | → [`UsageReply`] (CPU and memory, read from `/proc` when asked) |
 //!
 //! Field names are part of the contract (docs/control.md): add fields, never
 //! rename or remove them.
@@ -367,6 +368,47 @@ pub struct ConfigReply {
     /// The effective config as TOML, like `kelpie config` prints a file
     /// (without the header line).
     pub toml: String,
+}
+
+/// `GET /v1/usage`: the CPU and memory of every program and instance, in
+/// the order of [`ProgramsReply`]. Read from `/proc` for the request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageReply {
+    pub programs: Vec<ProgramUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgramUsage {
+    pub name: String,
+    /// The sum of its instances' figures.
+    #[serde(flatten)]
+    pub usage: ProcessUsage,
+    pub instances: Vec<InstanceUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceUsage {
+    /// `web:0`.
+    pub name: String,
+    pub index: u32,
+    pub pid: Option<i32>,
+    #[serde(flatten)]
+    pub usage: ProcessUsage,
+}
+
+/// What the processes of one program or instance use: the main process,
+/// its group and every descendant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessUsage {
+    /// CPU time (user + system) in seconds: a counter that only grows
+    /// while the instance exists (processes that exited keep theirs), so
+    /// the difference between two replies over the time between them is
+    /// the CPU share.
+    pub cpu_seconds: f64,
+    /// Resident memory of the processes, summed.
+    pub rss_bytes: u64,
+    /// How many processes were counted.
+    pub processes: u32,
 }
 
 /// A supervisor from before `enabled` existed counted every program.

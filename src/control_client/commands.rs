@@ -215,6 +215,8 @@ async fn execute(command: Command) -> Outcome {
         | Command::Exec { .. }
         | Command::Import { .. }
         | Command::Completions { .. } => Err(Failure::new(2, "kelpie: not a control command")),
+        // Its own loop (`crate::top`), not a request and a reply.
+        Command::Top { .. } => Err(Failure::new(2, "kelpie: top is not a one-shot command")),
     }
 }
 
@@ -291,7 +293,7 @@ fn print_json(value: &impl Serialize) {
 }
 
 /// A program name as one URL path segment.
-fn segment(name: &str) -> String {
+pub(crate) fn segment(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for byte in name.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -10,4 +10,5 @@ pub mod render;
 
 mod commands;
 
+pub(crate) use commands::segment;
 pub use commands::{run, socket_path, EXIT_UNAVAILABLE};

@@ -114,6 +114,15 @@ impl GroupScanner {
         Self::with_root("/proc")
     }
 
+    /// A scanner that keeps no file open between scans: each read is open +
+    /// read + close. For scans made only while someone watches (`kelpie
+    /// top`), so an idle kelpie holds no descriptors for them.
+    pub fn keeping_no_files() -> Self {
+        let mut scanner = Self::new();
+        scanner.reader.max_files = Some(0);
+        scanner
+    }
+
     /// A scanner over another procfs-like tree (tests).
     pub fn with_root(root: &str) -> Self {
         let sysconf = |var| {
@@ -144,35 +153,83 @@ impl GroupScanner {
 
     /// One pass over `/proc`: usage per board program, in board order.
     pub fn scan(&mut self, board: &Board) -> Vec<Usage> {
+        let names: Vec<&str> = board.programs.iter().map(|p| p.name.as_str()).collect();
+        let roots = board
+            .programs
+            .iter()
+            .enumerate()
+            .flat_map(|(index, program)| {
+                program
+                    .instances
+                    .iter()
+                    .filter_map(move |instance| instance.snapshot.pid.map(|pid| (pid, index)))
+            });
+        self.scan_units(&names, roots)
+    }
+
+    /// One pass over `/proc` with every instance a unit of its own
+    /// (`web:0`, `web:1`; program names cannot contain `:`): usage per
+    /// instance, `[program][instance]` in board order. An instance's
+    /// processes are its main process, its group and their descendants,
+    /// so the instances of a program add up to what [`scan`](Self::scan)
+    /// counts for it. Keep a scanner for this use only: its totals are
+    /// per instance, and a program scan would forget them.
+    pub fn scan_instances(&mut self, board: &Board) -> Vec<Vec<Usage>> {
+        let names: Vec<String> = board
+            .programs
+            .iter()
+            .flat_map(|p| (0..p.instances.len()).map(move |n| format!("{}:{n}", p.name)))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut unit = 0;
+        let mut roots = Vec::new();
+        let mut sizes = Vec::with_capacity(board.programs.len());
+        for program in &board.programs {
+            for instance in &program.instances {
+                if let Some(pid) = instance.snapshot.pid {
+                    roots.push((pid, unit));
+                }
+                unit += 1;
+            }
+            sizes.push(program.instances.len());
+        }
+        let mut usage = self.scan_units(&names, roots).into_iter();
+        sizes
+            .into_iter()
+            .map(|n| usage.by_ref().take(n).collect())
+            .collect()
+    }
+
+    /// One pass over `/proc` for `units`, the names processes are counted
+    /// for, given the main processes of each (`(pid, index in units)`).
+    fn scan_units(
+        &mut self,
+        units: &[&str],
+        main_processes: impl IntoIterator<Item = (i32, usize)>,
+    ) -> Vec<Usage> {
         self.generation += 1;
         let generation = self.generation;
-        let n = board.programs.len();
+        let n = units.len();
 
-        // Intern the board's names; forget programs that left the board
-        // (reload removed them) so their totals do not outlive them.
+        // Intern the names; forget units that left the board (reload
+        // removed them) so their totals do not outlive them.
         let mut names: Vec<Arc<str>> = Vec::with_capacity(n);
-        for program in &board.programs {
-            match self.exited.get_key_value(program.name.as_str()) {
+        for &unit in units {
+            match self.exited.get_key_value(unit) {
                 Some((name, _)) => names.push(name.clone()),
                 None => {
-                    let name: Arc<str> = Arc::from(program.name.as_str());
+                    let name: Arc<str> = Arc::from(unit);
                     self.exited.insert(name.clone(), 0);
                     names.push(name);
                 }
             }
         }
 
-        // The instances' main processes (roots of their trees), and the
+        // The units' main processes (roots of their trees), and the
         // groups they lead plus those seen before that may still be
-        // draining, each with its board index.
+        // draining, each with its unit index.
         let mut roots: HashMap<i32, usize> = HashMap::with_capacity(n);
-        for (index, program) in board.programs.iter().enumerate() {
-            for instance in &program.instances {
-                if let Some(pid) = instance.snapshot.pid {
-                    roots.insert(pid, index);
-                }
-            }
-        }
+        roots.extend(main_processes);
         let by_name: HashMap<&str, usize> = names
             .iter()
             .enumerate()

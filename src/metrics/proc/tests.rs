@@ -431,3 +431,54 @@ fn a_child_of_kelpie_the_board_does_not_list_yet_is_not_written_off() {
     let u = scanner.scan(&board(&[("a", &[Some(100)]), ("b", &[Some(200)])]));
     assert_eq!(u[0].processes, 2);
 }
+
+#[test]
+fn instances_are_counted_apart_and_add_up_to_their_program() {
+    let proc = FakeProc::new();
+    let mut by_instance = GroupScanner::with_root(proc.root());
+    let mut by_program = GroupScanner::with_root(proc.root());
+    by_instance.reader.max_files = Some(0);
+    let (hz, page) = (by_instance.clk_tck(), by_instance.page_size);
+    let child = |ppid, pgrp| Family {
+        ppid,
+        pgrp,
+        session: pgrp,
+    };
+    proc.set(100, 100, 10, 1, 2); // web:0
+    proc.set_in(101, child(100, 101), 5, 2, 3); // web:0's child, a session of its own
+    proc.set(200, 200, 20, 3, 4); // web:1
+    proc.set(300, 300, 7, 4, 1); // db
+    let running = board(&[("web", &[Some(100), Some(200)]), ("db", &[Some(300)])]);
+    let u = by_instance.scan_instances(&running);
+    assert_eq!(u.len(), 2);
+    assert_eq!(u[0].len(), 2);
+    assert_eq!(
+        (u[0][0].cpu_seconds, u[0][0].rss_bytes, u[0][0].processes),
+        (15.0 / hz, 5 * page, 2)
+    );
+    assert_eq!((u[0][1].cpu_seconds, u[0][1].processes), (20.0 / hz, 1));
+    assert_eq!(u[1][0].cpu_seconds, 7.0 / hz);
+    let programs = by_program.scan(&running);
+    assert_eq!(
+        u[0][0].cpu_seconds + u[0][1].cpu_seconds,
+        programs[0].cpu_seconds
+    );
+    // No file stays open for the instance scanner.
+    assert!(by_instance.reader_files().is_empty());
+
+    // web:0's child exits and web:0 restarts under a new pid: its CPU
+    // stays its own, and web:1's is untouched.
+    proc.kill(101);
+    proc.kill(100);
+    proc.set(110, 110, 1, 5, 2);
+    let restarted = board(&[("web", &[Some(110), Some(200)]), ("db", &[Some(300)])]);
+    let u = by_instance.scan_instances(&restarted);
+    assert_eq!(u[0][0].cpu_seconds, 16.0 / hz);
+    assert_eq!(u[0][1].cpu_seconds, 20.0 / hz);
+
+    // Scaled down to one instance: web:1's figures are forgotten.
+    let one = board(&[("web", &[Some(110)]), ("db", &[Some(300)])]);
+    let u = by_instance.scan_instances(&one);
+    assert_eq!(u[0].len(), 1);
+    assert!(!by_instance.exited.contains_key("web:1"));
+}
