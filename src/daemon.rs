@@ -297,6 +297,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         None => None,
     };
     let config_path = config.path.clone();
+    let (outputs_tx, outputs_rx) = crate::status::outputs_channel();
     let args = SupervisorArgs {
         config,
         reaper: reaper.clone(),
@@ -304,6 +305,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         exit: exit_tx,
         pumps: pumps.clone(),
         status: status_tx,
+        outputs: outputs_tx,
         running_config: config_tx,
         metrics: metrics.clone(),
         systemd: crate::service_manager::Systemd::from_env(),
@@ -343,7 +345,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
     );
     let handler = crate::control::api::handler(api);
     dashboard.link(crate::http::ControlLink {
-        supervisor: supervisor.clone(),
+        outputs: outputs_rx,
         handler: handler.clone(),
     });
     let control = crate::control::server::start(control_socket, handler);

@@ -44,7 +44,7 @@ use crate::process::Identity;
 use crate::program::{ProgramActor, ProgramArgs, ProgramMsg};
 use crate::reaper::Reaper;
 use crate::report::{InstanceReport, Reports};
-use crate::status::{ConfigSender, RunningConfig, StatusSender};
+use crate::status::{ConfigSender, OutputsSender, RunningConfig, StatusSender};
 
 /// The control request behind an action: its id, logged with every event
 /// the action causes.
@@ -88,6 +88,7 @@ pub struct SupervisorArgs {
     pub exit: oneshot::Sender<i32>,
     pub pumps: PumpTracker,
     pub status: StatusSender,
+    pub outputs: OutputsSender,
     /// Where the running config is published: it starts out holding
     /// `config`, and the shell replaces it after every reload it applies.
     pub running_config: ConfigSender,
@@ -114,6 +115,9 @@ pub struct SupervisorState {
     incarnations: HashMap<ActorId, Incarnation>,
     /// Each entry's output (tail, log file, followers).
     outputs: HashMap<EntryId, Arc<ProgramOutput>>,
+    /// Where `outputs` is published; `outputs_changed` says it is due.
+    outputs_sender: OutputsSender,
+    outputs_changed: bool,
     next_request: u64,
     action_replies: HashMap<u64, oneshot::Sender<Result<Accepted, ActionError>>>,
     reload_replies: HashMap<u64, oneshot::Sender<Result<ReloadOutcome, ReloadRefused>>>,
@@ -170,6 +174,8 @@ impl Actor for SupervisorActor {
             actors: HashMap::new(),
             incarnations: HashMap::new(),
             outputs: HashMap::new(),
+            outputs_sender: args.outputs,
+            outputs_changed: true,
             next_request: 0,
             action_replies: HashMap::new(),
             reload_replies: HashMap::new(),
@@ -401,10 +407,12 @@ impl SupervisorState {
                     output.adopt_tail(previous);
                 }
                 self.outputs.insert(entry, output);
+                self.outputs_changed = true;
             }
             FleetAction::Discard { entry } => {
                 if let Some(output) = self.outputs.remove(&entry) {
                     output.removed();
+                    self.outputs_changed = true;
                 }
             }
             FleetAction::Spawn(spawn) => return self.spawn_instance(myself, spawn).await,
@@ -564,6 +572,14 @@ impl SupervisorState {
     /// Publishes the current state for the HTTP and control endpoints (and
     /// systemd).
     fn publish(&mut self) {
+        if std::mem::take(&mut self.outputs_changed) {
+            let outputs: Vec<Arc<ProgramOutput>> = self
+                .fleet
+                .entry_ids()
+                .filter_map(|id| self.outputs.get(&id).cloned())
+                .collect();
+            self.outputs_sender.send_replace(outputs.into());
+        }
         let board = self.fleet.board();
         // Compare under the shared read lock, and only replace under the
         // write lock: HTTP readers never wait for a comparison. Unchanged

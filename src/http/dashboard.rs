@@ -4,9 +4,10 @@
 //! action routes `POST /api/programs/{name}/{verb}` behind a bearer token.
 //!
 //! Nothing here runs unless a request comes in: no timer, no cache to
-//! refresh. An open page polls once a second; each poll costs one message
-//! to the Supervisor (the programs' outputs, for the crash history and the
-//! log tail) and one pass over `/proc` (CPU and RSS).
+//! refresh. An open page polls once a second; each poll is answered on the
+//! HTTP thread alone, from what the Supervisor publishes (the status board;
+//! the programs' outputs, for the crash history and the log tail), plus one
+//! pass over `/proc` (CPU and RSS): no other thread wakes up for it.
 //!
 //! Actions are forwarded to the control API's handler (the same code
 //! `kelpie restart` reaches over the control socket), so they behave
@@ -23,7 +24,6 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use ractor::ActorRef;
 use tokio::time::Instant;
 
 use super::endpoints::{body, error, json_bytes};
@@ -31,7 +31,8 @@ use super::HttpState;
 use crate::control::server::{ControlBody, ControlRequest, Handler};
 use crate::http_server::{read_body, PeerIp, RequestId, ResponseBody};
 use crate::metrics::proc::GroupScanner;
-use crate::supervisor::{SupervisorMsg, Verb};
+use crate::status::OutputsReceiver;
+use crate::supervisor::Verb;
 
 pub(crate) use auth::constant_time_eq;
 
@@ -50,12 +51,11 @@ const MAX_ACTION_BODY: usize = 1024;
 /// How long an action waits for its outcome before answering (the action
 /// itself goes on); under the server's 10 s write timeout.
 const ACTION_WAIT: Duration = Duration::from_secs(8);
-/// A poll waits at most this long for the Supervisor's answer.
-const SUPERVISOR_WAIT: Duration = Duration::from_secs(2);
 
 /// How the endpoints reach the Supervisor; set once it runs.
 pub struct ControlLink {
-    pub supervisor: ActorRef<SupervisorMsg>,
+    /// Every program's output, as the Supervisor last published it.
+    pub outputs: OutputsReceiver,
     pub handler: Handler,
 }
 
@@ -342,30 +342,7 @@ async fn poll(
     let Some(link) = dashboard.link.get() else {
         return starting(id);
     };
-    let (reply, outputs) = tokio::sync::oneshot::channel();
-    if link
-        .supervisor
-        .cast(SupervisorMsg::Outputs { reply })
-        .is_err()
-    {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "kelpie is shutting down",
-            id,
-        );
-    }
-    let outputs = match tokio::time::timeout(SUPERVISOR_WAIT, outputs).await {
-        Ok(Ok(outputs)) => outputs,
-        _ => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "the supervisor did not answer in time",
-                id,
-            )
-        }
-    };
+    let outputs = link.outputs.borrow().clone();
     let board = state.status.borrow().clone();
     let usage = {
         let mut scanner = dashboard.scanner.lock().unwrap_or_else(|p| p.into_inner());
