@@ -172,6 +172,35 @@ pub struct ExitRecord {
     pub output: Vec<KeptLine>,
 }
 
+/// A program's exits in brief: see `ProgramOutput::exit_overview`.
+#[derive(Debug, Clone, Default)]
+pub struct ExitOverview {
+    pub count: usize,
+    pub verdict: String,
+    /// The newest exit, without its output lines.
+    pub newest: Option<ExitRecord>,
+}
+
+impl ExitRecord {
+    /// A copy without the output lines (the costly part).
+    pub fn without_output(&self) -> ExitRecord {
+        ExitRecord {
+            seq: self.seq,
+            at: self.at,
+            instance: self.instance,
+            pid: self.pid,
+            status: self.status,
+            kind: self.kind,
+            by_kelpie: self.by_kelpie,
+            kelpie_reason: self.kelpie_reason.clone(),
+            ran: self.ran,
+            decision: self.decision.clone(),
+            oom: self.oom.clone(),
+            output: Vec::new(),
+        }
+    }
+}
+
 /// The ring of one program's exits.
 #[derive(Debug, Default)]
 pub struct ExitHistory {

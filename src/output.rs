@@ -22,7 +22,7 @@ use std::time::SystemTime;
 use tokio::sync::broadcast;
 
 use crate::config::{LogMode, ProgramConfig};
-use crate::exit_history::{ExitHistory, ExitRecord, KeptLine, LINES_KEPT};
+use crate::exit_history::{ExitHistory, ExitOverview, ExitRecord, KeptLine, LINES_KEPT};
 use crate::output_stream::Stream;
 
 pub use lines::{LineBatch, LineSink, LineSplitter, MAX_LINE_BYTES};
@@ -225,6 +225,19 @@ impl ProgramOutput {
     /// The kept exits, newest first.
     pub fn exits(&self) -> Vec<ExitRecord> {
         self.history().newest_first().cloned().collect()
+    }
+
+    /// How many exits are kept, the verdict on them for a program in
+    /// `state`, and the newest without its lines: what a list of every
+    /// program shows, read without copying the history.
+    pub fn exit_overview(&self, state: crate::state::Phase, now: SystemTime) -> ExitOverview {
+        let history = self.history();
+        let exits: Vec<&ExitRecord> = history.newest_first().collect();
+        ExitOverview {
+            count: exits.len(),
+            verdict: crate::exit_history::verdict::verdict(&exits, state, now),
+            newest: exits.first().map(|e| e.without_output()),
+        }
     }
 
     /// A pump of `source` read its pipe to the end: an exit of that process

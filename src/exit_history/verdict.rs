@@ -2,6 +2,7 @@
 //! add up to. Pure: the exits (newest first), the program's state now and
 //! the time now go in, a sentence comes out.
 
+use std::borrow::Borrow;
 use std::time::{Duration, SystemTime};
 
 use super::{duration_text, Decision, ExitRecord};
@@ -61,12 +62,13 @@ fn restarts(decision: &Decision) -> bool {
 }
 
 /// The crashes at the head of `exits` within `LOOP_WINDOW` of the newest.
-fn crash_run(exits: &[ExitRecord]) -> &[ExitRecord] {
-    let Some(newest) = exits.first() else {
+fn crash_run<E: Borrow<ExitRecord>>(exits: &[E]) -> &[E] {
+    let Some(newest) = exits.first().map(Borrow::borrow) else {
         return exits;
     };
     let n = exits
         .iter()
+        .map(Borrow::borrow)
         .take_while(|e| {
             is_crash(e)
                 && newest
@@ -79,15 +81,16 @@ fn crash_run(exits: &[ExitRecord]) -> &[ExitRecord] {
 }
 
 /// `7 exits in 12s, all SIGSEGV after ~0.2s`.
-fn loop_summary(run: &[ExitRecord]) -> String {
+fn loop_summary<E: Borrow<ExitRecord>>(run: &[E]) -> String {
     let (Some(newest), Some(oldest)) = (run.first(), run.last()) else {
         return String::new();
     };
+    let (newest, oldest) = (newest.borrow(), oldest.borrow());
     let span = newest.at.duration_since(oldest.at).unwrap_or_default();
-    let mut ran: Vec<Duration> = run.iter().map(|e| e.ran).collect();
+    let mut ran: Vec<Duration> = run.iter().map(|e| e.borrow().ran).collect();
     ran.sort();
     let typical = duration_text(ran[ran.len() / 2]);
-    let how = if run.iter().all(|e| e.status == newest.status) {
+    let how = if run.iter().all(|e| e.borrow().status == newest.status) {
         format!("all {} after ~{typical}", status_name(newest.status))
     } else {
         format!(
@@ -101,8 +104,8 @@ fn loop_summary(run: &[ExitRecord]) -> String {
 
 /// The verdict on a program (or one instance) whose state is `state`,
 /// from its exits, newest first.
-pub fn verdict(exits: &[ExitRecord], state: Phase, now: SystemTime) -> String {
-    let Some(newest) = exits.first() else {
+pub fn verdict<E: Borrow<ExitRecord>>(exits: &[E], state: Phase, now: SystemTime) -> String {
+    let Some(newest) = exits.first().map(Borrow::borrow) else {
         return format!("{}; no exits recorded", state.as_str());
     };
     let pid = newest.pid;

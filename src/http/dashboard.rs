@@ -29,8 +29,10 @@ use tokio::time::Instant;
 use super::endpoints::{body, error, json_bytes};
 use super::HttpState;
 use crate::control::server::{ControlBody, ControlRequest, Handler};
+use crate::exit_history::ExitOverview;
 use crate::http_server::{read_body, PeerIp, RequestId, ResponseBody};
-use crate::metrics::proc::GroupScanner;
+use crate::metrics::proc::{GroupScanner, Usage};
+use crate::status::Board;
 use crate::status::OutputsReceiver;
 use crate::supervisor::Verb;
 
@@ -65,7 +67,38 @@ pub struct Dashboard {
     token: Option<String>,
     link: OnceLock<ControlLink>,
     failures: auth::FailureLimiter,
-    scanner: Mutex<Option<GroupScanner>>,
+    usage: Mutex<UsageCache>,
+}
+
+/// How long a `/proc` pass is reused: several open pages (or a client
+/// asking in a loop) cost at most two passes a second, while one page
+/// polling every second always gets a fresh one.
+const USAGE_FRESH: Duration = Duration::from_millis(500);
+
+#[derive(Default)]
+struct UsageCache {
+    scanner: Option<GroupScanner>,
+    /// When the last pass ran, over which programs, and what it found.
+    last: Option<(Instant, Vec<String>, Vec<Usage>)>,
+}
+
+impl UsageCache {
+    fn usage(&mut self, board: &Board, now: Instant) -> Vec<Usage> {
+        if let Some((at, names, usage)) = &self.last {
+            let same_programs = names.len() == board.programs.len()
+                && names.iter().zip(&board.programs).all(|(n, p)| *n == p.name);
+            if same_programs && now.duration_since(*at) < USAGE_FRESH {
+                return usage.clone();
+            }
+        }
+        let usage = self
+            .scanner
+            .get_or_insert_with(|| GroupScanner::new().on_one_thread())
+            .scan(board);
+        let names = board.programs.iter().map(|p| p.name.clone()).collect();
+        self.last = Some((now, names, usage.clone()));
+        usage
+    }
 }
 
 impl Dashboard {
@@ -77,7 +110,7 @@ impl Dashboard {
             token,
             link: OnceLock::new(),
             failures: auth::FailureLimiter::default(),
-            scanner: Mutex::new(None),
+            usage: Mutex::default(),
         }
     }
 
@@ -344,19 +377,21 @@ async fn poll(
     };
     let outputs = link.outputs.borrow().clone();
     let board = state.status.borrow().clone();
-    let usage = {
-        let mut scanner = dashboard.scanner.lock().unwrap_or_else(|p| p.into_inner());
-        scanner.get_or_insert_with(GroupScanner::new).scan(&board)
-    };
+    let usage = dashboard
+        .usage
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .usage(&board, Instant::now());
     let by_name: std::collections::HashMap<&str, &crate::output::ProgramOutput> =
         outputs.iter().map(|o| (o.program(), o.as_ref())).collect();
-    let histories: Vec<Option<json::History>> = board
+    let now = SystemTime::now();
+    let overviews: Vec<Option<ExitOverview>> = board
         .programs
         .iter()
         .map(|program| {
             by_name
                 .get(program.name.as_str())
-                .map(|o| json::without_output(o.exits().into_iter()))
+                .map(|o| o.exit_overview(program.state(), now))
         })
         .collect();
     let selected = selected.and_then(|name| {
@@ -373,11 +408,11 @@ async fn poll(
     let bytes = json::render(&json::Inputs {
         board: &board,
         usage: &usage,
-        histories: &histories,
+        overviews: &overviews,
         selected,
         actions: dashboard.token.is_some(),
         uptime_seconds: state.started.elapsed().as_secs(),
-        now: SystemTime::now(),
+        now,
     });
     json_bytes(StatusCode::OK, bytes)
 }

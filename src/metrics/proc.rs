@@ -123,6 +123,14 @@ impl GroupScanner {
         scanner
     }
 
+    /// A scanner that reads on the calling thread only, however many
+    /// processes there are: a scan then wakes no other thread (the
+    /// dashboard's poll, whose cost is counted in wake-ups).
+    pub fn on_one_thread(mut self) -> Self {
+        self.reader.max_threads = Some(1);
+        self
+    }
+
     /// A scanner over another procfs-like tree (tests).
     pub fn with_root(root: &str) -> Self {
         let sysconf = |var| {
@@ -550,6 +558,8 @@ struct ProcReader {
     generation: u64,
     /// Overrides `file_budget()` (tests).
     max_files: Option<usize>,
+    /// Caps the threads of a scan below `MAX_THREADS`.
+    max_threads: Option<usize>,
 }
 
 /// Below this many reads a scan stays on the calling thread: a thread
@@ -574,6 +584,7 @@ impl ProcReader {
             entries: HashMap::new(),
             generation: 0,
             max_files: None,
+            max_threads: None,
         }
     }
 
@@ -629,7 +640,7 @@ impl ProcReader {
         } else {
             std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
-                .min(MAX_THREADS)
+                .min(self.max_threads.unwrap_or(MAX_THREADS))
         };
         let chunks: Vec<Mutex<&mut [(i32, &mut ProcEntry)]>> =
             work.chunks_mut(CHUNK).map(Mutex::new).collect();

@@ -96,7 +96,7 @@ function renderRows(data) {
       el("td", { class: "num" }, p.restarts),
       el("td", { class: "num" }, el("span", { class: "spark" }, sparkline(s.cpu), cpu)),
       el("td", { class: "num" }, el("span", { class: "spark" }, sparkline(s.rss), bytes(p.rss_bytes))),
-      el("td", { class: "num exits", "data-exits": String(p.exits.length) }, p.exits.length));
+      el("td", { class: "num exits", "data-exits": String(p.exit_count) }, p.exit_count));
     row.addEventListener("click", () => select(p.name));
     rows.push(row);
     if (p.instances.length > 1) {
@@ -119,9 +119,12 @@ function renderDetail(data) {
   $("verdict").textContent = program.verdict;
   $("actions").hidden = !data.actions;
   const detail = data.selected && data.selected.name === selected ? data.selected : null;
-  const exits = detail ? detail.exits : program.exits;
-  $("history-count").textContent = "(" + exits.length + ")";
-  $("history-count").setAttribute("data-count", String(exits.length));
+  // Until the selected program's own reply comes (select() polls at once),
+  // its newest exit is all there is.
+  const exits = detail ? detail.exits : (program.last_exit ? [program.last_exit] : []);
+  const count = detail ? detail.exits.length : program.exit_count;
+  $("history-count").textContent = "(" + count + ")";
+  $("history-count").setAttribute("data-count", String(count));
   $("history").replaceChildren(...exits.map((e) => {
     const key = e.time + "/" + e.pid;
     const item = el("li", { class: "exit", "data-pid": String(e.pid) },

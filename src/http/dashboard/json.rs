@@ -10,23 +10,13 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::exit_history::{verdict, ExitRecord};
+use crate::exit_history::{verdict, ExitOverview, ExitRecord};
 use crate::metrics::proc::Usage;
 use crate::output::{LineKind, TailLine};
 use crate::status::{Board, ProgramStatus};
 
-/// Exits listed per program (the ring keeps at most this many anyway).
-const EXITS_SHOWN: usize = crate::exit_history::EXITS_KEPT;
 /// Log lines of the selected program.
 pub(crate) const LOG_LINES: usize = 100;
-
-/// One program's crash history, as read from its output.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct History {
-    /// Newest first, without their output lines (those are sent for the
-    /// selected program only).
-    pub(crate) exits: Vec<ExitRecord>,
-}
 
 /// The selected program's details.
 pub(crate) struct Selected {
@@ -36,12 +26,15 @@ pub(crate) struct Selected {
     pub(crate) log: Vec<TailLine>,
 }
 
-/// Everything one answer is made of; `histories` and `usage` are in board
-/// order (`None`/default where a program has none yet).
+/// Everything one answer is made of; `overviews` and `usage` are in board
+/// order (`None`/default where a program has none yet). Every program
+/// comes with its exit count, verdict and newest exit; the whole history,
+/// with output lines, only for the selected one, so the reply stays small
+/// however many programs crash.
 pub(crate) struct Inputs<'a> {
     pub(crate) board: &'a Board,
     pub(crate) usage: &'a [Usage],
-    pub(crate) histories: &'a [Option<History>],
+    pub(crate) overviews: &'a [Option<ExitOverview>],
     pub(crate) selected: Option<Selected>,
     pub(crate) actions: bool,
     pub(crate) uptime_seconds: u64,
@@ -72,7 +65,9 @@ struct ProgramJson<'a> {
     rss_bytes: u64,
     processes: u32,
     verdict: String,
-    exits: Vec<ExitJson<'a>>,
+    /// Exits kept (at most `EXITS_KEPT`).
+    exit_count: usize,
+    last_exit: Option<ExitJson<'a>>,
     instances: Vec<InstanceJson<'a>>,
 }
 
@@ -127,8 +122,8 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> Vec<u8> {
         .enumerate()
         .map(|(n, program)| {
             let usage = inputs.usage.get(n).copied().unwrap_or_default();
-            let history = inputs.histories.get(n).and_then(Option::as_ref);
-            program_json(program, usage, history, inputs.now)
+            let overview = inputs.overviews.get(n).and_then(Option::as_ref);
+            program_json(program, usage, overview, inputs.now)
         })
         .collect();
     let selected = inputs.selected.as_ref().map(|s| SelectedJson {
@@ -154,11 +149,10 @@ pub(crate) fn render(inputs: &Inputs<'_>) -> Vec<u8> {
 fn program_json<'a>(
     program: &'a ProgramStatus,
     usage: Usage,
-    history: Option<&'a History>,
+    overview: Option<&'a ExitOverview>,
     now: SystemTime,
 ) -> ProgramJson<'a> {
     let state = program.state();
-    let exits: &[ExitRecord] = history.map_or(&[], |h| &h.exits);
     ProgramJson {
         name: &program.name,
         state: state.as_str(),
@@ -169,12 +163,14 @@ fn program_json<'a>(
         cpu_seconds: usage.cpu_seconds,
         rss_bytes: usage.rss_bytes,
         processes: usage.processes,
-        verdict: verdict::verdict(exits, state, now),
-        exits: exits
-            .iter()
-            .take(EXITS_SHOWN)
-            .map(|e| exit_json(e, false))
-            .collect(),
+        verdict: match overview {
+            Some(overview) => overview.verdict.clone(),
+            None => verdict::verdict::<ExitRecord>(&[], state, now),
+        },
+        exit_count: overview.map_or(0, |o| o.count),
+        last_exit: overview
+            .and_then(|o| o.newest.as_ref())
+            .map(|e| exit_json(e, false)),
         instances: program
             .instances
             .iter()
@@ -248,16 +244,4 @@ fn seconds_since_epoch(now: SystemTime) -> f64 {
     now.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-/// A program's exits without their output lines, newest first.
-pub(crate) fn without_output(exits: impl Iterator<Item = ExitRecord>) -> History {
-    History {
-        exits: exits
-            .map(|mut e| {
-                e.output = Vec::new();
-                e
-            })
-            .collect(),
-    }
 }

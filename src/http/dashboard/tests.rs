@@ -2,10 +2,12 @@
 //! by bench/dashboard_json.sh).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use super::json::{self, History, Inputs, Selected};
-use crate::exit_history::{Decision, ExitRecord, KeptLine};
+use tokio::time::Instant;
+
+use super::json::{self, Inputs, Selected};
+use crate::exit_history::{verdict, Decision, ExitOverview, ExitRecord, KeptLine};
 use crate::metrics::proc::Usage;
 use crate::output_stream::Stream;
 use crate::state::{ExitKind, ExitStatus, Phase};
@@ -49,6 +51,15 @@ fn exits(n: usize, lines: usize, now: SystemTime) -> Vec<ExitRecord> {
         .collect()
 }
 
+/// What `ProgramOutput::exit_overview` makes of `records` (newest first).
+fn overview(records: &[ExitRecord], now: SystemTime) -> ExitOverview {
+    ExitOverview {
+        count: records.len(),
+        verdict: verdict::verdict(records, crate::state::Phase::Running, now),
+        newest: records.first().map(ExitRecord::without_output),
+    }
+}
+
 #[test]
 fn json_lists_programs_instances_history_and_the_selected_log() {
     let now = SystemTime::now();
@@ -62,11 +73,11 @@ fn json_lists_programs_instances_history_and_the_selected_log() {
         processes: 1,
     }];
     let records = exits(3, 2, now);
-    let histories = [Some(json::without_output(records.clone().into_iter()))];
+    let overviews = [Some(overview(&records, now))];
     let bytes = json::render(&Inputs {
         board: &board,
         usage: &usage,
-        histories: &histories,
+        overviews: &overviews,
         selected: Some(Selected {
             name: "web".into(),
             exits: records,
@@ -83,8 +94,10 @@ fn json_lists_programs_instances_history_and_the_selected_log() {
     assert_eq!(web["rss_bytes"], 4096);
     assert_eq!(web["instances"][0]["pid"], 42);
     assert_eq!(web["instances"][0]["uptime_seconds"], 90);
-    assert_eq!(web["exits"].as_array().unwrap().len(), 3);
-    assert!(web["exits"][0].get("output").is_none(), "{web}");
+    assert_eq!(web["exit_count"], 3);
+    assert_eq!(web["last_exit"]["pid"], 1000, "{web}");
+    assert!(web["last_exit"].get("output").is_none(), "{web}");
+    assert!(web.get("exits").is_none(), "only the selected program's history is sent: {web}");
     assert!(
         web["verdict"].as_str().unwrap().contains("exit code 3"),
         "{web}"
@@ -99,11 +112,12 @@ fn json_lists_programs_instances_history_and_the_selected_log() {
 }
 
 /// `/dashboard.json` for 1000 programs, each with a full crash history (20
-/// exits of 20 lines), one of them selected: the copy of every history out
-/// of its program's output (as `poll` does) and the serialization, timed
-/// `KELPIE_BENCH_RENDERS` times. The `/proc` pass is the same as
-/// `/metrics`' and is measured by its benchmark. Prints one
-/// `dashboard_json ...` line.
+/// exits of 20 lines), one of them selected: every program's overview (its
+/// verdict and newest exit, as `ProgramOutput::exit_overview` makes them),
+/// the selected history with its lines, and the serialization, timed
+/// `KELPIE_BENCH_RENDERS` times: the worst case of the render. The whole
+/// request against real processes, `/proc` pass included, is timed by
+/// bench/dashboard.py. Prints one `dashboard_json ...` line.
 #[test]
 #[ignore = "benchmark: run bench/dashboard_json.sh"]
 fn dashboard_json_benchmark() {
@@ -143,14 +157,12 @@ fn dashboard_json_benchmark() {
     let mut size = 0;
     for _ in 0..renders {
         let started = Instant::now();
-        let histories: Vec<Option<History>> = kept
-            .iter()
-            .map(|e| Some(json::without_output(e.clone().into_iter())))
-            .collect();
+        let overviews: Vec<Option<ExitOverview>> =
+            kept.iter().map(|e| Some(overview(e, now))).collect();
         let bytes = json::render(&Inputs {
             board: &board,
             usage: &usage,
-            histories: &histories,
+            overviews: &overviews,
             selected: Some(Selected {
                 name: "program-0000".into(),
                 exits: kept[0].clone(),
