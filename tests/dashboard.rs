@@ -1,7 +1,9 @@
-//! The dashboard in a real browser: headless Chromium loads the page of a
-//! kelpie running three programs, one of them crash-looping, and the
-//! rendered DOM shows every program, its state and the crash history,
-//! which grows after a further crash. A screenshot is kept under target/.
+//! The dashboard in a real browser: headless Chromium, driven over the
+//! DevTools protocol on a pipe, opens the page of a kelpie running three
+//! programs, one of them crash-looping. The one open page shows every
+//! program, its state and the crash history, and then, without a reload,
+//! a further crash: the page's own polling updates it. A screenshot is
+//! kept under target/.
 //!
 //! Skipped (saying so) where /usr/bin/chromium is missing; .ci/run
 //! installs it.
@@ -10,70 +12,197 @@
 
 mod common;
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
 
 use common::{get, secs, wait_until, Kelpie};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-/// A hung browser fails the test instead of hanging it.
-const BROWSER_LIMIT: Duration = Duration::from_secs(60);
+/// A browser that does not answer a command fails the test instead of
+/// hanging it.
+const REPLY_LIMIT: Duration = Duration::from_secs(30);
+/// The capped length of a program's exit history (src/exit_history.rs).
+const EXITS_KEPT: u64 = 20;
 
-fn chromium(profile: &Path, args: &[String]) -> String {
-    let mut child = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=3000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromium");
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut { stdout }, &mut text);
-        let _ = tx.send((text, child.wait()));
-    });
-    match rx.recv_timeout(BROWSER_LIMIT) {
-        Ok((text, status)) => {
-            assert!(status.unwrap().success(), "chromium failed: {text}");
-            text
+/// Chromium with its DevTools protocol on fds 3 (commands in) and 4
+/// (replies and events out), each message ended by a NUL byte. Dropping
+/// it kills chromium's whole process group, on success and on panic.
+struct Browser {
+    child: Child,
+    commands: File,
+    messages: Receiver<Value>,
+    next_id: u64,
+}
+
+/// A pipe end moved above the fds the child is given (3 and 4), close-on-exec
+/// so that only the dup2'd copies reach chromium.
+fn high_fd(fd: OwnedFd) -> OwnedFd {
+    let raw = fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(10)).expect("dup a pipe end");
+    // SAFETY: fcntl just returned `raw` as a new descriptor that nothing
+    // else owns.
+    unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) }
+}
+
+impl Browser {
+    fn start(profile: &Path) -> Browser {
+        let (to_browser_r, to_browser_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        let (from_browser_r, from_browser_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        let (to_browser_r, to_browser_w) = (high_fd(to_browser_r), high_fd(to_browser_w));
+        let (from_browser_r, from_browser_w) = (high_fd(from_browser_r), high_fd(from_browser_w));
+        let (input, output) = (to_browser_r.as_raw_fd(), from_browser_w.as_raw_fd());
+        let mut command = Command::new(CHROMIUM);
+        command
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1280,800",
+                "--remote-debugging-pipe",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0);
+        // SAFETY: between fork and exec the closure only calls dup2, which
+        // is async-signal-safe; `input` and `output` are open (their
+        // OwnedFds live until after spawn) and are at least 10, so neither
+        // dup2 overwrites the other's source. dup2 clears close-on-exec on
+        // the copies, so exactly fds 3 and 4 reach chromium.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::dup2(input, 3) < 0 || libc::dup2(output, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
-        Err(_) => {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            panic!("chromium {args:?} did not finish within {BROWSER_LIMIT:?}");
+        let child = command.spawn().expect("start chromium");
+        // Only chromium keeps the pipe ends it uses: its exit ends the reads.
+        drop((to_browser_r, from_browser_w));
+        let (tx, messages) = mpsc::channel();
+        let mut reader = BufReader::new(File::from(from_browser_r));
+        std::thread::spawn(move || loop {
+            let mut message = Vec::new();
+            match reader.read_until(0, &mut message) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if message.last() == Some(&0) {
+                message.pop();
+            }
+            let value = serde_json::from_slice(&message)
+                .unwrap_or_else(|e| json!({"unparsed": e.to_string()}));
+            if tx.send(value).is_err() {
+                return;
+            }
+        });
+        Browser {
+            child,
+            commands: File::from(to_browser_w),
+            messages,
+            next_id: 0,
         }
+    }
+
+    /// Sends `method` (to the page of `session`, or to the browser) and
+    /// returns its result, skipping the events that arrive meanwhile.
+    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({"id": id, "method": method, "params": params});
+        if let Some(session) = session {
+            message["sessionId"] = json!(session);
+        }
+        let mut bytes = serde_json::to_vec(&message).unwrap();
+        bytes.push(0);
+        self.commands
+            .write_all(&bytes)
+            .unwrap_or_else(|e| panic!("sending {method} to chromium: {e}"));
+        let deadline = tokio::time::Instant::now() + REPLY_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let reply = match self.messages.recv_timeout(left) {
+                Ok(reply) => reply,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "timed out after {REPLY_LIMIT:?} waiting for chromium's reply to {method}"
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("chromium closed its DevTools pipe while we waited for the reply to {method}")
+                }
+            };
+            if reply["id"] != id {
+                continue;
+            }
+            assert!(
+                reply.get("error").is_none(),
+                "chromium refused {method} {params}: {reply}"
+            );
+            return reply["result"].clone();
+        }
+    }
+
+    /// Evaluates `expression` in the page and returns its value.
+    fn eval(&mut self, session: &str, expression: &str) -> Value {
+        let result = self.call(
+            Some(session),
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true}),
+        );
+        assert!(
+            result.get("exceptionDetails").is_none(),
+            "{expression} threw in the page: {result}"
+        );
+        result["result"]["value"].clone()
     }
 }
 
-fn dump_dom(profile: &Path, url: &str) -> String {
-    chromium(profile, &["--dump-dom".to_string(), url.to_string()])
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let _ = killpg(pid, Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
 }
 
-/// The number in `data-exits="N"` of `program`'s row.
-fn exits_in_dom(dom: &str, program: &str) -> u64 {
-    let row = dom
-        .find(&format!("data-program=\"{program}\""))
-        .unwrap_or_else(|| panic!("no row for {program} in the DOM:\n{dom}"));
-    let rest = &dom[row..];
-    let at = rest.find("data-exits=\"").expect("an exits cell") + "data-exits=\"".len();
-    rest[at..].split('"').next().unwrap().parse().unwrap()
-}
+/// What the page shows, read from its DOM (see src/http/dashboard/).
+const FACTS: &str = r##"(() => {
+  const all = (s) => [...document.querySelectorAll(s)];
+  const text = (s) => document.querySelector(s)?.textContent ?? null;
+  return {
+    marker: window.kelpieTestMarker ?? null,
+    programs: all("#rows tr[data-program]").map((r) => r.dataset.program),
+    instances: all("#rows tr[data-instance]").map((r) => r.dataset.instance),
+    webState: text('tr[data-program="web"] td.state'),
+    exits: Number(document.querySelector('tr[data-program="crasher"] [data-exits]')?.dataset.exits ?? -1),
+    detailHidden: document.getElementById("detail")?.hidden ?? true,
+    detailName: text("#detail-name"),
+    verdict: text("#verdict"),
+    history: all("#history li.exit").map((li) => li.textContent),
+    log: text("#log"),
+    conn: text("#conn"),
+  };
+})()"##;
 
 fn exits_in_json(addr: SocketAddr, program: &str) -> u64 {
     let json = get(addr, "/dashboard.json").json();
@@ -86,10 +215,40 @@ fn exits_in_json(addr: SocketAddr, program: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Standard base64 (as in CDP's screenshot data), padding optional.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("{:?} is not base64", c as char),
+    };
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut bits, mut count) = (0u32, 0);
+    for c in text.bytes().filter(|&c| c != b'=') {
+        bits = (bits << 6) | u32::from(value(c));
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_decoder_matches_known_values() {
+    assert_eq!(base64_decode("aGVsbG8="), b"hello");
+    assert_eq!(base64_decode("aGVsbG8h"), b"hello!");
+    assert_eq!(base64_decode("iVBORw0KGgo="), b"\x89PNG\r\n\x1a\n");
+}
+
 #[test]
 fn dashboard_renders_programs_and_crash_history_in_chromium() {
     if !Path::new(CHROMIUM).exists() {
-        println!("SKIPPED: no chromium");
+        println!("SKIPPED: no chromium at {CHROMIUM}");
         return;
     }
     let k = Kelpie::start(
@@ -115,60 +274,109 @@ backoff = { initial = "700ms", max = "700ms", jitter = 0.0 }
 "#,
     );
     let addr = k.http_addr();
+    let profile = tempfile::tempdir().unwrap();
+    let mut browser = Browser::start(profile.path());
+    let target = browser.call(None, "Target.createTarget", json!({"url": "about:blank"}));
+    let target_id = target["targetId"].as_str().expect("a targetId").to_string();
+    let attached = browser.call(
+        None,
+        "Target.attachToTarget",
+        json!({"targetId": target_id, "flatten": true}),
+    );
+    let session = attached["sessionId"]
+        .as_str()
+        .expect("a sessionId")
+        .to_string();
+    let session = session.as_str();
+
     k.wait_running("web");
     k.wait_running("worker");
-    wait_until("two crashes of crasher in the history", secs(15.0), || {
-        (exits_in_json(addr, "crasher") >= 2).then_some(())
+    wait_until("a crash of crasher in the history", secs(15.0), || {
+        (exits_in_json(addr, "crasher") >= 1).then_some(())
     });
-    let profile = tempfile::tempdir().unwrap();
     let url = format!("http://{addr}/#program=crasher");
-    let dom = dump_dom(profile.path(), &url);
+    browser.call(Some(session), "Page.navigate", json!({"url": url}));
+    let facts = wait_until("the page's first render of crasher", secs(15.0), || {
+        let facts = browser.eval(session, FACTS);
+        (facts["detailHidden"] == false && facts["exits"].as_i64() >= Some(1)).then_some(facts)
+    });
+    // Set only now: still there at the end, it shows the document was
+    // never reloaded.
+    browser.eval(session, "window.kelpieTestMarker = 'same page'");
 
+    let programs = &facts["programs"];
     for program in ["web", "worker", "crasher"] {
         assert!(
-            dom.contains(&format!("data-program=\"{program}\"")),
-            "{program} missing from the DOM:\n{dom}"
+            programs.as_array().unwrap().contains(&json!(program)),
+            "{program} missing from the page: {facts:#}"
         );
     }
-    assert!(dom.contains("data-instance=\"worker:1\""), "{dom}");
-    assert!(dom.contains("state-running\">running<"), "{dom}");
+    let instances = facts["instances"].as_array().unwrap();
+    assert!(instances.contains(&json!("worker:1")), "{facts:#}");
+    assert_eq!(facts["webState"], "running", "{facts:#}");
     // The selected program's panel: its verdict, history and log tail.
-    assert!(dom.contains("id=\"detail-name\">crasher<"), "{dom}");
+    assert_eq!(facts["detailName"], "crasher", "{facts:#}");
     assert!(
-        dom.contains("class=\"exit\""),
-        "no crash history in the DOM:\n{dom}"
+        facts["verdict"]
+            .as_str()
+            .is_some_and(|v| v.contains("code 3")),
+        "no verdict on the crashes: {facts:#}"
     );
-    assert!(dom.contains("exit code 3"), "{dom}");
+    let history = facts["history"].as_array().unwrap();
     assert!(
-        dom.contains("about to crash"),
-        "no log tail in the DOM:\n{dom}"
+        history
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("exit code 3")),
+        "no crash in the history: {facts:#}"
     );
-    let first = exits_in_dom(&dom, "crasher");
-    assert!(first >= 2, "{dom}");
+    assert!(
+        facts["log"].as_str().unwrap().contains("about to crash"),
+        "no log tail: {facts:#}"
+    );
+    let first = facts["exits"].as_u64().unwrap();
+    let first_history = history.len();
+    assert!(
+        first < EXITS_KEPT,
+        "the history is already full ({first}): the test started too late to see it grow"
+    );
 
     wait_until("a further crash of crasher", secs(15.0), || {
         (exits_in_json(addr, "crasher") > first).then_some(())
     });
-    let dom = dump_dom(profile.path(), &url);
-    let second = exits_in_dom(&dom, "crasher");
-    assert!(
-        second > first,
-        "the history did not grow in the DOM: {first} then {second}"
+    let facts = wait_until(
+        &format!("the same open page to show more than {first} exits of crasher"),
+        secs(10.0),
+        || {
+            let facts = browser.eval(session, FACTS);
+            (facts["exits"].as_u64().unwrap_or(0) > first).then_some(facts)
+        },
     );
+    assert_eq!(
+        facts["marker"], "same page",
+        "the page was reloaded: {facts:#}"
+    );
+    assert!(
+        facts["history"].as_array().unwrap().len() > first_history,
+        "the crash history did not grow past {first_history}: {facts:#}"
+    );
+    assert_eq!(facts["conn"], "", "{facts:#}");
 
+    let shot = browser.call(
+        Some(session),
+        "Page.captureScreenshot",
+        json!({"format": "png"}),
+    );
+    let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     std::fs::create_dir_all(&dir).unwrap();
-    let shot = dir.join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    chromium(
-        profile.path(),
-        &[
-            format!("--screenshot={}", shot.display()),
-            "--window-size=1280,800".to_string(),
-            url,
-        ],
+    let path = dir.join("dashboard.png");
+    std::fs::write(&path, &png).unwrap();
+    let written = std::fs::read(&path).unwrap();
+    assert!(
+        written.starts_with(b"\x89PNG\r\n\x1a\n") && written.len() > 1000,
+        "no PNG screenshot at {} ({} bytes)",
+        path.display(),
+        written.len()
     );
-    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 1000, "no screenshot at {}", shot.display());
-    println!("screenshot: {}", shot.display());
+    println!("screenshot: {}", path.display());
 }
