@@ -297,7 +297,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         None => None,
     };
     let config_path = config.path.clone();
-    let (outputs_tx, outputs_rx) = crate::status::outputs_channel();
+    let (outputs_tx, outputs_rx) = crate::output::outputs_channel();
     let args = SupervisorArgs {
         config,
         reaper: reaper.clone(),

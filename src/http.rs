@@ -270,6 +270,15 @@ pub(crate) async fn serve_with(
             max_connections = limits.max_connections,
             "serving /health, /ready and /metrics on http://{addr}"
         );
+        if state.dashboard.enabled() && !addr.ip().is_loopback() {
+            // Often meant for probes and scrapes only (0.0.0.0 in a pod),
+            // where the page would show program output to the network.
+            tracing::warn!(
+                event = "dashboard_exposed",
+                addr = %addr,
+                "the dashboard at http://{addr}/ shows every program's output to whoever can reach {addr}; bind http_listen to loopback or set dashboard = false"
+            );
+        }
     }
     let site = Arc::new(Endpoints {
         state,

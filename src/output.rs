@@ -378,3 +378,14 @@ impl ProgramOutput {
         }
     }
 }
+
+/// Every program's output (tail, crash history), published by the
+/// Supervisor whenever a program is built or discarded, so readers on other
+/// threads (the dashboard's poll) need not message it: a poll then wakes
+/// only the HTTP thread.
+pub type OutputsSender = tokio::sync::watch::Sender<Arc<[Arc<ProgramOutput>]>>;
+pub type OutputsReceiver = tokio::sync::watch::Receiver<Arc<[Arc<ProgramOutput>]>>;
+
+pub fn outputs_channel() -> (OutputsSender, OutputsReceiver) {
+    tokio::sync::watch::channel(Arc::from(Vec::new()))
+}

@@ -13,7 +13,6 @@ use std::time::SystemTime;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::output::ProgramOutput;
 use crate::state::{ExitKind, Phase, Snapshot};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,17 +250,6 @@ pub type ConfigReceiver = watch::Receiver<Arc<RunningConfig>>;
 
 pub type StatusSender = watch::Sender<Arc<Board>>;
 pub type StatusReceiver = watch::Receiver<Arc<Board>>;
-
-/// Every program's output (tail, crash history), published by the
-/// Supervisor whenever a program is built or discarded, so readers on other
-/// threads (the dashboard's poll) need not message it: a poll then wakes
-/// only the HTTP thread.
-pub type OutputsSender = watch::Sender<Arc<[Arc<ProgramOutput>]>>;
-pub type OutputsReceiver = watch::Receiver<Arc<[Arc<ProgramOutput>]>>;
-
-pub fn outputs_channel() -> (OutputsSender, OutputsReceiver) {
-    watch::channel(Arc::from(Vec::new()))
-}
 
 pub fn channel(board: Board) -> (StatusSender, StatusReceiver) {
     watch::channel(Arc::new(board))

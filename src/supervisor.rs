@@ -39,12 +39,13 @@ use self::core::{
 };
 use crate::config::{self, Config, Host, Mode};
 use crate::metrics::Metrics;
+use crate::output::OutputsSender;
 use crate::output::{ProgramOutput, PumpTracker, Relay};
 use crate::process::Identity;
 use crate::program::{ProgramActor, ProgramArgs, ProgramMsg};
 use crate::reaper::Reaper;
 use crate::report::{InstanceReport, Reports};
-use crate::status::{ConfigSender, OutputsSender, RunningConfig, StatusSender};
+use crate::status::{ConfigSender, RunningConfig, StatusSender};
 
 /// The control request behind an action: its id, logged with every event
 /// the action causes.

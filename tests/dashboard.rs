@@ -211,7 +211,7 @@ fn exits_in_json(addr: SocketAddr, program: &str) -> u64 {
         .unwrap()
         .iter()
         .find(|p| p["name"] == program)
-        .map(|p| p["exits"].as_array().unwrap().len() as u64)
+        .map(|p| p["exit_count"].as_u64().unwrap())
         .unwrap_or(0)
 }
 

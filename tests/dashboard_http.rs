@@ -234,21 +234,60 @@ fn repeated_failures_get_429_with_retry_after() {
 }
 
 #[test]
-fn dashboard_false_turns_the_page_off() {
+fn dashboard_false_turns_the_page_and_the_actions_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path(), 0o600);
     let k = Kelpie::start(
-        r#"
-[supervisor]
-http_listen = "127.0.0.1:0"
-dashboard = false
-
-[program.web]
-command = ["sleep", "1000"]
-"#,
+        &config(Some(&token)).replace("[supervisor]\n", "[supervisor]\ndashboard = false\n"),
     );
     let addr = k.http_addr();
+    let before = pid_of(&k);
     assert_eq!(get(addr, "/").status, 404);
     assert_eq!(get(addr, "/dashboard.json").status, 404);
+    let bearer = format!("Bearer {TOKEN}");
+    let refused = http_body(
+        addr,
+        "POST",
+        "/api/programs/web/restart",
+        &[("Authorization", &bearer)],
+        "{}",
+    );
+    assert_eq!(refused.status, 404, "{refused:?}");
     assert_eq!(get(addr, "/health").status, 200);
+    assert_eq!(pid_of(&k), before, "an action ran with dashboard = false");
+}
+
+#[test]
+fn a_dashboard_on_a_non_loopback_address_is_warned_about() {
+    let exposed = Kelpie::start(&config(None).replace("127.0.0.1:0", "0.0.0.0:0"));
+    let warning = exposed.wait_nth(1, "the dashboard_exposed warning", secs(10.0), |e| {
+        e["event"] == "dashboard_exposed"
+    });
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("set dashboard = false"),
+        "{warning}"
+    );
+    // On loopback, or with the page off, there is nothing to warn about.
+    let off = config(None)
+        .replace("127.0.0.1:0", "0.0.0.0:0")
+        .replace("[supervisor]\n", "[supervisor]\ndashboard = false\n");
+    for quiet in [Kelpie::start(&config(None)), Kelpie::start(&off)] {
+        quiet.wait_control();
+        pid_of(&quiet);
+        // Logged after any warning of the start, so the log read this far
+        // holds it if there was one.
+        quiet.signal("TERM");
+        quiet.wait_event("shutdown_complete", "", secs(10.0));
+        assert!(
+            !quiet.lines().join("\n").contains("dashboard_exposed"),
+            "{:?}",
+            quiet.lines()
+        );
+    }
 }
 
 #[test]
@@ -266,7 +305,7 @@ fn check_refuses_a_token_file_others_can_read() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{stderr}");
         let expected = format!(
-            "supervisor.toml:4:22: supervisor.control_token_file: \"{}\": mode {mode:04o} lets other users read the token",
+            "supervisor.toml:4:22: supervisor.control_token_file: \"{}\": mode {mode:04o} gives group or other users access to the token",
             token.display()
         );
         assert!(stderr.contains(&expected), "{stderr}");

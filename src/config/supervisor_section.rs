@@ -293,7 +293,7 @@ fn read_control_token(
     if mode & 0o077 != 0 {
         return fail(
             diags,
-            format!("mode {mode:04o} lets other users read the token; make it readable by its owner only (chmod 600)"),
+            format!("mode {mode:04o} gives group or other users access to the token; make it readable by its owner only (chmod 600)"),
         );
     }
     let text = match std::fs::read_to_string(&path) {

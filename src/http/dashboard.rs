@@ -32,8 +32,8 @@ use crate::control::server::{ControlBody, ControlRequest, Handler};
 use crate::exit_history::ExitOverview;
 use crate::http_server::{read_body, PeerIp, RequestId, ResponseBody};
 use crate::metrics::proc::{GroupScanner, Usage};
+use crate::output::OutputsReceiver;
 use crate::status::Board;
-use crate::status::OutputsReceiver;
 use crate::supervisor::Verb;
 
 pub(crate) use auth::constant_time_eq;
@@ -124,11 +124,16 @@ impl Dashboard {
         let _ = self.link.set(link);
     }
 
+    /// Whether the page (and so every program's output) is served.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Whether `path` is one of the dashboard's and so answered by
     /// [`respond`].
     pub(super) fn serves(&self, method: &Method, path: &str) -> bool {
         if path.starts_with("/api/") {
-            return self.token.is_some();
+            return self.enabled && self.token.is_some();
         }
         self.enabled
             && (method == Method::GET || method == Method::HEAD)

@@ -97,7 +97,10 @@ fn json_lists_programs_instances_history_and_the_selected_log() {
     assert_eq!(web["exit_count"], 3);
     assert_eq!(web["last_exit"]["pid"], 1000, "{web}");
     assert!(web["last_exit"].get("output").is_none(), "{web}");
-    assert!(web.get("exits").is_none(), "only the selected program's history is sent: {web}");
+    assert!(
+        web.get("exits").is_none(),
+        "only the selected program's history is sent: {web}"
+    );
     assert!(
         web["verdict"].as_str().unwrap().contains("exit code 3"),
         "{web}"
