@@ -41,6 +41,16 @@ environment = {{ API_KEY = "{ENV_SECRET}" }}
     )
 }
 
+/// `POST path` with `{}` and, if given, `Authorization: Bearer TOKEN`.
+fn post(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> common::Reply {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .as_deref()
+        .map(|b| vec![("Authorization", b)])
+        .unwrap_or_default();
+    http_body(addr, "POST", path, &headers, "{}")
+}
+
 fn pid_of(k: &Kelpie) -> i64 {
     k.wait_running("web")[0]
 }
@@ -121,12 +131,8 @@ fn no_action_routes_without_a_token_file() {
     let k = Kelpie::start(&config(None));
     let addr = k.http_addr();
     let before = pid_of(&k);
-    for auth in [None, Some(format!("Bearer {TOKEN}"))] {
-        let headers: Vec<(&str, &str)> = auth
-            .as_deref()
-            .map(|a| vec![("Authorization", a)])
-            .unwrap_or_default();
-        let reply = http_body(addr, "POST", "/api/programs/web/restart", &headers, "{}");
+    for token in [None, Some(TOKEN)] {
+        let reply = post(addr, "/api/programs/web/restart", token);
         assert_eq!(reply.status, 404, "{reply:?}");
     }
     assert_eq!(
@@ -148,17 +154,11 @@ fn actions_need_the_token() {
         (reply.status == 200 && reply.json()["actions"] == true).then_some(())
     });
 
-    let none = http_body(addr, "POST", "/api/programs/web/restart", &[], "{}");
+    let none = post(addr, "/api/programs/web/restart", None);
     assert_eq!(none.status, 401, "{none:?}");
     assert_eq!(none.json()["code"], "unauthorized");
     assert_eq!(none.header("WWW-Authenticate"), Some("Bearer"));
-    let wrong = http_body(
-        addr,
-        "POST",
-        "/api/programs/web/restart",
-        &[("Authorization", "Bearer not-the-token")],
-        "{}",
-    );
+    let wrong = post(addr, "/api/programs/web/restart", Some("not-the-token"));
     assert_eq!(wrong.status, 401, "{wrong:?}");
     assert_eq!(pid_of(&k), before, "a refused action changed the program");
     // The failure is logged, without what was sent.
@@ -170,14 +170,7 @@ fn actions_need_the_token() {
         "the token reached the log"
     );
 
-    let bearer = format!("Bearer {TOKEN}");
-    let ok = http_body(
-        addr,
-        "POST",
-        "/api/programs/web/restart",
-        &[("Authorization", &bearer)],
-        "{}",
-    );
+    let ok = post(addr, "/api/programs/web/restart", Some(TOKEN));
     assert_eq!(ok.status, 200, "{ok:?}");
     assert_eq!(ok.json()["ok"], true, "{}", ok.body);
     let after = pid_of(&k);
@@ -197,14 +190,8 @@ fn repeated_failures_get_429_with_retry_after() {
     let before = pid_of(&k);
     let statuses: Vec<(u16, Option<String>)> = (0..20)
         .map(|n| {
-            let wrong = format!("Bearer wrong-{n}");
-            let reply = http_body(
-                addr,
-                "POST",
-                "/api/programs/web/stop",
-                &[("Authorization", &wrong)],
-                "{}",
-            );
+            let wrong = format!("wrong-{n}");
+            let reply = post(addr, "/api/programs/web/stop", Some(&wrong));
             (
                 reply.status,
                 reply.header("Retry-After").map(str::to_string),
@@ -221,14 +208,7 @@ fn repeated_failures_get_429_with_retry_after() {
         assert!((1..=60).contains(&seconds), "{statuses:?}");
     }
     // Locked out: even the right token waits for the window to end.
-    let bearer = format!("Bearer {TOKEN}");
-    let locked = http_body(
-        addr,
-        "POST",
-        "/api/programs/web/stop",
-        &[("Authorization", &bearer)],
-        "{}",
-    );
+    let locked = post(addr, "/api/programs/web/stop", Some(TOKEN));
     assert_eq!(locked.status, 429);
     assert_eq!(pid_of(&k), before);
 }
@@ -244,14 +224,7 @@ fn dashboard_false_turns_the_page_and_the_actions_off() {
     let before = pid_of(&k);
     assert_eq!(get(addr, "/").status, 404);
     assert_eq!(get(addr, "/dashboard.json").status, 404);
-    let bearer = format!("Bearer {TOKEN}");
-    let refused = http_body(
-        addr,
-        "POST",
-        "/api/programs/web/restart",
-        &[("Authorization", &bearer)],
-        "{}",
-    );
+    let refused = post(addr, "/api/programs/web/restart", Some(TOKEN));
     assert_eq!(refused.status, 404, "{refused:?}");
     assert_eq!(get(addr, "/health").status, 200);
     assert_eq!(pid_of(&k), before, "an action ran with dashboard = false");
