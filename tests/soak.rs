@@ -660,13 +660,18 @@ command = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo \"tick $i\"; sleep 0.0
     let before = rss_kib(pid);
     std::fs::write(k.path("go"), "").unwrap();
     let mut peak = before;
+    // stdout and stderr are separate pipes with pumps of their own, so
+    // "flood finished" on stdout can be relayed before the last stderr
+    // chunks: wait for both, the stderr flood's end being its one short
+    // line (the newline after the last 16 KiB chunk).
     wait_until("the flood to get through", secs(60.0), || {
         peak = peak.max(rss_kib(pid));
-        let done = k
-            .events("program_output", "flood")
-            .iter()
-            .any(|e| e["line"] == "flood finished");
-        done.then_some(())
+        let events = k.events("program_output", "flood");
+        let finished = events.iter().any(|e| e["line"] == "flood finished");
+        let last_chunk = events.iter().any(|e| {
+            e["stream"] == "stderr" && e["line"].as_str().is_some_and(|l| l.len() < 16 * 1024)
+        });
+        (finished && last_chunk).then_some(())
     });
     let flood: Vec<usize> = k
         .events("program_output", "flood")
