@@ -51,6 +51,15 @@ fn post(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> common::
     http_body(addr, "POST", path, &headers, "{}")
 }
 
+/// kelpie with `config` and an owner-only token file; the directory
+/// holding the file lives as long as the returned guard.
+fn start_with_token() -> (tempfile::TempDir, Kelpie) {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token_file(dir.path(), 0o600);
+    let k = Kelpie::start(&config(Some(&token)));
+    (dir, k)
+}
+
 fn pid_of(k: &Kelpie) -> i64 {
     k.wait_running("web")[0]
 }
@@ -144,9 +153,7 @@ fn no_action_routes_without_a_token_file() {
 
 #[test]
 fn actions_need_the_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let token = token_file(dir.path(), 0o600);
-    let k = Kelpie::start(&config(Some(&token)));
+    let (_dir, k) = start_with_token();
     let addr = k.http_addr();
     let before = pid_of(&k);
     wait_until("actions in /dashboard.json", secs(10.0), || {
@@ -183,9 +190,7 @@ fn actions_need_the_token() {
 
 #[test]
 fn repeated_failures_get_429_with_retry_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let token = token_file(dir.path(), 0o600);
-    let k = Kelpie::start(&config(Some(&token)));
+    let (_dir, k) = start_with_token();
     let addr = k.http_addr();
     let before = pid_of(&k);
     let statuses: Vec<(u16, Option<String>)> = (0..20)
