@@ -46,6 +46,7 @@ pub mod http_server;
 pub mod import;
 #[cfg(test)]
 mod import_cycles;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod notify_socket;

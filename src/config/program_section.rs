@@ -431,6 +431,7 @@ pub(super) fn parse_program(
         readiness: readiness?,
         liveness: liveness?,
         log: log?,
+        limits: crate::limits::Limits::default(),
     })
 }
 
