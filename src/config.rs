@@ -31,6 +31,7 @@ mod decode;
 mod diagnostics;
 mod env_file;
 mod group_section;
+mod limits_section;
 mod log_section;
 pub mod print;
 mod probe_section;

@@ -2,9 +2,10 @@
 //! cgroups, the rlimits set before exec, and the memory ceiling above which
 //! kelpie restarts it (docs/configuration.md, "Resource limits").
 //!
-//! Only the values live here; `config/limits_section.rs` parses them,
-//! `cgroup.rs` writes the cgroup ones and `process.rs` sets the rlimits in
-//! the child.
+//! Only the values live here; `config/limits_section.rs` parses them and
+//! `process.rs` sets the rlimits in the child. The cgroup and
+//! `memory_restart` fields are not read from the config yet (always unset):
+//! they are the shape the cgroup work (issue 17) fills in.
 
 use std::time::Duration;
 

@@ -14,6 +14,7 @@ use nix::unistd::{Gid, Uid};
 
 use crate::config::template::{self, Values};
 use crate::config::ProgramConfig;
+use crate::limits::{Rlimit, RlimitResource, UNLIMITED};
 use crate::spawn;
 
 /// Variables kelpie's own service manager gave kelpie; a child must not
@@ -154,11 +155,14 @@ pub fn command(launch: Launch<'_>) -> spawn::Command {
     // before exec, so what it needs is prepared in kelpie: inherited fds are
     // made close-on-exec at startup (`seal_inherited_fds`), and the spawn
     // itself clears the signal mask and resets every disposition (see
-    // `crate::spawn`). Only umask and credentials need the fork path's hook. An
+    // `crate::spawn`). Only umask, rlimits and credentials need the fork path's
+    // hook. An
     // executable that did not resolve goes through std, whose PATH search
     // gives the same error exec would.
+    let needs_hook =
+        program.umask.is_some() || launch.identity.is_some() || !program.limits.rlimits.is_empty();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if program.umask.is_none() && launch.identity.is_none() {
+    if !needs_hook {
         if let Ok(executable) = resolved {
             return spawn::Command::Direct(spawn::Direct {
                 executable,
@@ -190,17 +194,24 @@ pub fn command(launch: Launch<'_>) -> spawn::Command {
     // setpgid(0, 0) runs in the child before any pre_exec hook.
     cmd.process_group(0);
 
-    if program.umask.is_none() && launch.identity.is_none() {
+    if !needs_hook {
         // std's posix_spawn: clears the mask but leaves glibc's signals 32
         // and 33 ignored; only on non-glibc targets or for an executable
         // that did not resolve.
         return cmd.into();
     }
     let umask = program.umask;
+    let rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)> = program
+        .limits
+        .rlimits
+        .iter()
+        .map(|limit| (rlimit_resource(limit.resource), rlimit_value(limit)))
+        .collect();
     let identity = launch.identity.map(|i| (i.uid, i.gid, i.groups.clone()));
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe calls are allowed. It uses only raw syscalls
-    // (sigprocmask, umask, setgroups/setgid/setuid, close_range, fcntl)
+    // (sigprocmask, umask, setrlimit, setgroups/setgid/setuid, close_range,
+    // fcntl)
     // on data prepared before the fork; nothing allocates, locks or touches
     // the environment. nix converts errors to io::Error without allocating.
     unsafe {
@@ -214,6 +225,15 @@ pub fn command(launch: Launch<'_>) -> spawn::Command {
                     mask as libc::mode_t,
                 ));
             }
+            // Before the credentials change: raising a hard limit needs
+            // root, and the program must not be able to raise it back.
+            for (resource, value) in &rlimits {
+                // `value` was prepared before the fork (covered by the
+                // SAFETY note above: setrlimit is a raw syscall).
+                if libc::setrlimit(*resource, value) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             if let Some((uid, gid, groups)) = &identity {
                 // Order matters: supplementary groups and gid can only be
                 // changed while still root.
@@ -226,6 +246,40 @@ pub fn command(launch: Launch<'_>) -> spawn::Command {
         });
     }
     cmd.into()
+}
+
+fn rlimit_resource(resource: RlimitResource) -> libc::__rlimit_resource_t {
+    match resource {
+        RlimitResource::As => libc::RLIMIT_AS,
+        RlimitResource::Core => libc::RLIMIT_CORE,
+        RlimitResource::Cpu => libc::RLIMIT_CPU,
+        RlimitResource::Data => libc::RLIMIT_DATA,
+        RlimitResource::Fsize => libc::RLIMIT_FSIZE,
+        RlimitResource::Memlock => libc::RLIMIT_MEMLOCK,
+        RlimitResource::Msgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitResource::Nice => libc::RLIMIT_NICE,
+        RlimitResource::Nofile => libc::RLIMIT_NOFILE,
+        RlimitResource::Nproc => libc::RLIMIT_NPROC,
+        RlimitResource::Rss => libc::RLIMIT_RSS,
+        RlimitResource::Rtprio => libc::RLIMIT_RTPRIO,
+        RlimitResource::Rttime => libc::RLIMIT_RTTIME,
+        RlimitResource::Sigpending => libc::RLIMIT_SIGPENDING,
+        RlimitResource::Stack => libc::RLIMIT_STACK,
+    }
+}
+
+fn rlimit_value(limit: &Rlimit) -> libc::rlimit {
+    let kernel = |amount: u64| {
+        if amount == UNLIMITED {
+            libc::RLIM_INFINITY
+        } else {
+            amount as libc::rlim_t
+        }
+    };
+    libc::rlimit {
+        rlim_cur: kernel(limit.soft),
+        rlim_max: kernel(limit.hard),
+    }
 }
 
 /// The changes to kelpie's environment a program gets, in order (`None`

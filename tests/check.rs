@@ -147,6 +147,22 @@ fn bad_duration() {
 }
 
 #[test]
+fn bad_rlimits() {
+    assert_rejected(
+        "[program.web]\ncommand = [\"/bin/sh\"]\nrlimits = { nofiles = 10, core = -1, nproc = \"lots\" }\n",
+        &[
+            "supervisor.toml:3:13: program.web.rlimits.nofiles: unknown rlimit `nofiles`; did you mean `nofile`?",
+            "supervisor.toml:3:34: program.web.rlimits.core: expected a non-negative integer or \"unlimited\"",
+            "supervisor.toml:3:46: program.web.rlimits.nproc: expected a non-negative integer or \"unlimited\"",
+        ],
+    );
+    assert_rejected(
+        "[program.web]\ncommand = [\"/bin/sh\"]\nrlimits = 5\n",
+        &["supervisor.toml:3:11: program.web.rlimits: expected a table such as { nofile = 65536 }, found integer"],
+    );
+}
+
+#[test]
 fn uncatchable_stop_signal() {
     assert_rejected(
         "[program.web]\ncommand = [\"/bin/sh\"]\nstop_signal = \"KILL\"\n",
@@ -285,7 +301,7 @@ restart = \"always\"
             "supervisor.toml:6:21: program.web.depends_on: unknown program \"cache\"",
             "supervisor.toml:7:16: program.web.stop_timeout: invalid duration \"10\": a unit is required, e.g. \"10s\"",
             "supervisor.toml:10:11: program.db.command: command is empty",
-            "supervisor.toml:12:1: program.db.bogus: unknown key; expected one of: command, directory, environment, env_file, user, group, umask, instances, autostart, type, restart, success_codes, start_seconds, start_timeout, backoff, max_restarts, restart_window, on_failure, stop_signal, stop_timeout, reload, depends_on, required, readiness, liveness, log",
+            "supervisor.toml:12:1: program.db.bogus: unknown key; expected one of: command, directory, environment, env_file, user, group, umask, instances, autostart, type, restart, success_codes, start_seconds, start_timeout, backoff, max_restarts, restart_window, on_failure, stop_signal, stop_timeout, reload, depends_on, required, readiness, liveness, log, rlimits",
             "supervisor.toml:17:11: program.job.restart: \"always\" would rerun a oneshot forever; use \"on-failure\" or \"never\"",
         ],
     );

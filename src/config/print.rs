@@ -177,6 +177,18 @@ fn write_program(out: &mut String, p: &ProgramConfig) {
     if let Some(umask) = p.umask {
         let _ = writeln!(out, "umask = {}", string(&format!("{umask:03o}")));
     }
+    if !p.limits.rlimits.is_empty() {
+        let limits: Vec<String> = p
+            .limits
+            .rlimits
+            .iter()
+            .map(|limit| match limit.soft {
+                crate::limits::UNLIMITED => format!("{} = \"unlimited\"", limit.resource.name()),
+                amount => format!("{} = {amount}", limit.resource.name()),
+            })
+            .collect();
+        let _ = writeln!(out, "rlimits = {{ {} }}", limits.join(", "));
+    }
     let _ = writeln!(out, "instances = {}", p.instances);
     let _ = writeln!(out, "autostart = {}", p.autostart);
     let kind = match p.kind {
@@ -359,6 +371,7 @@ command = ["sh", "-c", "echo \"quoted\" 'single' \\ back"]
 directory = "/tmp"
 environment = { "A.B" = "x=y", EMPTY = "", UNI = "é\t" }
 umask = "027"
+rlimits = { nofile = 4096, core = 0, fsize = "unlimited" }
 instances = 3
 autostart = false
 type = "oneshot"

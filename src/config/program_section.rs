@@ -17,6 +17,7 @@ use super::decode::{
 };
 use super::diagnostics::{did_you_mean, table_key, Diags};
 use super::env_file::parse_env_file;
+use super::limits_section::{parse_limits, LIMIT_KEYS};
 use super::log_section::parse_log;
 use super::probe_section::parse_probe_block;
 use super::template::{self, escape};
@@ -78,7 +79,8 @@ pub(super) fn parse_program(
 ) -> Option<ProgramConfig> {
     let p = table_key("program", name);
     let p = p.as_str();
-    check_keys(t, p, PROGRAM_KEYS, diags);
+    let known: Vec<&str> = PROGRAM_KEYS.iter().chain(LIMIT_KEYS).copied().collect();
+    check_keys(t, p, &known, diags);
 
     let command = match t.get("command") {
         None => {
@@ -404,6 +406,8 @@ pub(super) fn parse_program(
         }
     }
 
+    let limits = parse_limits(t, p, diags);
+
     Some(ProgramConfig {
         name: name.to_string(),
         command: command?.0,
@@ -431,7 +435,7 @@ pub(super) fn parse_program(
         readiness: readiness?,
         liveness: liveness?,
         log: log?,
-        limits: crate::limits::Limits::default(),
+        limits: limits?,
     })
 }
 

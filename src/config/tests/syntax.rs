@@ -96,7 +96,7 @@ fn unknown_program_keys() {
         [
             "supervisor.toml:3:1: program.a.restat: unknown key (did you mean `restart`?)",
             "supervisor.toml:4:1: program.a.Command: unknown key (did you mean `command`?)",
-            "supervisor.toml:5:1: program.a.zzzzzz: unknown key; expected one of: command, directory, environment, env_file, user, group, umask, instances, autostart, type, restart, success_codes, start_seconds, start_timeout, backoff, max_restarts, restart_window, on_failure, stop_signal, stop_timeout, reload, depends_on, required, readiness, liveness, log",
+            "supervisor.toml:5:1: program.a.zzzzzz: unknown key; expected one of: command, directory, environment, env_file, user, group, umask, instances, autostart, type, restart, success_codes, start_seconds, start_timeout, backoff, max_restarts, restart_window, on_failure, stop_signal, stop_timeout, reload, depends_on, required, readiness, liveness, log, rlimits",
         ]
     );
 }
