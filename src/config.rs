@@ -90,19 +90,6 @@ pub struct SupervisorConfig {
     /// `control_token_file`: its path and the token read from it; the
     /// dashboard's actions exist only when set.
     pub control_token: Option<ControlToken>,
-    /// `cgroup_root`: where kelpie makes its programs' cgroups.
-    pub cgroup_root: CgroupRoot,
-}
-
-/// `cgroup_root`: `"auto"` (the default) finds a writable cgroup v2
-/// subtree kelpie may use, `"off"` never uses cgroups, a path names the
-/// cgroup directory to make the programs' cgroups in.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum CgroupRoot {
-    #[default]
-    Auto,
-    Off,
-    Path(PathBuf),
 }
 
 /// The dashboard's bearer token, read from `control_token_file`. Its
@@ -221,7 +208,7 @@ pub struct ProgramConfig {
     pub readiness: Option<ProbeConfig>,
     pub liveness: Option<ProbeConfig>,
     pub log: LogMode,
-    /// cgroup limits, rlimits and `memory_restart`.
+    /// What the program may consume (`rlimits`).
     pub limits: crate::limits::Limits,
 }
 

@@ -155,10 +155,9 @@ pub fn command(launch: Launch<'_>) -> spawn::Command {
     // before exec, so what it needs is prepared in kelpie: inherited fds are
     // made close-on-exec at startup (`seal_inherited_fds`), and the spawn
     // itself clears the signal mask and resets every disposition (see
-    // `crate::spawn`). Only umask, rlimits and credentials need the fork path's
-    // hook. An
-    // executable that did not resolve goes through std, whose PATH search
-    // gives the same error exec would.
+    // `crate::spawn`). Only umask, rlimits and credentials need the fork
+    // path's hook. An executable that did not resolve goes through std, whose
+    // PATH search gives the same error exec would.
     let needs_hook =
         program.umask.is_some() || launch.identity.is_some() || !program.limits.rlimits.is_empty();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -211,8 +210,7 @@ pub fn command(launch: Launch<'_>) -> spawn::Command {
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe calls are allowed. It uses only raw syscalls
     // (sigprocmask, umask, setrlimit, setgroups/setgid/setuid, close_range,
-    // fcntl)
-    // on data prepared before the fork; nothing allocates, locks or touches
+    // fcntl) on data prepared before the fork; nothing allocates, locks or touches
     // the environment. nix converts errors to io::Error without allocating.
     unsafe {
         cmd.pre_exec(move || {

@@ -129,24 +129,7 @@ pub fn changed_keys(a: &ProgramConfig, b: &ProgramConfig) -> Vec<&'static str> {
     check("readiness", a.readiness != b.readiness);
     check("liveness", a.liveness != b.liveness);
     check("log", a.log != b.log);
-    for (key, differs) in [
-        ("memory_max", a.limits.memory_max != b.limits.memory_max),
-        ("memory_high", a.limits.memory_high != b.limits.memory_high),
-        ("cpu_max", a.limits.cpu_max != b.limits.cpu_max),
-        ("pids_max", a.limits.pids_max != b.limits.pids_max),
-        ("io_weight", a.limits.io_weight != b.limits.io_weight),
-        ("rlimits", a.limits.rlimits != b.limits.rlimits),
-        (
-            "memory_restart",
-            a.limits.memory_restart != b.limits.memory_restart,
-        ),
-        (
-            "memory_restart_after",
-            a.limits.memory_restart_after != b.limits.memory_restart_after,
-        ),
-    ] {
-        check(key, differs);
-    }
+    check("rlimits", a.limits.rlimits != b.limits.rlimits);
     keys
 }
 
@@ -185,7 +168,6 @@ pub fn supervisor_changes(
     );
     keep("dashboard", old.dashboard != new.dashboard);
     keep("control_token_file", old.control_token != new.control_token);
-    keep("cgroup_root", old.cgroup_root != new.cgroup_root);
     (live, later)
 }
 

@@ -1,5 +1,4 @@
-//! The resource-limit keys of a `[program.NAME]` table. This first slice
-//! parses `rlimits`; the cgroup keys are not accepted yet.
+//! The resource-limit keys of a `[program.NAME]` table: so far `rlimits`.
 
 use serde::Deserialize;
 use toml::de::{DeValue, ValueDeserializer};
@@ -14,10 +13,7 @@ pub(super) const LIMIT_KEYS: &[&str] = &["rlimits"];
 /// `None` when a key was invalid (already reported).
 pub(super) fn parse_limits(t: &Table<'_>, p: &str, diags: &mut Diags<'_>) -> Option<Limits> {
     let rlimits = parse_rlimits(t, p, diags)?;
-    Some(Limits {
-        rlimits,
-        ..Limits::default()
-    })
+    Some(Limits { rlimits })
 }
 
 /// `rlimits = { nofile = 65536, core = 0, nproc = "unlimited" }`: each

@@ -259,7 +259,6 @@ pub(super) fn parse_supervisor(
         forward_signals: forward_signals?,
         dashboard: dashboard?,
         control_token: control_token?,
-        cgroup_root: super::CgroupRoot::Auto,
     })
 }
 
