@@ -90,6 +90,17 @@ pub struct SupervisorConfig {
     /// `control_token_file`: its path and the token read from it; the
     /// dashboard's actions exist only when set.
     pub control_token: Option<ControlToken>,
+    /// Where program cgroups go (`cgroup_root`).
+    pub cgroup_root: CgroupRoot,
+}
+
+/// `supervisor.cgroup_root`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupRoot {
+    /// kelpie's own cgroup, when it is delegated to kelpie alone.
+    Auto,
+    Off,
+    Path(PathBuf),
 }
 
 /// The dashboard's bearer token, read from `control_token_file`. Its

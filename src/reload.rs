@@ -130,6 +130,16 @@ pub fn changed_keys(a: &ProgramConfig, b: &ProgramConfig) -> Vec<&'static str> {
     check("liveness", a.liveness != b.liveness);
     check("log", a.log != b.log);
     check("rlimits", a.limits.rlimits != b.limits.rlimits);
+    let (x, y) = (&a.limits.cgroup, &b.limits.cgroup);
+    check("memory_max", x.memory_max != y.memory_max);
+    check("memory_high", x.memory_high != y.memory_high);
+    check("cpu_max", x.cpu_max != y.cpu_max);
+    check("pids_max", x.pids_max != y.pids_max);
+    check("io_weight", x.io_weight != y.io_weight);
+    check(
+        "memory_restart",
+        a.limits.memory_restart != b.limits.memory_restart,
+    );
     keys
 }
 
@@ -168,6 +178,7 @@ pub fn supervisor_changes(
     );
     keep("dashboard", old.dashboard != new.dashboard);
     keep("control_token_file", old.control_token != new.control_token);
+    keep("cgroup_root", old.cgroup_root != new.cgroup_root);
     (live, later)
 }
 

@@ -163,6 +163,30 @@ fn bad_rlimits() {
 }
 
 #[test]
+fn bad_cgroup_limits() {
+    assert_rejected(
+        "[program.web]\ncommand = [\"/bin/sh\"]\nmemory_max = \"20 megs\"\nmemory_high = \"0\"\ncpu_max = \"fifty\"\npids_max = 0\nio_weight = 20000\nmemory_restart = 300\nmemory_restart_after = \"soon\"\n",
+        &[
+            "supervisor.toml:3:14: program.web.memory_max: invalid size \"20 megs\": unknown unit \"megs\"; use B, KB, MB, GB, KiB, MiB or GiB",
+            "supervisor.toml:4:15: program.web.memory_high: must be more than 0 bytes",
+            "supervisor.toml:5:11: program.web.cpu_max: expected a share of one CPU such as \"50%\" or \"0.5\"",
+            "supervisor.toml:6:12: program.web.pids_max: 0 is out of range; expected 1 to 4294967295",
+            "supervisor.toml:7:13: program.web.io_weight: 20000 is out of range; expected 1 to 10000",
+            "supervisor.toml:8:18: program.web.memory_restart: expected a string, found integer `300`",
+            "supervisor.toml:9:24: program.web.memory_restart_after: invalid duration \"soon\": expected number at 0",
+        ],
+    );
+    assert_rejected(
+        "[program.web]\ncommand = [\"/bin/sh\"]\ncpu_max = \"0.5%\"\n",
+        &["supervisor.toml:3:11: program.web.cpu_max: 0.5% is out of range; expected 1% to 409600% of one CPU"],
+    );
+    assert_rejected(
+        "[supervisor]\ncgroup_root = \"kelpie\"\n[program.web]\ncommand = [\"/bin/sh\"]\n",
+        &["supervisor.toml:2:15: supervisor.cgroup_root: \"kelpie\" is not an absolute path; expected \"auto\", \"off\" or a directory under the cgroup v2 mount such as \"/sys/fs/cgroup/kelpie\""],
+    );
+}
+
+#[test]
 fn uncatchable_stop_signal() {
     assert_rejected(
         "[program.web]\ncommand = [\"/bin/sh\"]\nstop_signal = \"KILL\"\n",
@@ -301,7 +325,7 @@ restart = \"always\"
             "supervisor.toml:6:21: program.web.depends_on: unknown program \"cache\"",
             "supervisor.toml:7:16: program.web.stop_timeout: invalid duration \"10\": a unit is required, e.g. \"10s\"",
             "supervisor.toml:10:11: program.db.command: command is empty",
-            "supervisor.toml:12:1: program.db.bogus: unknown key; expected one of: command, directory, environment, env_file, user, group, umask, instances, autostart, type, restart, success_codes, start_seconds, start_timeout, backoff, max_restarts, restart_window, on_failure, stop_signal, stop_timeout, reload, depends_on, required, readiness, liveness, log, rlimits",
+            "supervisor.toml:12:1: program.db.bogus: unknown key; expected one of: command, directory, environment, env_file, user, group, umask, instances, autostart, type, restart, success_codes, start_seconds, start_timeout, backoff, max_restarts, restart_window, on_failure, stop_signal, stop_timeout, reload, depends_on, required, readiness, liveness, log, rlimits, memory_max, memory_high, cpu_max, pids_max, io_weight, memory_restart, memory_restart_after",
             "supervisor.toml:17:11: program.job.restart: \"always\" would rerun a oneshot forever; use \"on-failure\" or \"never\"",
         ],
     );

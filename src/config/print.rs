@@ -125,6 +125,12 @@ pub fn to_toml(config: &Config) -> String {
     if let Some(token) = &s.control_token {
         let _ = writeln!(out, "control_token_file = {}", path(&token.path));
     }
+    let cgroup_root = match &s.cgroup_root {
+        crate::config::CgroupRoot::Auto => string("auto"),
+        crate::config::CgroupRoot::Off => string("off"),
+        crate::config::CgroupRoot::Path(root) => path(root),
+    };
+    let _ = writeln!(out, "cgroup_root = {cgroup_root}");
 
     for program in &config.programs {
         out.push('\n');
@@ -189,6 +195,7 @@ fn write_program(out: &mut String, p: &ProgramConfig) {
             .collect();
         let _ = writeln!(out, "rlimits = {{ {} }}", limits.join(", "));
     }
+    write_limits(out, &p.limits);
     let _ = writeln!(out, "instances = {}", p.instances);
     let _ = writeln!(out, "autostart = {}", p.autostart);
     let kind = match p.kind {
@@ -263,6 +270,40 @@ fn write_program(out: &mut String, p: &ProgramConfig) {
             let _ = writeln!(out, "max_size = {}", string(&max_size.to_string()));
             let _ = writeln!(out, "keep = {keep}");
         }
+    }
+}
+
+fn write_limits(out: &mut String, limits: &crate::limits::Limits) {
+    let cgroup = &limits.cgroup;
+    let sizes = [
+        ("memory_max", cgroup.memory_max),
+        ("memory_high", cgroup.memory_high),
+    ];
+    for (key, bytes) in sizes {
+        if let Some(bytes) = bytes {
+            let _ = writeln!(out, "{key} = {}", string(&bytes.to_string()));
+        }
+    }
+    if let Some(quota) = cgroup.cpu_max {
+        let _ = writeln!(
+            out,
+            "cpu_max = {}",
+            string(&crate::limits::cpu_percent(quota))
+        );
+    }
+    if let Some(pids) = cgroup.pids_max {
+        let _ = writeln!(out, "pids_max = {pids}");
+    }
+    if let Some(weight) = cgroup.io_weight {
+        let _ = writeln!(out, "io_weight = {weight}");
+    }
+    if let Some(restart) = &limits.memory_restart {
+        let _ = writeln!(
+            out,
+            "memory_restart = {}",
+            string(&restart.threshold.to_string())
+        );
+        let _ = writeln!(out, "memory_restart_after = {}", duration(restart.after));
     }
 }
 
@@ -365,6 +406,7 @@ restart_budget = { max = 7, per = "10s" }
 log_format = "json"
 log_level = "debug,kelpie::http=warn"
 forward_signals = ["USR2", "WINCH"]
+cgroup_root = "/sys/fs/cgroup/kelpie test"
 
 [program."odd.name"]
 command = ["sh", "-c", "echo \"quoted\" 'single' \\ back"]
@@ -372,6 +414,13 @@ directory = "/tmp"
 environment = { "A.B" = "x=y", EMPTY = "", UNI = "é\t" }
 umask = "027"
 rlimits = { nofile = 4096, core = 0, fsize = "unlimited" }
+memory_max = "20MB"
+memory_high = "16MiB"
+cpu_max = "12.5%"
+pids_max = 64
+io_weight = 200
+memory_restart = "300MB"
+memory_restart_after = "1m"
 instances = 3
 autostart = false
 type = "oneshot"

@@ -11,7 +11,7 @@ use super::decode::{
     check_keys, expect_table, get, get_bool, get_choice, get_duration, get_u32, Table,
 };
 use super::diagnostics::Diags;
-use super::{ControlToken, Host, RestartBudget, SupervisorConfig};
+use super::{CgroupRoot, ControlToken, Host, RestartBudget, SupervisorConfig};
 use crate::logging::LogFormat;
 use crate::signals;
 
@@ -27,6 +27,7 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "forward_signals",
     "dashboard",
     "control_token_file",
+    "cgroup_root",
 ];
 
 /// `supervisor.control_socket` of a file that may be invalid otherwise,
@@ -247,6 +248,8 @@ pub(super) fn parse_supervisor(
         None => Some(None),
     };
 
+    let cgroup_root = parse_cgroup_root(t, diags);
+
     Some(SupervisorConfig {
         http_listen: http_listen?,
         control_socket: control_socket?,
@@ -259,7 +262,30 @@ pub(super) fn parse_supervisor(
         forward_signals: forward_signals?,
         dashboard: dashboard?,
         control_token: control_token?,
+        cgroup_root: cgroup_root?,
     })
+}
+
+/// `cgroup_root = "auto"` (the default), `"off"`, or the absolute path of
+/// a cgroup v2 directory for kelpie's program cgroups.
+fn parse_cgroup_root(t: &Table<'_>, diags: &mut Diags<'_>) -> Option<CgroupRoot> {
+    let key = "supervisor.cgroup_root";
+    let Some(text) = get::<String>(t, "supervisor", "cgroup_root", diags) else {
+        return (!t.contains_key("cgroup_root")).then_some(CgroupRoot::Auto);
+    };
+    match text.get_ref().as_str() {
+        "auto" => Some(CgroupRoot::Auto),
+        "off" => Some(CgroupRoot::Off),
+        path if Path::new(path).is_absolute() => Some(CgroupRoot::Path(PathBuf::from(path))),
+        path => {
+            diags.error(
+                &text.span(),
+                key,
+                format!("\"{path}\" is not an absolute path; expected \"auto\", \"off\" or a directory under the cgroup v2 mount such as \"/sys/fs/cgroup/kelpie\""),
+            );
+            None
+        }
+    }
 }
 
 /// Reads `control_token_file`: it must be a regular file only its owner

@@ -84,7 +84,7 @@ fn unknown_supervisor_keys() {
         diags(&source),
         [
             "supervisor.toml:2:1: supervisor.http_listn: unknown key (did you mean `http_listen`?)",
-            "supervisor.toml:3:1: supervisor.bogus: unknown key; expected one of: http_listen, control_socket, socket_mode, shutdown_timeout, drain_delay, restart_budget, log_format, log_level, forward_signals, dashboard, control_token_file",
+            "supervisor.toml:3:1: supervisor.bogus: unknown key; expected one of: http_listen, control_socket, socket_mode, shutdown_timeout, drain_delay, restart_budget, log_format, log_level, forward_signals, dashboard, control_token_file, cgroup_root",
         ]
     );
 }
@@ -96,7 +96,7 @@ fn unknown_program_keys() {
         [
             "supervisor.toml:3:1: program.a.restat: unknown key (did you mean `restart`?)",
             "supervisor.toml:4:1: program.a.Command: unknown key (did you mean `command`?)",
-            "supervisor.toml:5:1: program.a.zzzzzz: unknown key; expected one of: command, directory, environment, env_file, user, group, umask, instances, autostart, type, restart, success_codes, start_seconds, start_timeout, backoff, max_restarts, restart_window, on_failure, stop_signal, stop_timeout, reload, depends_on, required, readiness, liveness, log, rlimits",
+            "supervisor.toml:5:1: program.a.zzzzzz: unknown key; expected one of: command, directory, environment, env_file, user, group, umask, instances, autostart, type, restart, success_codes, start_seconds, start_timeout, backoff, max_restarts, restart_window, on_failure, stop_signal, stop_timeout, reload, depends_on, required, readiness, liveness, log, rlimits, memory_max, memory_high, cpu_max, pids_max, io_weight, memory_restart, memory_restart_after",
         ]
     );
 }
