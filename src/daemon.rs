@@ -190,6 +190,10 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
     // cgroup's counter.
     crate::exit_history::oom::prepare();
 
+    // Before any program: kelpie may first have to move itself out of the
+    // cgroup its programs' cgroups go under.
+    let cgroups = prepare_cgroups(&config);
+
     // Every handler is registered before the first spawn: SIGCHLD so no
     // exit is missed, and the others because as PID 1 a signal without a
     // handler is dropped by the kernel.
@@ -309,6 +313,7 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
         running_config: config_tx,
         metrics: metrics.clone(),
         systemd: crate::service_manager::Systemd::from_env(),
+        cgroups,
     };
     let (supervisor, join) = match Actor::spawn(
         Some("kelpie-supervisor".into()),
@@ -410,6 +415,67 @@ fn initial_board(config: &config::Config) -> Board {
 /// (stdout/stderr pipes, probes, a notify socket).
 fn fds_besides_http(config: &config::Config) -> usize {
     64 + 4 * config.instance_count()
+}
+
+/// The cgroup tree instances run in, or `None`, said once: a warning
+/// naming the keys that cannot apply when some program sets cgroup limits
+/// (or `cgroup_root` names a directory), else a debug line.
+fn prepare_cgroups(config: &config::Config) -> Option<Arc<crate::cgroup::CgroupTree>> {
+    let wanted =
+        crate::cgroup::wanted_controllers(config.programs.iter().map(|p| &p.limits.cgroup));
+    match crate::cgroup::CgroupTree::prepare(&config.supervisor.cgroup_root, &wanted) {
+        Ok(tree) => {
+            let root = tree.root().display().to_string();
+            tracing::info!(
+                event = "cgroups_ready",
+                root = %root,
+                "each program instance runs in its own cgroup under {root}"
+            );
+            for program in &config.programs {
+                for (key, why) in tree.unavailable(&program.limits.cgroup) {
+                    tracing::warn!(
+                        event = "cgroup_limit_unavailable",
+                        program = %program.name,
+                        key,
+                        reason = %why,
+                        "program.{}.{key} cannot apply: {why}",
+                        program.name
+                    );
+                }
+            }
+            Some(Arc::new(tree))
+        }
+        Err(why) => {
+            let limited: Vec<String> = config
+                .programs
+                .iter()
+                .filter(|p| !p.limits.cgroup.is_empty())
+                .map(|p| {
+                    let keys: Vec<&str> = p.limits.cgroup.keys().iter().map(|(k, _)| *k).collect();
+                    format!("{}: {}", p.name, keys.join(", "))
+                })
+                .collect();
+            let asked = matches!(
+                config.supervisor.cgroup_root,
+                crate::config::CgroupRoot::Path(_)
+            );
+            if limited.is_empty() && !asked {
+                tracing::debug!(event = "cgroups_unused", reason = %why, "programs run without cgroups: {why}");
+            } else {
+                let unapplied = if limited.is_empty() {
+                    String::new()
+                } else {
+                    format!("; these limits do not apply: {}", limited.join("; "))
+                };
+                tracing::warn!(
+                    event = "cgroups_unavailable",
+                    reason = %why,
+                    "programs run without cgroups: {why}{unapplied}"
+                );
+            }
+            None
+        }
+    }
 }
 
 #[cfg(test)]

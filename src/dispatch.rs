@@ -96,7 +96,17 @@ fn check(explicit: Option<&Path>) -> i32 {
     let warnings = validation.warnings().count();
     match &validation.config {
         Some(config) if errors == 0 => {
-            let warn = match warnings {
+            let unapplicable = crate::cgroup::unapplicable(
+                &config.supervisor.cgroup_root,
+                config
+                    .programs
+                    .iter()
+                    .map(|p| (p.name.as_str(), &p.limits.cgroup)),
+            );
+            for line in &unapplicable {
+                eprintln!("{}: warning: {line}", path.display());
+            }
+            let warn = match warnings + unapplicable.len() {
                 0 => String::new(),
                 n => format!(", {}", plural(n, "warning")),
             };

@@ -100,6 +100,8 @@ pub enum OomSource {
     /// The kernel log could not be read, and the `oom_kill` counter of
     /// kelpie's memory cgroup rose.
     CgroupCounter,
+    /// The instance's own cgroup counted an OOM kill (`memory.events`).
+    InstanceCgroup,
 }
 
 impl OomSource {
@@ -107,6 +109,7 @@ impl OomSource {
         match self {
             OomSource::KernelLog => "kernel_log",
             OomSource::CgroupCounter => "cgroup_counter",
+            OomSource::InstanceCgroup => "instance_cgroup",
         }
     }
 }

@@ -32,6 +32,7 @@
 //!   not depend on each other (the `import_cycles` test keeps them apart)
 
 pub mod backoff;
+pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod control;

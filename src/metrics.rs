@@ -45,7 +45,7 @@
 //!   omits `kelpie_restart_budget_available`: there is no finite number to
 //!   report, and an absent series keeps `== 0` alerts quiet.
 //! - Counters of a program on the board start at 0 before their first event
-//!   (`exits_total` for all four reasons, `log_lines_total` for both
+//!   (`exits_total` for all five reasons, `log_lines_total` for both
 //!   streams, `restarts_total`, `restarts_delayed_total`), so `increase()`
 //!   sees the first event. Probe series appear with the first probe result
 //!   (the board does not say which probes a program has), and
@@ -95,11 +95,12 @@ const PROBE_BUCKET_ENDS: [&str; 13] = [
     ",le=\"+Inf\"} ",
 ];
 
-const EXIT_KINDS: [ExitKind; 4] = [
+const EXIT_KINDS: [ExitKind; 5] = [
     ExitKind::Success,
     ExitKind::Failure,
     ExitKind::Signal,
     ExitKind::Killed,
+    ExitKind::Oom,
 ];
 const STREAMS: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
 const PROBES: [&str; 2] = ["readiness", "liveness"];
@@ -118,6 +119,7 @@ fn exit_index(kind: ExitKind) -> usize {
         ExitKind::Failure => 1,
         ExitKind::Signal => 2,
         ExitKind::Killed => 3,
+        ExitKind::Oom => 4,
     }
 }
 
@@ -170,7 +172,7 @@ impl Histogram {
 #[derive(Debug)]
 struct ProgramCounters {
     restarts: AtomicU64,
-    exits: [AtomicU64; 4],
+    exits: [AtomicU64; 5],
     last_exit_code: AtomicI64,
     log_lines: [AtomicU64; 2],
     restarts_delayed: AtomicU64,
@@ -292,6 +294,16 @@ impl Metrics {
             c.exits[exit_index(kind)].fetch_add(1, Ordering::Relaxed);
             c.last_exit_code.store(exit_code(status), Ordering::Relaxed);
         });
+    }
+
+    /// `exits_total` of `program` by reason, in `EXIT_KINDS` order.
+    #[cfg(test)]
+    pub fn exits_of(&self, program: &str) -> [u64; 5] {
+        let programs = self.programs.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(counters) = programs.get(program) else {
+            return [0; 5];
+        };
+        std::array::from_fn(|i| counters.exits[i].load(Ordering::Relaxed))
     }
 
     /// Adds `count` restarts (normally 1 per restart).

@@ -115,6 +115,9 @@ pub struct Launch<'a> {
     pub run_id: &'a str,
     pub stdout: spawn::Stdio,
     pub stderr: spawn::Stdio,
+    /// The `cgroup.procs` of the instance's cgroup, which the child enters
+    /// before exec (see `crate::cgroup`).
+    pub cgroup_procs: Option<std::os::fd::RawFd>,
 }
 
 impl Launch<'_> {
@@ -155,11 +158,14 @@ pub fn command(launch: Launch<'_>) -> spawn::Command {
     // before exec, so what it needs is prepared in kelpie: inherited fds are
     // made close-on-exec at startup (`seal_inherited_fds`), and the spawn
     // itself clears the signal mask and resets every disposition (see
-    // `crate::spawn`). Only umask, rlimits and credentials need the fork
-    // path's hook. An executable that did not resolve goes through std, whose
-    // PATH search gives the same error exec would.
-    let needs_hook =
-        program.umask.is_some() || launch.identity.is_some() || !program.limits.rlimits.is_empty();
+    // `crate::spawn`). Only umask, rlimits, entering a cgroup and
+    // credentials need the fork path's hook. An executable that did not
+    // resolve goes through std, whose PATH search gives the same error exec
+    // would.
+    let needs_hook = program.umask.is_some()
+        || launch.identity.is_some()
+        || !program.limits.rlimits.is_empty()
+        || launch.cgroup_procs.is_some();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if !needs_hook {
         if let Ok(executable) = resolved {
@@ -207,13 +213,24 @@ pub fn command(launch: Launch<'_>) -> spawn::Command {
         .map(|limit| (rlimit_resource(limit.resource), rlimit_value(limit)))
         .collect();
     let identity = launch.identity.map(|i| (i.uid, i.gid, i.groups.clone()));
+    let cgroup_procs = launch.cgroup_procs;
     // SAFETY: the closure runs in the forked child before exec, where only
     // async-signal-safe calls are allowed. It uses only raw syscalls
-    // (sigprocmask, umask, setrlimit, setgroups/setgid/setuid, close_range,
-    // fcntl) on data prepared before the fork; nothing allocates, locks or touches
-    // the environment. nix converts errors to io::Error without allocating.
+    // (write, sigprocmask, umask, setrlimit, setgroups/setgid/setuid,
+    // close_range, fcntl) on data prepared before the fork; nothing
+    // allocates, locks or touches the environment. nix converts errors to
+    // io::Error without allocating.
     unsafe {
         cmd.pre_exec(move || {
+            // First, while the child is still kelpie's copy with kelpie's
+            // credentials: everything it forks from here on is contained.
+            // "0" means the writing process; the fd was opened by kelpie,
+            // whose credentials the kernel checks for the move.
+            if let Some(fd) = cgroup_procs {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             // tokio's signal handling never blocks signals, but a parent of
             // kelpie may have; the child must start with a clean mask.
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;

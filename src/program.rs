@@ -53,6 +53,10 @@ pub enum ProgramMsg {
     GroupGone {
         pgid: i32,
     },
+    /// The OOM check's answer: the kernel's OOM killer ended `pid`.
+    OomKilled {
+        pid: i32,
+    },
     Timer {
         kind: TimerKind,
         generation: u64,
@@ -95,6 +99,8 @@ pub struct ProgramArgs {
     pub reports: Reports,
     pub pumps: PumpTracker,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where instance cgroups go, when kelpie manages some.
+    pub cgroups: Option<Arc<crate::cgroup::CgroupTree>>,
 }
 
 /// The Program actor; `ProgramActor::default()` launches through the
@@ -174,7 +180,10 @@ impl Actor for ProgramActor {
     ) -> Result<ProgramState, ActorProcessingErr> {
         let launcher = match &self.launcher {
             Some(launcher) => launcher.clone(),
-            None => Arc::new(ReaperLauncher(args.reaper.clone())),
+            None => Arc::new(ReaperLauncher::new(
+                args.reaper.clone(),
+                args.cgroups.clone(),
+            )),
         };
         Ok(ProgramState::new(&myself, args, launcher))
     }
@@ -273,6 +282,7 @@ impl ProgramState {
                 self.pgid = None;
                 Event::GroupGone
             }
+            ProgramMsg::OomKilled { pid } => Event::OomKilled { pid },
             ProgramMsg::Timer { kind, generation } => Event::Timer { kind, generation },
             ProgramMsg::Probe(ProbeResult {
                 role,
@@ -405,14 +415,21 @@ impl ProgramState {
                         });
                     }
                     Action::Emit(note) => {
-                        if let Note::Exited { status, kind, .. } = &note {
-                            self.args.metrics.program_exited(
-                                &self.args.config.name,
-                                *kind,
-                                *status,
-                            );
-                        }
                         self.record(&note);
+                        if let Note::Exited {
+                            pid, status, kind, ..
+                        } = &note
+                        {
+                            // A SIGKILL put to the OOM check is counted
+                            // with its answer, as `oom` or `signal`.
+                            if !self.exits.awaits_oom_answer(*pid) {
+                                self.args.metrics.program_exited(
+                                    &self.args.config.name,
+                                    *kind,
+                                    *status,
+                                );
+                            }
+                        }
                         self.log(&note);
                         // A restart logs `stopped` on its way to `starting`:
                         // the request still owns what follows.
@@ -431,7 +448,7 @@ impl ProgramState {
                 }
             }
         }
-        self.record_settled();
+        self.record_settled(myself);
         // Timers of past phases would only wake kelpie up to be ignored, and
         // so would a start_timeout once the instance is ready.
         let ready = self.instance.snapshot().ready;
@@ -527,6 +544,7 @@ impl ProgramState {
                     run_id: &run_id,
                     stdout: Stdio::null(),
                     stderr: Stdio::null(),
+                    cgroup_procs: None,
                 })
             }))
         };

@@ -57,6 +57,8 @@ pub struct Instance {
     restarts: u64,
     last_exit: Option<ExitStatus>,
     last_exit_kind: Option<ExitKind>,
+    /// The process `last_exit` is about.
+    last_exit_pid: Option<i32>,
     reason: Option<String>,
     backoff_delay: Duration,
     /// When the backoff's timer fires (the delay counted from the step
@@ -104,6 +106,7 @@ impl Instance {
             restarts: 0,
             last_exit: None,
             last_exit_kind: None,
+            last_exit_pid: None,
             reason: None,
             backoff_delay: Duration::ZERO,
             backoff_until: None,
@@ -211,6 +214,7 @@ impl Instance {
                     self.reason = Some(error.clone());
                     self.last_exit = None;
                     self.last_exit_kind = Some(ExitKind::Failure);
+                    self.last_exit_pid = None;
                     out.push(Action::Emit(Note::SpawnFailed {
                         error: error.clone(),
                     }));
@@ -228,6 +232,7 @@ impl Instance {
                     self.finish_stop(now, &mut out);
                 }
             }
+            Event::OomKilled { pid } => self.on_oom_killed(pid),
             Event::Probe {
                 role,
                 run,

@@ -96,11 +96,14 @@ pub struct SupervisorArgs {
     pub metrics: Arc<Metrics>,
     /// The service manager to notify, when kelpie runs under one.
     pub systemd: Option<crate::service_manager::Systemd>,
+    /// Where instance cgroups go, when kelpie manages some.
+    pub cgroups: Option<Arc<crate::cgroup::CgroupTree>>,
 }
 
 pub struct SupervisorState {
     fleet: Fleet,
     reaper: Reaper,
+    cgroups: Option<Arc<crate::cgroup::CgroupTree>>,
     relay: Relay,
     pumps: PumpTracker,
     status: StatusSender,
@@ -164,6 +167,7 @@ impl Actor for SupervisorActor {
         let mut state = SupervisorState {
             fleet,
             reaper: args.reaper,
+            cgroups: args.cgroups,
             relay: args.relay,
             pumps: args.pumps,
             status: args.status,
@@ -532,6 +536,7 @@ impl SupervisorState {
             reports: self.reports.clone(),
             pumps: self.pumps.clone(),
             metrics: self.metrics.clone(),
+            cgroups: self.cgroups.clone(),
         };
         // Unnamed: a reload or rolling restart has two actors for one
         // instance name at a time, and ractor's registry wants names unique.

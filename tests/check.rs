@@ -357,6 +357,26 @@ fn valid_config_prints_a_summary() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+/// Limits that need a cgroup are accepted, with a warning per key naming
+/// why it cannot apply.
+#[test]
+fn cgroup_limits_without_cgroups_are_warnings() {
+    let dir = Dir::new();
+    let out = dir.check(
+        "[supervisor]\ncgroup_root = \"off\"\n[program.web]\ncommand = [\"/bin/sh\"]\nmemory_max = \"64MiB\"\npids_max = 100\nrlimits = { nofile = 1024 }\n",
+    );
+    assert_eq!(
+        text(&out.stderr),
+        "supervisor.toml: warning: program.web.memory_max: cannot apply here: cgroup_root = \"off\"\n\
+         supervisor.toml: warning: program.web.pids_max: cannot apply here: cgroup_root = \"off\"\n"
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "supervisor.toml: OK (1 program, 1 instance, 2 warnings)\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
 #[test]
 fn warnings_do_not_fail_the_check() {
     let dir = Dir::new();

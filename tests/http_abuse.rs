@@ -99,8 +99,11 @@ fn thousands_of_idle_connections_neither_slow_others_nor_stay_forever() {
     );
     let worst = latencies.iter().max().unwrap();
     eprintln!("/health with {n} idle connections open: worst {worst:?}");
+    // A server the idle connections block answers only once they are cut
+    // off (9.5 s or more); a busy shared machine alone takes a request
+    // past 100 ms now and then, so the bound sits between the two.
     assert!(
-        *worst < Duration::from_millis(100),
+        *worst < Duration::from_secs(2),
         "/health took {worst:?} with {n} idle connections open: {latencies:?}"
     );
 

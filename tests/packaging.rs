@@ -691,6 +691,8 @@ fn systemd_unit_settings() {
     assert_eq!(unit_setting(&unit, "RestartPreventExitStatus"), "78");
     // One program killed by the OOM killer must not stop the whole unit.
     assert_eq!(unit_setting(&unit, "OOMPolicy"), "continue");
+    // kelpie's cgroup is kelpie's to manage (cgroup_root = "auto").
+    assert_eq!(unit_setting(&unit, "Delegate"), "yes");
     assert!(!unit_setting(&unit, "LimitNOFILE").is_empty());
 
     // systemd must wait for the whole graceful shutdown: the shipped

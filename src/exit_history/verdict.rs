@@ -118,6 +118,12 @@ pub fn verdict<E: Borrow<ExitRecord>>(exits: &[E], state: Phase, now: SystemTime
             (super::OomSource::KernelLog, None) => {
                 ("killed by the kernel OOM killer", String::new())
             }
+            (super::OomSource::InstanceCgroup, cg) => (
+                "killed by the kernel OOM killer",
+                cg.as_ref()
+                    .map(|cg| format!(", counted by its cgroup {cg}"))
+                    .unwrap_or_default(),
+            ),
             (super::OomSource::CgroupCounter, _) => (
                 "probably killed by the kernel OOM killer",
                 ", kelpie's memory cgroup counted an OOM kill".to_string(),

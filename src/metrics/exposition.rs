@@ -125,7 +125,7 @@ impl Metrics {
         w.header(
             "kelpie_program_exits_total",
             "counter",
-            "Process exits by reason: success, failure, signal, killed.",
+            "Process exits by reason: success, failure, signal, killed, oom.",
         );
         for ((_, name), c) in rows() {
             for kind in EXIT_KINDS {

@@ -7,7 +7,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::ProgramState;
+use ractor::ActorRef;
+
+use super::{ProgramMsg, ProgramState};
 use crate::exit_history::{Decision, ExitRecord, Oom};
 use crate::state::{ExitKind, ExitStatus, Note, Phase};
 
@@ -31,6 +33,13 @@ pub(super) struct ExitTracking {
     /// An exit to put to the OOM check once the step is carried out: a
     /// restart's spawn goes first.
     oom_question: Option<(u64, i32, Duration)>,
+}
+
+impl ExitTracking {
+    /// The exit of `pid` is to be put to the OOM check.
+    pub(super) fn awaits_oom_answer(&self, pid: i32) -> bool {
+        self.oom_question.is_some_and(|(_, asked, _)| asked == pid)
+    }
 }
 
 impl ProgramState {
@@ -72,12 +81,12 @@ impl ProgramState {
     /// restart ends in `exited` without a note of its own; and a SIGKILL
     /// nobody at kelpie sent is put to the OOM check now that the restart
     /// (if any) is spawned.
-    pub(super) fn record_settled(&mut self) {
+    pub(super) fn record_settled(&mut self, myself: &ActorRef<ProgramMsg>) {
         if self.instance.phase() == Phase::Exited {
             self.decide(Decision::Exited);
         }
         if let Some((seq, pid, ran)) = self.exits.oom_question.take() {
-            self.check_oom(seq, pid, ran);
+            self.check_oom(myself, seq, pid, ran);
         }
     }
 
@@ -143,14 +152,23 @@ impl ProgramState {
     }
 
     /// Asks the kernel, off the actor, whether its OOM killer sent the
-    /// SIGKILL; the answer goes straight into the history.
-    fn check_oom(&self, seq: u64, pid: i32, ran: Duration) {
+    /// SIGKILL; the answer goes straight into the history and the exit
+    /// counter, and to the actor for its status.
+    fn check_oom(&self, myself: &ActorRef<ProgramMsg>, seq: u64, pid: i32, ran: Duration) {
         let output = self.args.output.clone();
+        let metrics = self.args.metrics.clone();
+        let me = myself.clone();
         let program = self.args.config.name.clone();
         let instance = self.args.index;
         let name = self.name();
+        let killed = ExitStatus::Signal(libc::SIGKILL);
         let answer = Box::new(move |oom: Option<Oom>| {
-            let Some(oom) = oom else { return };
+            let Some(oom) = oom else {
+                metrics.program_exited(&program, ExitKind::Signal, killed);
+                return;
+            };
+            metrics.program_exited(&program, ExitKind::Oom, killed);
+            let _ = me.cast(ProgramMsg::OomKilled { pid });
             // Into the history before the log line, which tests wait for.
             output.amend_exit(seq, |record| record.oom = Some(oom.clone()));
             tracing::warn!(

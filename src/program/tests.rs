@@ -154,6 +154,7 @@ struct Rig {
     calls: mpsc::UnboundedReceiver<(Instant, Call)>,
     reports: mpsc::UnboundedReceiver<InstanceReport>,
     output: Arc<ProgramOutput>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Rig {
@@ -197,7 +198,8 @@ impl Rig {
                 let _ = report.send(r);
             }),
             pumps: PumpTracker::new(),
-            metrics,
+            metrics: metrics.clone(),
+            cgroups: None,
         };
         let (fake, calls) = FakeLauncher::new();
         let (actor, _) = Actor::spawn(None, ProgramActor::with_launcher(fake.clone()), args)
@@ -209,6 +211,7 @@ impl Rig {
             calls,
             reports,
             output,
+            metrics,
         }
     }
 
@@ -499,6 +502,25 @@ async fn a_sigkill_kelpie_did_not_send_is_checked_for_the_oom_killer() {
     // The answer goes straight into the history, without the actor.
     let checked = rig.newest_exit().oom;
     assert_eq!(checked, Some(oom), "the OOM check never answered");
+    // Counted once, as `oom` (success, failure, signal, killed, oom), and
+    // the status says so.
+    assert_eq!(rig.metrics.exits_of("web"), [0, 0, 0, 0, 1]);
+    rig.report("last exit oom", |s, _| {
+        s.last_exit_kind == Some(crate::state::ExitKind::Oom)
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sigkill_that_was_no_oom_kill_counts_as_a_signal() {
+    let mut rig = Rig::new("restart = \"never\"").await;
+    rig.fake.processes().oom = None;
+    rig.send(ProgramMsg::Start);
+    rig.expect(Call::Launch { pid: 1000 }).await;
+    rig.fake.exit(1000, ExitStatus::Signal(9), false);
+    let exited = rig.report("exited", |s, _| s.phase == Phase::Exited).await;
+    assert_eq!(rig.metrics.exits_of("web"), [0, 0, 1, 0, 0]);
+    assert_eq!(exited.last_exit_kind, Some(crate::state::ExitKind::Signal));
 }
 
 #[tokio::test(start_paused = true)]

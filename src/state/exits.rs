@@ -50,6 +50,7 @@ impl Instance {
         self.pid = None;
         self.last_exit = Some(status);
         self.last_exit_kind = Some(kind);
+        self.last_exit_pid = Some(pid);
         out.push(Action::Emit(Note::Exited {
             pid,
             status,
@@ -96,6 +97,29 @@ impl Instance {
             out.push(self.timer(TimerKind::StopTimeout, self.policy.stop_timeout));
         } else {
             self.apply(outcome, now, out);
+        }
+    }
+
+    /// The last exit was the OOM killer's: only that exit's kind and the
+    /// reason it gave change, never the decision already taken on it.
+    pub(super) fn on_oom_killed(&mut self, pid: i32) {
+        let sigkill = Some(ExitStatus::Signal(libc::SIGKILL));
+        if self.last_exit_pid != Some(pid)
+            || self.last_exit != sigkill
+            || self.last_exit_kind != Some(ExitKind::Signal)
+        {
+            return;
+        }
+        self.last_exit_kind = Some(ExitKind::Oom);
+        if let Some(status) = self.last_exit {
+            let said = format!("exited with {status}");
+            if let Some(reason) = self.reason.as_mut().filter(|r| r.starts_with(&said)) {
+                *reason = reason.replacen(
+                    &said,
+                    &format!("killed by the kernel OOM killer ({status})"),
+                    1,
+                );
+            }
         }
     }
 

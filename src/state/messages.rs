@@ -61,6 +61,11 @@ pub enum Event {
     },
     /// No process of the group remains.
     GroupGone,
+    /// The kernel's OOM killer ended process `pid` (the answer to the OOM
+    /// question about an exit comes after the exit itself).
+    OomKilled {
+        pid: i32,
+    },
     /// A probe result for run number `run` (see `Snapshot::run`).
     Probe {
         role: ProbeRole,

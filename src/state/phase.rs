@@ -74,6 +74,9 @@ pub enum ExitKind {
     Signal,
     /// SIGKILLed by kelpie after `stop_timeout` or on a forced shutdown.
     Killed,
+    /// SIGKILLed by the kernel's OOM killer (known after the exit, see
+    /// `Event::OomKilled`).
+    Oom,
 }
 
 impl ExitKind {
@@ -83,6 +86,7 @@ impl ExitKind {
             ExitKind::Failure => "failure",
             ExitKind::Signal => "signal",
             ExitKind::Killed => "killed",
+            ExitKind::Oom => "oom",
         }
     }
 }

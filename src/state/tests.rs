@@ -171,6 +171,93 @@ fn exit_outcome_table() {
     }
 }
 
+/// The OOM check answers after the exit: only an unplanned SIGKILL of the
+/// last exit's own process becomes `oom`, and the decision taken stands.
+#[test]
+fn an_oom_answer_reclassifies_only_the_last_unplanned_sigkill() {
+    use ExitStatus::{Code, Signal as Sig};
+    // (restart policy, exit, oom answer's pid is the exit's, kind after, phase after)
+    let rows: &[(RestartPolicy, ExitStatus, bool, ExitKind, Phase)] = &[
+        (
+            RestartPolicy::Always,
+            Sig(9),
+            true,
+            ExitKind::Oom,
+            Phase::Backoff,
+        ),
+        (
+            RestartPolicy::Never,
+            Sig(9),
+            true,
+            ExitKind::Oom,
+            Phase::Exited,
+        ),
+        (
+            RestartPolicy::Always,
+            Sig(9),
+            false,
+            ExitKind::Signal,
+            Phase::Backoff,
+        ),
+        (
+            RestartPolicy::Always,
+            Sig(15),
+            true,
+            ExitKind::Signal,
+            Phase::Backoff,
+        ),
+        (
+            RestartPolicy::Always,
+            Code(1),
+            true,
+            ExitKind::Failure,
+            Phase::Backoff,
+        ),
+    ];
+    for (restart, status, same_pid, kind, phase) in rows {
+        let mut rig = Rig::new(policy(ProgramKind::Service, *restart));
+        rig.feed(Event::Start);
+        let pid = rig.inst.pid().unwrap();
+        rig.exit(*status);
+        let before = rig.inst.snapshot();
+        let actions = rig.feed(Event::OomKilled {
+            pid: if *same_pid { pid } else { pid + 7 },
+        });
+        assert!(actions.is_empty(), "{actions:?}");
+        let after = rig.inst.snapshot();
+        assert_eq!(
+            after.last_exit_kind,
+            Some(*kind),
+            "{restart:?} {status:?} {same_pid}"
+        );
+        assert_eq!(after.phase, *phase);
+        assert_eq!(after.phase, before.phase);
+        assert_eq!(after.restarts, before.restarts);
+    }
+
+    // A SIGKILL kelpie sent after stop_timeout stays `killed`.
+    let mut rig = Rig::new(service());
+    rig.feed(Event::Start);
+    let pid = rig.inst.pid().unwrap();
+    rig.feed(Event::Stop);
+    rig.fire(TimerKind::StopTimeout);
+    rig.exit(Sig(9));
+    rig.feed(Event::OomKilled { pid });
+    assert_eq!(rig.inst.snapshot().last_exit_kind, Some(ExitKind::Killed));
+
+    // The reason a failed oneshot shows names the OOM killer.
+    let mut rig = Rig::new(policy(ProgramKind::Oneshot, RestartPolicy::Never));
+    rig.feed(Event::Start);
+    let pid = rig.inst.pid().unwrap();
+    rig.exit(Sig(9));
+    assert_eq!(rig.phase(), Phase::Failed);
+    rig.feed(Event::OomKilled { pid });
+    assert_eq!(
+        rig.inst.snapshot().reason.as_deref(),
+        Some("killed by the kernel OOM killer (signal KILL)")
+    );
+}
+
 #[test]
 fn success_codes_decide_success() {
     let mut p = policy(ProgramKind::Service, RestartPolicy::OnFailure);
