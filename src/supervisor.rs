@@ -13,6 +13,7 @@ mod entry;
 mod gate;
 mod groups;
 mod instances;
+mod memory_watch;
 mod reloading;
 mod rolling;
 mod shutdown;
@@ -31,6 +32,7 @@ pub use actions::{
     Dispatched, DispatchedProgram, Verb,
 };
 pub use entry::Blueprint;
+pub use memory_watch::MemoryRestartDue;
 pub use reloading::{Loaded, ReloadCommand, ReloadOutcome, ReloadRefused, ReloadRequest};
 
 use self::core::{
@@ -80,6 +82,8 @@ pub enum SupervisorMsg {
     },
     /// Time to tell systemd kelpie is alive (`WATCHDOG=1`).
     Watchdog,
+    /// The memory sampler found an instance over its `memory_restart`.
+    MemoryRestart(MemoryRestartDue),
 }
 
 pub struct SupervisorArgs {
@@ -128,6 +132,8 @@ pub struct SupervisorState {
     roll_replies: HashMap<(u64, String), oneshot::Sender<Result<String, String>>>,
     /// Where every instance actor reports: a message to this actor.
     reports: Reports,
+    /// The `memory_restart` sampler, while a program sets the key.
+    memory_sampler: Option<memory_watch::Sampler>,
 }
 
 pub struct SupervisorActor;
@@ -191,6 +197,7 @@ impl Actor for SupervisorActor {
                     let _ = me.cast(SupervisorMsg::Report(report));
                 })
             },
+            memory_sampler: None,
         };
         if let Some(interval) = state.systemd.as_ref().and_then(|s| s.watchdog_interval()) {
             myself.send_after(interval, || SupervisorMsg::Watchdog);
@@ -206,6 +213,7 @@ impl Actor for SupervisorActor {
             state.fleet.program_count()
         );
         state.publish();
+        state.watch_memory(&myself);
         Ok(state)
     }
 
@@ -243,6 +251,7 @@ impl Actor for SupervisorActor {
                 state.reload_event(true, None, None, None)
             }
             SupervisorMsg::Forward(signal) => FleetEvent::Forward(signal),
+            SupervisorMsg::MemoryRestart(due) => FleetEvent::MemoryRestart(due),
             SupervisorMsg::Timer(timer) => FleetEvent::Timer(timer),
             SupervisorMsg::Action(command) => {
                 state.next_request += 1;
@@ -466,6 +475,7 @@ impl SupervisorState {
                 // `kelpie reload` returns must see the new config.
                 if let (Some(config), true) = (self.pending_config.take(), result.is_ok()) {
                     self.publish_config(config);
+                    self.watch_memory(myself);
                 }
                 if let Some(reply) = request.and_then(|r| self.reload_replies.remove(&r)) {
                     let _ = reply.send(result);
@@ -609,8 +619,47 @@ impl SupervisorState {
         }));
     }
 
+    /// Starts the `memory_restart` sampler when the running config has a
+    /// program that sets the key, and ends it when none does.
+    fn watch_memory(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        let interval = {
+            let running = self.running_config.borrow();
+            memory_watch::sampling_interval(
+                running
+                    .config
+                    .programs
+                    .iter()
+                    .filter_map(|p| p.limits.memory_restart.as_ref()),
+            )
+        };
+        match (interval, self.memory_sampler.is_some()) {
+            (Some(interval), false) => {
+                tracing::debug!(
+                    event = "memory_sampler_started",
+                    interval_ms = interval.as_millis() as u64,
+                    "sampling memory for memory_restart every {}",
+                    humantime::format_duration(interval)
+                );
+                self.memory_sampler = Some(memory_watch::Sampler::spawn(
+                    self.running_config.subscribe(),
+                    self.status.subscribe(),
+                    myself.clone(),
+                ));
+            }
+            (None, true) => {
+                tracing::debug!(
+                    event = "memory_sampler_stopped",
+                    "no program sets memory_restart; memory sampling stopped"
+                );
+                self.memory_sampler = None;
+            }
+            _ => {}
+        }
+    }
+
     fn exit(&mut self, myself: &ActorRef<SupervisorMsg>, code: i32, elapsed: std::time::Duration) {
         let Some(exit) = self.exit.take() else { return };
+        self.memory_sampler = None;
         tracing::info!(
             event = "shutdown_complete",
             exit_code = code,

@@ -24,6 +24,7 @@ use super::actions::{ActionError, ActionRequest, Dispatched};
 use super::budget::Budget;
 use super::entry::{Blueprint, Entry};
 use super::groups::Group;
+use super::memory_watch::MemoryRestartDue;
 use super::reloading::{ReloadOutcome, ReloadRefused, ReloadRequest};
 use super::Cause;
 use crate::config::{GroupConfig, ProgramConfig, SupervisorConfig};
@@ -77,6 +78,8 @@ pub enum FleetEvent {
     EscapedSignalled {
         count: usize,
     },
+    /// An instance has been above its `memory_restart` for its `after`.
+    MemoryRestart(MemoryRestartDue),
 }
 
 /// Timers the core asks for; each comes back as `FleetEvent::Timer`.
@@ -105,7 +108,8 @@ pub enum Command {
     Drain,
     Block(String),
     Signal(Signal),
-    /// Start again as part of a group restart (keeps backoff and intensity).
+    /// Start again as part of a group restart or after a memory restart's
+    /// stop (keeps backoff and intensity; counts as a restart).
     Relaunch,
     /// The control request behind the commands that follow.
     Cause(Cause),
@@ -339,6 +343,7 @@ impl Fleet {
             }
             FleetEvent::ActorSpawnFailed { incarnation } => self.on_spawn_failed(incarnation),
             FleetEvent::EscapedSignalled { count } => self.on_escaped_signalled(count),
+            FleetEvent::MemoryRestart(due) => self.on_memory_restart(due),
         }
         Advance::All
     }

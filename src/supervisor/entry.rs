@@ -165,6 +165,10 @@ pub(super) struct Slot {
     /// `KELPIE_SLOT` of its actor: the index at first, switched only by a
     /// rolling replacement, kept by every other restart of the instance.
     pub kelpie_slot: u32,
+    /// A memory restart's stop went out with this ack: the instance is
+    /// started again once it is down (`memory_watch.rs`), and counts as up
+    /// until then.
+    pub relaunch: Option<u64>,
 }
 
 impl Slot {
@@ -175,7 +179,14 @@ impl Slot {
             expect_up: None,
             held: false,
             kelpie_slot,
+            relaunch: None,
         }
+    }
+
+    /// What the core expects of its instance, over what the actor last
+    /// reported: `Some(true)` while a memory restart is under way.
+    pub fn expectation(&self) -> Option<bool> {
+        self.expect_up.or(self.relaunch.map(|_| true))
     }
 }
 
@@ -263,7 +274,7 @@ impl Entry {
     pub fn is_down(&self) -> bool {
         self.snapshots()
             .enumerate()
-            .all(|(n, s)| is_down(s, self.slots.get(n).and_then(|slot| slot.expect_up)))
+            .all(|(n, s)| is_down(s, self.slots.get(n).and_then(Slot::expectation)))
             && self.roll.as_ref().is_none_or(|r| !r.has_replacement())
             && self.retiring.is_empty()
     }

@@ -186,6 +186,7 @@ impl Fleet {
         entry.slots[index].expect_up = None;
         Arc::make_mut(&mut entry.status).instances[index] = update;
         entry.show_hold(index);
+        self.settle_memory_restart(i, index);
         for event in events {
             match *event {
                 InstanceEvent::Restarted { count } => {

@@ -223,6 +223,8 @@ impl Entry {
         let old_incarnation = slot.incarnation;
         let old_live = std::mem::replace(&mut slot.live, true);
         slot.expect_up = expect_up;
+        // A memory restart of the old process is moot.
+        slot.relaunch = None;
         slot.incarnation = incarnation;
         slot.kelpie_slot = kelpie_slot;
         let old_snapshot = std::mem::replace(

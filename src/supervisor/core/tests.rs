@@ -76,6 +76,11 @@ enum Given<'a> {
     Rolling(&'a [&'a str]),
     Reload(&'a str),
     RestartWanted(&'a str),
+    /// Told to stop: the process is still there.
+    Stopping(&'a str),
+    /// The memory sampler found the instance over its `memory_restart`:
+    /// its current process, or the one with this pid.
+    OverMemory(&'a str, Option<i32>),
     /// The virtual clock moves on (no event).
     Wait(Duration),
 }
@@ -160,6 +165,8 @@ impl World {
             Given::Rolling(names) => format!("restart --rolling {}", names.join(" ")),
             Given::Reload(_) => "reload".into(),
             Given::RestartWanted(i) => format!("{i} wants its restart"),
+            Given::Stopping(i) => format!("{i} stopping"),
+            Given::OverMemory(i, pid) => format!("{i} over memory_restart (pid {pid:?})"),
             Given::Wait(d) => format!("{d:?} pass"),
         }
     }
@@ -229,6 +236,28 @@ impl World {
                     program: program_of(name).to_string(),
                     incarnation,
                 }
+            }
+            Given::Stopping(name) => self.report(name, |s, _| {
+                s.phase = Phase::Stopping;
+                s.want_up = false;
+            }),
+            Given::OverMemory(name, pid) => {
+                let current = self
+                    .snapshots
+                    .get(&self.incarnation(name))
+                    .and_then(|s| s.pid);
+                let index = name
+                    .rsplit_once(':')
+                    .and_then(|(_, n)| n.parse().ok())
+                    .unwrap_or_else(|| panic!("{name} is not program:index"));
+                FleetEvent::MemoryRestart(crate::supervisor::MemoryRestartDue {
+                    program: program_of(name).to_string(),
+                    index,
+                    pid: pid.or(current).unwrap_or(1),
+                    rss_bytes: 200_000_000,
+                    threshold: 100_000_000,
+                    after: Duration::from_secs(30),
+                })
             }
             Given::Wait(d) => {
                 self.now += *d;
@@ -1741,4 +1770,116 @@ fn an_instance_of_a_program_not_started_as_a_whole_is_refused() {
     );
     w.run(&[(Act(Verb::Stop, &["web:1"]), &["accepted web:1"])]);
     assert_eq!(w.outcomes, [Some(Ok("already stopped".to_string()))]);
+}
+
+const WATCHED: &str = r#"
+[program.web]
+command = ["sleep", "1000"]
+instances = 2
+memory_restart = "100MB"
+
+[program.plain]
+command = ["sleep", "1000"]
+"#;
+
+fn watched() -> World {
+    let mut w = World::start(
+        WATCHED,
+        &[
+            "build web",
+            "build plain",
+            "spawn web:0",
+            "spawn web:1",
+            "spawn plain:0",
+            "web:0 start",
+            "web:1 start",
+            "plain:0 start",
+        ],
+    );
+    w.run(&[(Up("web:0"), &[]), (Up("web:1"), &[]), (Up("plain:0"), &[])]);
+    w
+}
+
+#[test]
+fn a_memory_restart_stops_the_instance_then_relaunches_it_once_down() {
+    let mut w = watched();
+    w.run(&[
+        (OverMemory("web:0", None), &["web:0 stop", "web:0 ack 1"]),
+        // The sampler's next word while the restart is under way changes
+        // nothing.
+        (OverMemory("web:0", None), &[]),
+        (Stopping("web:0"), &[]),
+    ]);
+    assert!(
+        !w.fleet.entries[0].is_down(),
+        "an instance being restarted does not count as down"
+    );
+    w.run(&[
+        (Down("web:0"), &["web:0 relaunch"]),
+        (Up("web:0"), &[]),
+        // The new process is watched like the old one.
+        (OverMemory("web:0", None), &["web:0 stop", "web:0 ack 2"]),
+    ]);
+}
+
+#[test]
+fn a_memory_restart_applies_only_to_the_running_process_measured() {
+    let mut w = watched();
+    let old = w.program("web").instances[1].snapshot.pid;
+    w.run(&[
+        // web:1 was restarted meanwhile: the measurement is stale.
+        (Up("web:1"), &[]),
+        (OverMemory("web:1", old), &[]),
+        // A program without memory_restart is never restarted for it.
+        (OverMemory("plain:0", None), &[]),
+        // Nor an instance that is stopping or held down.
+        (
+            Act(Verb::Stop, &["web:1"]),
+            &["web:1 stop", "web:1 ack 1", "accepted web:1"],
+        ),
+        (Stopping("web:1"), &[]),
+        (OverMemory("web:1", None), &[]),
+        (Down("web:1"), &[]),
+        (OverMemory("web:1", None), &[]),
+    ]);
+}
+
+#[test]
+fn a_stop_or_shutdown_during_a_memory_restart_keeps_the_instance_down() {
+    let mut w = watched();
+    w.run(&[
+        (OverMemory("web:0", None), &["web:0 stop", "web:0 ack 1"]),
+        (
+            Act(Verb::Stop, &["web"]),
+            &[
+                "accepted web",
+                "web:0 stop",
+                "web:0 ack 2",
+                "web:1 stop",
+                "web:1 ack 2",
+            ],
+        ),
+        (Down("web:0"), &[]),
+        (Down("web:1"), &[]),
+    ]);
+    assert!(w.fleet.entries[0].is_down());
+    let mut w = watched();
+    w.run(&[
+        (OverMemory("web:1", None), &["web:1 stop", "web:1 ack 1"]),
+        (
+            Term,
+            &[
+                "service stopping",
+                "web:0 drain",
+                "web:1 drain",
+                "plain:0 drain",
+                "after 30s deadline",
+                "web:0 stop",
+                "web:1 stop",
+                "plain:0 stop",
+            ],
+        ),
+        (Down("web:1"), &[]),
+        (OverMemory("web:0", None), &[]),
+    ]);
 }
