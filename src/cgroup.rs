@@ -2,7 +2,7 @@
 //! may manage (`supervisor.cgroup_root`, docs/lifecycle.md#cgroups).
 //!
 //! The child enters its cgroup between fork and exec (it writes `0` to the
-//! cgroup's `cgroup.procs`, opened here before the fork), so every process
+//! cgroup's `cgroup.procs`, opened just before the fork), so every process
 //! it ever forks is inside before it can run a line of the program. A stop
 //! then has a complete answer to "is anything left": the cgroup's
 //! `populated` flag, and a complete way to end what is: `cgroup.kill`.
@@ -18,7 +18,6 @@ mod watch;
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,6 +71,10 @@ pub fn wanted_controllers<'a>(
         wanted.extend(limits.keys().into_iter().map(|(_, controller)| controller));
     }
     wanted
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn read(path: &Path) -> io::Result<String> {
@@ -257,7 +260,7 @@ impl CgroupTree {
     }
 
     fn enabled(&self) -> MutexGuard<'_, Enabled> {
-        self.enabled.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.enabled)
     }
 
     /// Enables controllers for the root's children (once each; a refusal
@@ -321,10 +324,11 @@ impl CgroupTree {
     /// `limits`, ready for a child to enter.
     pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<RunCgroup, String> {
         let dir = self.root.join(name);
+        let open = RunCgroup::open;
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
-                let run = RunCgroup::open(dir.clone())?;
+                let run = open(dir.clone())?;
                 if run.populated() {
                     // Left by a kelpie that died without its guardian
                     // cleaning up; nothing else uses kelpie's names.
@@ -344,7 +348,7 @@ impl CgroupTree {
             }
         }
         self.enable(limits.keys().into_iter().map(|(_, c)| c));
-        let run = RunCgroup::open(dir)?;
+        let run = open(dir)?;
         if let Err(why) = run.apply(limits) {
             run.remove();
             return Err(why);
@@ -439,31 +443,37 @@ fn move_into_leaf(root: &Path) -> Result<(), String> {
 /// One instance run's cgroup.
 pub struct RunCgroup {
     dir: PathBuf,
-    /// `cgroup.procs`, opened before the fork: the child enters by writing
-    /// `0` to it, which needs no path lookup or allocation after fork.
-    procs: File,
     /// The run is over and its cgroup removed (or left to be taken over).
     finished: AtomicBool,
 }
 
 impl RunCgroup {
     fn open(dir: PathBuf) -> Result<Self, String> {
-        let procs = OpenOptions::new()
+        if !dir.join("cgroup.procs").exists() {
+            return Err(format!("{} is not a cgroup", dir.display()));
+        }
+        Ok(Self {
+            dir,
+            finished: AtomicBool::new(false),
+        })
+    }
+
+    /// The cgroup's `cgroup.procs`, for a child to enter by writing `0` to
+    /// it between fork and exec (no path lookup or allocation there). Held
+    /// only while spawning: thousands of instances must not hold an fd
+    /// each.
+    pub fn entry(&self) -> Result<File, String> {
+        OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
-            .open(dir.join("cgroup.procs"))
+            .open(self.dir.join("cgroup.procs"))
             .map_err(|err| {
                 format!(
                     "cannot open {}/cgroup.procs: {}",
-                    dir.display(),
+                    self.dir.display(),
                     crate::os_lookup::io_reason(&err)
                 )
-            })?;
-        Ok(Self {
-            dir,
-            procs,
-            finished: AtomicBool::new(false),
-        })
+            })
     }
 
     pub fn finish(&self) {
@@ -476,11 +486,6 @@ impl RunCgroup {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// For the child to write `0` to before exec.
-    pub fn procs_fd(&self) -> RawFd {
-        self.procs.as_raw_fd()
     }
 
     /// Writes the limits; a file missing because its controller is off is

@@ -6,6 +6,7 @@
 //! fake in its place to drive an actor on a paused clock without processes.
 
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -138,6 +139,17 @@ impl Launcher for ReaperLauncher {
             )),
             None => None,
         };
+        // Open only while spawning (see `RunCgroup::entry`).
+        let entry = match &cgroup {
+            Some(cgroup) => match cgroup.entry() {
+                Ok(entry) => Some(entry),
+                Err(why) => {
+                    cgroup.remove();
+                    return Err(why);
+                }
+            },
+            None => None,
+        };
         let stdio = || {
             if spec.piped {
                 Stdio::piped()
@@ -155,13 +167,14 @@ impl Launcher for ReaperLauncher {
             run_id: spec.run_id,
             stdout: stdio(),
             stderr: stdio(),
-            cgroup_procs: cgroup.as_ref().map(|c| c.procs_fd()),
+            cgroup_procs: entry.as_ref().map(|e| e.as_raw_fd()),
         });
         let on_exit = match &cgroup {
             Some(cgroup) => self.contained_exit(cgroup.clone(), on_exit),
             None => on_exit,
         };
         let spawned = self.reaper.spawn(&mut command, on_exit);
+        drop(entry);
         match (spawned, cgroup) {
             (Ok(spawned), Some(cgroup)) => {
                 let mut runs = lock(&self.runs);
