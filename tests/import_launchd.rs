@@ -75,13 +75,12 @@ fn each_fixture_imports_with_its_differences_reported() {
             &[
                 "com.example.webapp.plist:49: KeepAlive.NetworkState: kelpie has no network conditions (and launchd no longer acts on this one)",
                 "com.example.webapp.plist:58: StandardErrorPath: kelpie keeps one log per program: stderr goes to StandardOutPath's file, /var/log/webapp/access.log",
-                "com.example.webapp.plist:60: SoftResourceLimits: kelpie sets no resource limits; set them in a wrapper (`prlimit`, or `ulimit` in `sh -c`)",
-                "com.example.webapp.plist:65: HardResourceLimits: kelpie sets no resource limits; set them in a wrapper (`prlimit`, or `ulimit` in `sh -c`)",
+                "com.example.webapp.plist:62: SoftResourceLimits.NumberOfFiles: kelpie sets one value as both the soft and the hard limit: rlimits.nofile = 8192 keeps the hard limit, so the soft limit is 8192 rather than 4096",
                 "com.example.webapp.plist:70: ProcessType: macOS resource classes (Background, Adaptive, …) have no kelpie equivalent",
                 "com.example.webapp.plist:76: Sockets: kelpie has no socket activation: the program has to open its own listening sockets",
                 "com.example.webapp.plist:84: EnableTransactions: XPC transactions (exit when idle) are macOS-only",
             ],
-            &[],
+            &["umask = \"027\"\nrlimits = { nofile = 8192 }\nrestart = \"on-failure\"\n"],
         ),
     ];
     for (file, lost, says) in cases {
@@ -135,7 +134,7 @@ fn a_binary_plist_without_an_extension_is_told_by_its_content() {
         ),
         "{binary:#?}"
     );
-    assert_eq!(dropped_lines(&binary.stderr).len(), 7, "{binary:#?}");
+    assert_eq!(dropped_lines(&binary.stderr).len(), 6, "{binary:#?}");
     let keys = |toml: &str| -> Vec<String> {
         toml.lines()
             .filter(|l| !l.starts_with('#'))
@@ -212,7 +211,7 @@ fn many_plists_round_trip_through_check_and_config() {
     assert!(
         first
             .stderr
-            .contains("kelpie: imported 4 programs from launchd; 12 keys not carried over"),
+            .contains("kelpie: imported 4 programs from launchd; 11 keys not carried over"),
         "{first:#?}"
     );
     let written = std::fs::read_to_string(dir.path().join("supervisor.toml"))
@@ -318,6 +317,8 @@ fn imported_agents_run_with_their_environment_directory_and_log() {
 </dict>
 <key>WorkingDirectory</key><string>{work_text}</string>
 <key>KeepAlive</key><true/>
+<key>SoftResourceLimits</key><dict><key>NumberOfFiles</key><integer>256</integer></dict>
+<key>HardResourceLimits</key><dict><key>NumberOfFiles</key><integer>256</integer></dict>
 "
             ),
         ),
@@ -374,6 +375,15 @@ fn imported_agents_run_with_their_environment_directory_and_log() {
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
         .unwrap_or_else(|e| panic!("read /proc/{pid}/cwd: {e}"));
     assert_eq!(cwd, work);
+    // Soft and hard NumberOfFiles became rlimits.nofile, set before exec.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/limits: {e}"));
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .map(|l| l.split_whitespace().skip(3).take(2).collect())
+        .unwrap_or_default();
+    assert_eq!(open_files, ["256", "256"], "{limits}");
 
     kelpie.wait_running("com.example.echo");
     let want = format!("echo in {work_text} says hi");

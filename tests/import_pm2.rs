@@ -72,10 +72,10 @@ fn a_js_ecosystem_file_is_evaluated_by_node() {
         "not carried over: ecosystem.config.js: instances (app \"app\"): pm2 starts one instance per CPU",
         "not carried over: ecosystem.config.js: watch (app \"worker\"): kelpie does not restart programs on file changes",
         "not carried over: ecosystem.config.js: ignore_watch (app \"worker\")",
-        "not carried over: ecosystem.config.js: max_memory_restart (app \"worker\")",
     ] {
         assert!(out.stderr.contains(want), "{want}\n{out:#?}");
     }
+    assert!(!out.stderr.contains("max_memory_restart"), "{out:#?}");
     let app = table(&toml, "app");
     assert!(app.contains("# from ecosystem.config.js\n"), "{app}");
     assert!(
@@ -93,6 +93,12 @@ fn a_js_ecosystem_file_is_evaluated_by_node() {
         "{worker}"
     );
     assert!(worker.contains("stop_signal = \"INT\""), "{worker}");
+    // max_memory_restart: "300M" is pm2's 300 × 1024².
+    assert!(worker.contains("memory_restart = \"300MiB\"\n"), "{worker}");
+    assert!(
+        worker.contains("# kelpie import: max_memory_restart became memory_restart = \"300MiB\""),
+        "{worker}"
+    );
 }
 
 #[test]
@@ -162,7 +168,7 @@ fn a_realistic_production_file_imports_stably() {
     let (out, toml) = import_and_round_trip(d, &["pm2", "production.config.js"]);
     assert!(
         out.stderr
-            .contains("kelpie: imported 4 programs from pm2; 9 keys not carried over"),
+            .contains("kelpie: imported 4 programs from pm2; 8 keys not carried over"),
         "{out:#?}"
     );
     let web = table(&toml, "shop-web");
@@ -175,6 +181,7 @@ fn a_realistic_production_file_imports_stably() {
         "backoff = { initial = \"4s\", max = \"4s\", multiplier = 1.0, jitter = 0.0 }",
         "stop_timeout = \"5s\"",
         "log = { mode = \"file\", file = \"/var/log/shop/web.out.log\" }",
+        "memory_restart = \"900MiB\"",
     ] {
         assert!(web.contains(want), "{want}\n{web}");
     }

@@ -8,6 +8,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::limits::RlimitResource;
+
 /// Where something was read: a file and a 1-based line (0: the whole file).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Origin {
@@ -167,6 +169,12 @@ pub struct Program {
     pub user: Option<String>,
     pub group: Option<String>,
     pub umask: Option<u32>,
+    /// `rlimits`: each value is set as both the soft and the hard limit
+    /// (`limits::UNLIMITED` for `"unlimited"`).
+    pub rlimits: BTreeMap<RlimitResource, u64>,
+    /// `memory_restart`, bytes; `memory_restart_after` is left to kelpie's
+    /// default (30s).
+    pub memory_restart: Option<u64>,
     pub instances: Option<u32>,
     pub autostart: Option<bool>,
     pub kind: Option<Kind>,

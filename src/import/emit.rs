@@ -8,6 +8,7 @@ use super::draft::{Draft, Dropped, Log, Probe, ProbeTarget, Program};
 use super::Format;
 use crate::config::print::{duration, float, inline, key, string, strings};
 use crate::config::template::escape;
+use crate::limits::UNLIMITED;
 
 /// The whole file: a header naming the sources, `[supervisor]` when the
 /// source set any of it, then every program and group. Keys dropped from a
@@ -118,6 +119,20 @@ fn write_program(out: &mut String, p: &Program, dropped: &[&Dropped]) {
     if let Some(umask) = p.umask {
         let _ = writeln!(out, "umask = {}", string(&format!("{umask:03o}")));
     }
+    if !p.rlimits.is_empty() {
+        let limits: Vec<String> = p
+            .rlimits
+            .iter()
+            .map(|(resource, amount)| match *amount {
+                UNLIMITED => format!("{} = \"unlimited\"", resource.name()),
+                amount => format!("{} = {amount}", resource.name()),
+            })
+            .collect();
+        let _ = writeln!(out, "rlimits = {}", inline(&limits));
+    }
+    if let Some(bytes) = p.memory_restart {
+        let _ = writeln!(out, "memory_restart = {}", string(&size(bytes)));
+    }
     if let Some(n) = p.instances {
         let _ = writeln!(out, "instances = {n}");
     }
@@ -209,6 +224,17 @@ fn write_program(out: &mut String, p: &Program, dropped: &[&Dropped]) {
     }
 }
 
+/// Bytes as kelpie's size string: the largest binary unit that divides
+/// them (`"300MiB"`), else plain bytes.
+pub fn size(bytes: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes != 0 && bytes.is_multiple_of(1u64 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 fn probe_table(probe: &Probe) -> String {
     let mut entries = vec![match &probe.target {
         ProbeTarget::Http(url) => format!("http = {}", string(url)),
@@ -244,6 +270,7 @@ mod tests {
     use super::*;
     use crate::config::{validate, Host, Mode};
     use crate::import::draft::{Backoff, Condition, Group, Kind, Origin, Restart};
+    use crate::limits::RlimitResource;
 
     fn full_program() -> Program {
         Program {
@@ -254,6 +281,12 @@ mod tests {
             environment: [("A".to_string(), "1 ${literal}".to_string())].into(),
             instance_environment: [("PORT".to_string(), "80${KELPIE_INSTANCE}".to_string())].into(),
             umask: Some(0o22),
+            rlimits: [
+                (RlimitResource::Nofile, 8192),
+                (RlimitResource::Core, UNLIMITED),
+            ]
+            .into(),
+            memory_restart: Some(300 << 20),
             instances: Some(2),
             autostart: Some(false),
             kind: Some(Kind::Service),
@@ -332,6 +365,32 @@ mod tests {
         assert_eq!(web.instances, 2);
         assert_eq!(web.success_codes, vec![0, 2]);
         assert_eq!(web.stop_timeout, Duration::from_millis(1500));
+        let rlimits: Vec<(RlimitResource, u64, u64)> = web
+            .limits
+            .rlimits
+            .iter()
+            .map(|r| (r.resource, r.soft, r.hard))
+            .collect();
+        assert_eq!(
+            rlimits,
+            [
+                (RlimitResource::Core, UNLIMITED, UNLIMITED),
+                (RlimitResource::Nofile, 8192, 8192)
+            ]
+        );
+        assert!(
+            text.contains("rlimits = { core = \"unlimited\", nofile = 8192 }\n"),
+            "{text}"
+        );
+        let restart = web
+            .limits
+            .memory_restart
+            .unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(
+            (restart.threshold, restart.after),
+            (300 << 20, crate::limits::MEMORY_RESTART_AFTER)
+        );
+        assert!(text.contains("memory_restart = \"300MiB\"\n"), "{text}");
         assert!(text.contains("on_failure = \"shutdown\"\n"), "{text}");
         assert!(
             text.contains("readiness = { log = \"ready to accept\" }"),
@@ -350,5 +409,36 @@ mod tests {
             text,
             to_toml(&draft, Format::Supervisord, &["supervisord.conf".into()])
         );
+    }
+
+    #[test]
+    fn sizes_use_the_largest_binary_unit_that_divides_them() {
+        let cases = [
+            (300 << 20, "300MiB"),
+            (1 << 30, "1GiB"),
+            (1536 << 20, "1536MiB"),
+            (200 << 10, "200KiB"),
+            (1000, "1000"),
+            (1, "1"),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(size(bytes), want);
+            // kelpie reads it back as the same number of bytes.
+            let text = format!(
+                "[program.a]\ncommand = [\"/bin/true\"]\nmemory_restart = {}\n",
+                string(want)
+            );
+            let validation = validate(
+                &text,
+                Path::new("/etc/kelpie/supervisor.toml"),
+                Mode::Check,
+                &Host::current(),
+            );
+            let threshold = validation
+                .config
+                .and_then(|c| c.program("a").and_then(|p| p.limits.memory_restart))
+                .map(|r| r.threshold);
+            assert_eq!(threshold, Some(bytes), "{want}");
+        }
     }
 }

@@ -26,6 +26,7 @@ use self::key_lines::KeyLines;
 use self::read::read_plist;
 use super::draft::{self, program_name, Backoff, Draft, Log, Origin, Program, Restart};
 use super::{Context, ImportError};
+use crate::limits::{RlimitResource, UNLIMITED};
 
 /// kelpie's longest duration (docs/configuration.md).
 const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
@@ -130,8 +131,6 @@ const NOT_CARRIED: &[(&str, &str)] = &[
     ("ProcessType", "macOS resource classes (Background, Adaptive, …) have no kelpie equivalent"),
     ("LowPriorityIO", "kelpie sets no I/O priority; run the command under `ionice` (Linux)"),
     ("LowPriorityBackgroundIO", "kelpie sets no I/O priority; run the command under `ionice` (Linux)"),
-    ("SoftResourceLimits", "kelpie sets no resource limits; set them in a wrapper (`prlimit`, or `ulimit` in `sh -c`)"),
-    ("HardResourceLimits", "kelpie sets no resource limits; set them in a wrapper (`prlimit`, or `ulimit` in `sh -c`)"),
     ("LimitLoadToSessionType", "kelpie has no login sessions: the program runs whenever kelpie runs"),
     ("LimitLoadToHosts", "kelpie loads every program of its config on every host"),
     ("LimitLoadFromHosts", "kelpie loads every program of its config on every host"),
@@ -153,6 +152,40 @@ const NOT_CARRIED: &[(&str, &str)] = &[
     ("JetsamProperties", "the memory-pressure killer's settings are Apple-internal"),
     ("BundleProgram", "launchd finds this inside an app bundle; kelpie runs Program or ProgramArguments"),
 ];
+
+/// The keys of `SoftResourceLimits` and `HardResourceLimits`
+/// (launchd.plist(5)) and the rlimits they set, in the same units.
+const RESOURCE_LIMITS: &[(&str, RlimitResource)] = &[
+    ("Core", RlimitResource::Core),
+    ("CPU", RlimitResource::Cpu),
+    ("Data", RlimitResource::Data),
+    ("FileSize", RlimitResource::Fsize),
+    ("MemoryLock", RlimitResource::Memlock),
+    ("NumberOfFiles", RlimitResource::Nofile),
+    ("NumberOfProcesses", RlimitResource::Nproc),
+    ("ResidentSetSize", RlimitResource::Rss),
+    ("Stack", RlimitResource::Stack),
+];
+
+/// macOS's `RLIM_INFINITY` (2^63 - 1): a limit this large is no limit.
+const MACOS_RLIM_INFINITY: u64 = i64::MAX as u64;
+
+/// One resource's limits as the two dictionaries give them.
+struct ResourceLimit {
+    /// launchd's name for it (`NumberOfFiles`).
+    key: &'static str,
+    soft: Option<u64>,
+    hard: Option<u64>,
+}
+
+/// A limit for messages: a number, or `unlimited`.
+fn limit_text(amount: u64) -> String {
+    if amount == UNLIMITED {
+        "unlimited".into()
+    } else {
+        amount.to_string()
+    }
+}
 
 /// Keys that describe the job and change nothing launchd does, or that
 /// launchd itself ignores today: read past, not reported.
@@ -306,6 +339,7 @@ impl Plist<'_> {
             disabled: false,
             stdout: None,
             stderr: None,
+            limits: BTreeMap::new(),
         };
         if name != label {
             t.note(format!(
@@ -422,6 +456,9 @@ struct Translation<'p, 'a> {
     disabled: bool,
     stdout: Option<String>,
     stderr: Option<String>,
+    /// `SoftResourceLimits` and `HardResourceLimits` together: kelpie's
+    /// one value per rlimit is decided once both are read.
+    limits: BTreeMap<RlimitResource, ResourceLimit>,
 }
 
 impl Translation<'_, '_> {
@@ -517,6 +554,7 @@ impl Translation<'_, '_> {
                 ),
                 n => self.program.stop_timeout = Some(Duration::from_secs(n)),
             },
+            "SoftResourceLimits" | "HardResourceLimits" => self.resource_limits(key, value)?,
             "StandardOutPath" => self.stdout = Some(p.nonempty(&[key], value)?),
             "StandardErrorPath" => self.stderr = Some(p.nonempty(&[key], value)?),
             _ if INFORMATIONAL.contains(&key) => {}
@@ -531,6 +569,105 @@ impl Translation<'_, '_> {
             }
         }
         Ok(())
+    }
+
+    /// One of the two limit dictionaries, read into `limits`.
+    fn resource_limits(&mut self, key: &str, value: &Value) -> Result<(), ImportError> {
+        let p = self.p;
+        let Value::Dictionary(limits) = value else {
+            return Err(p.error(
+                &[key],
+                format!(
+                    "{key} must be a dictionary of integers, found {}",
+                    kind(value)
+                ),
+            ));
+        };
+        for (name, v) in limits.iter() {
+            let path = [key, name.as_str()];
+            let Some(&(launchd_name, resource)) = RESOURCE_LIMITS.iter().find(|(n, _)| n == name)
+            else {
+                self.lose(&path, "not a resource limit launchd.plist(5) names");
+                continue;
+            };
+            let Value::Integer(n) = v else {
+                return Err(p.error(
+                    &path,
+                    format!("{key}.{name} must be an integer, found {}", kind(v)),
+                ));
+            };
+            let amount = match n.as_unsigned() {
+                Some(n) if n >= MACOS_RLIM_INFINITY => UNLIMITED,
+                Some(n) => n,
+                None => {
+                    return Err(p.error(
+                        &path,
+                        format!("{key}.{name} must not be negative, found {n}"),
+                    ))
+                }
+            };
+            let limit = self.limits.entry(resource).or_insert(ResourceLimit {
+                key: launchd_name,
+                soft: None,
+                hard: None,
+            });
+            if key == "SoftResourceLimits" {
+                limit.soft = Some(amount);
+            } else {
+                limit.hard = Some(amount);
+            }
+        }
+        Ok(())
+    }
+
+    /// Each resource's soft and hard limit as kelpie's one value, which
+    /// `setrlimit` sets as both. launchd changes only the limits it is
+    /// given (the other stays as inherited); the translation never lowers
+    /// a hard limit the job had, and says where it differs.
+    fn finish_limits(&mut self) {
+        for (resource, limit) in std::mem::take(&mut self.limits) {
+            let (key, r) = (limit.key, resource.name());
+            let soft_path = ["SoftResourceLimits", key];
+            let set = match (limit.soft, limit.hard) {
+                (Some(soft), Some(hard)) if soft == hard => Some(soft),
+                (Some(soft), Some(hard)) if soft < hard => {
+                    self.lose(&soft_path, format!(
+                        "kelpie sets one value as both the soft and the hard limit: rlimits.{r} = {} keeps the hard limit, so the soft limit is {} rather than {}",
+                        limit_text(hard), limit_text(hard), limit_text(soft)
+                    ));
+                    Some(hard)
+                }
+                (Some(soft), Some(hard)) => {
+                    self.lose(&soft_path, format!(
+                        "{} is above HardResourceLimits.{key} ({}): setrlimit refuses that, so launchd sets neither limit, and neither is carried over",
+                        limit_text(soft), limit_text(hard)
+                    ));
+                    None
+                }
+                // An unlimited soft limit needs an unlimited hard one.
+                (Some(UNLIMITED), None) => Some(UNLIMITED),
+                (Some(soft), None) => {
+                    self.lose(&soft_path, format!(
+                        "kelpie sets one value as both the soft and the hard limit, so rlimits.{r} = {soft} would also lower the hard limit, which launchd leaves as inherited; add it by hand if {soft} suits as both"
+                    ));
+                    None
+                }
+                (None, Some(hard)) => {
+                    self.note(format!(
+                        "HardResourceLimits.{key} = {0} became rlimits.{r} = {0}, which sets the soft limit to {0} too; launchd left the soft limit as inherited",
+                        limit_text(hard)
+                    ));
+                    Some(hard)
+                }
+                (None, None) => None,
+            };
+            if let Some(amount) = set {
+                if resource == RlimitResource::Rss {
+                    self.note("Linux does not enforce rlimits.rss (setrlimit(2)); memory_max or memory_restart bound a program's memory");
+                }
+                self.program.rlimits.insert(resource, amount);
+            }
+        }
     }
 
     fn keep_alive(&mut self, value: &Value) -> Result<KeepAlive, ImportError> {
@@ -632,6 +769,7 @@ impl Translation<'_, '_> {
             self.note("launchd starts this job only on demand (no RunAtLoad, and KeepAlive does not start it): autostart = false; `kelpie start` starts it");
         }
         self.finish_log();
+        self.finish_limits();
     }
 
     /// `KeepAlive`'s `SuccessfulExit` and `Crashed` as a restart policy.

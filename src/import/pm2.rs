@@ -46,7 +46,6 @@ const BY_EXTENSION: [(&str, &str); 11] = [
 /// reported.
 const DROPPED: &[(&str, &str)] = &[
     ("watch", "kelpie does not restart programs on file changes"),
-    ("max_memory_restart", "kelpie does not restart a program over a memory limit; use a liveness probe or a cgroup limit"),
     ("cron_restart", "kelpie does not restart on a schedule; use cron or a systemd timer calling `kelpie restart`"),
     ("source_map_support", "pm2 loads source-map-support into node apps; pass --enable-source-maps in node_args instead"),
     ("time", "a pm2 log format option; kelpie's log format is its own"),
@@ -432,6 +431,14 @@ impl App<'_> {
                     }
                 }
                 "kill_timeout" => p.stop_timeout = Some(duration_ms(value, &w, false)?),
+                "max_memory_restart" => {
+                    // 0 turns it off in pm2 too.
+                    let bytes = memory_bytes(value, &w)?;
+                    if bytes > 0 {
+                        p.memory_restart = Some(bytes);
+                        p.notes.push(format!("max_memory_restart became memory_restart = {:?}: pm2 restarts the app when one check (every 30s) finds its main process above the limit; kelpie when the RSS of its whole process group stays above it for memory_restart_after (30s)", super::emit::size(bytes)));
+                    }
+                }
                 "listen_timeout" => {
                     p.start_timeout = Some(duration_ms(value, &w, false)?);
                     p.notes.push("listen_timeout became start_timeout: a start that is not ready by then is restarted".into());
@@ -836,6 +843,45 @@ fn duration_ms(node: &Node, what: &str, units: bool) -> Result<Duration, ImportE
         node.origin.clone(),
         format!("{what}: expected {expected}, found {}", node.describe()),
     ))
+}
+
+/// `max_memory_restart`: bytes as a number, or a whole number with `K`,
+/// `M` or `G` (pm2's 1024 multiples; lib/API/schema.json allows no other
+/// spelling).
+fn memory_bytes(node: &Node, what: &str) -> Result<u64, ImportError> {
+    let wrong = || {
+        ImportError::data(
+            node.origin.clone(),
+            format!(
+                "{what}: expected bytes, or a whole number with K, M or G (1024 multiples, as pm2 reads them), found {}",
+                node.describe()
+            ),
+        )
+    };
+    let Value::Scalar { text, .. } = &node.value else {
+        return Err(wrong());
+    };
+    let t = text.trim();
+    let (digits, shift) = match t.chars().last() {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        _ => {
+            // A number (JSON may print whole numbers as `5.0`).
+            let n = node.int(what).map_err(|_| wrong())?;
+            return u64::try_from(n).map_err(|_| wrong());
+        }
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(wrong());
+    }
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| {
+            ImportError::data(node.origin.clone(), format!("{what}: {t:?} is too large"))
+        })
 }
 
 /// pm2's test for "run it directly": a NUL byte early in the file.

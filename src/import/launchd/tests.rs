@@ -400,3 +400,128 @@ fn many_files_are_programs_in_argument_order_with_unique_labels() {
         "b.plist:5: Label \"zeta\" is also the Label of a.plist: launchd loads only one job per label"
     );
 }
+
+fn limits(soft: &str, hard: &str) -> Draft {
+    let dict = |key: &str, body: &str| {
+        if body.is_empty() {
+            String::new()
+        } else {
+            format!("<key>{key}</key>\n<dict>\n{body}</dict>\n")
+        }
+    };
+    import_one(&format!(
+        "{AGENT}{}{}",
+        dict("SoftResourceLimits", soft),
+        dict("HardResourceLimits", hard)
+    ))
+}
+
+#[test]
+fn resource_limits_become_rlimits_without_lowering_a_hard_limit() {
+    let int = |key: &str, n: u64| format!("<key>{key}</key><integer>{n}</integer>\n");
+    // Equal soft and hard: exact, for every resource launchd names.
+    let mut both = String::new();
+    for (i, (key, _)) in RESOURCE_LIMITS.iter().enumerate() {
+        both.push_str(&int(key, 100 + i as u64));
+    }
+    let draft = limits(&both, &both);
+    let p = &draft.programs[0];
+    let want: BTreeMap<RlimitResource, u64> = RESOURCE_LIMITS
+        .iter()
+        .enumerate()
+        .map(|(i, (_, r))| (*r, 100 + i as u64))
+        .collect();
+    assert_eq!(p.rlimits, want);
+    assert!(draft.dropped.is_empty(), "{:?}", dropped(&draft));
+    assert!(
+        p.notes.iter().any(|n| n.contains("rlimits.rss")),
+        "{:?}",
+        p.notes
+    );
+
+    // Soft below hard: the hard limit, and the soft one reported.
+    let draft = limits(&int("NumberOfFiles", 4096), &int("NumberOfFiles", 8192));
+    assert_eq!(
+        draft.programs[0].rlimits,
+        [(RlimitResource::Nofile, 8192)].into()
+    );
+    assert_eq!(
+        dropped(&draft),
+        ["job.plist:9: SoftResourceLimits.NumberOfFiles: kelpie sets one value as both the soft and the hard limit: rlimits.nofile = 8192 keeps the hard limit, so the soft limit is 8192 rather than 4096"]
+    );
+
+    // Soft only: carried over only when it cannot lower the hard limit.
+    let draft = limits(&int("Core", 0), "");
+    assert!(draft.programs[0].rlimits.is_empty());
+    assert_eq!(
+        dropped(&draft),
+        ["job.plist:9: SoftResourceLimits.Core: kelpie sets one value as both the soft and the hard limit, so rlimits.core = 0 would also lower the hard limit, which launchd leaves as inherited; add it by hand if 0 suits as both"]
+    );
+    let draft = limits(&int("NumberOfFiles", 4096), "");
+    assert!(draft.programs[0].rlimits.is_empty());
+    assert_eq!(dropped(&draft).len(), 1, "{:?}", dropped(&draft));
+    let draft = limits(&int("Stack", MACOS_RLIM_INFINITY), "");
+    assert_eq!(
+        draft.programs[0].rlimits,
+        [(RlimitResource::Stack, UNLIMITED)].into()
+    );
+    assert!(draft.dropped.is_empty(), "{:?}", dropped(&draft));
+
+    // Hard only: the hard limit, with a note on the soft one.
+    let draft = limits("", &int("NumberOfProcesses", 512));
+    let p = &draft.programs[0];
+    assert_eq!(p.rlimits, [(RlimitResource::Nproc, 512)].into());
+    assert!(draft.dropped.is_empty(), "{:?}", dropped(&draft));
+    assert!(
+        p.notes.iter().any(|n| n == "HardResourceLimits.NumberOfProcesses = 512 became rlimits.nproc = 512, which sets the soft limit to 512 too; launchd left the soft limit as inherited"),
+        "{:?}",
+        p.notes
+    );
+
+    // Soft above hard: launchd's setrlimit fails, so neither.
+    let draft = limits(&int("CPU", 60), &int("CPU", 30));
+    assert!(draft.programs[0].rlimits.is_empty());
+    assert_eq!(
+        dropped(&draft),
+        ["job.plist:9: SoftResourceLimits.CPU: 60 is above HardResourceLimits.CPU (30): setrlimit refuses that, so launchd sets neither limit, and neither is carried over"]
+    );
+
+    // An unknown resource is reported; the rest still count.
+    let draft = limits(
+        &format!("{}{}", int("Threads", 5), int("FileSize", 1 << 20)),
+        &int("FileSize", 1 << 20),
+    );
+    assert_eq!(
+        draft.programs[0].rlimits,
+        [(RlimitResource::Fsize, 1 << 20)].into()
+    );
+    assert_eq!(
+        dropped(&draft),
+        ["job.plist:9: SoftResourceLimits.Threads: not a resource limit launchd.plist(5) names"]
+    );
+}
+
+#[test]
+fn bad_resource_limits_are_one_line_errors() {
+    let cases = [
+        (
+            "<key>SoftResourceLimits</key><integer>5</integer>\n",
+            "job.plist:7: SoftResourceLimits must be a dictionary of integers, found an integer",
+        ),
+        (
+            "<key>HardResourceLimits</key>\n<dict>\n<key>NumberOfFiles</key><string>many</string>\n</dict>\n",
+            "job.plist:9: HardResourceLimits.NumberOfFiles must be an integer, found a string",
+        ),
+        (
+            "<key>HardResourceLimits</key>\n<dict>\n<key>Core</key><integer>-1</integer>\n</dict>\n",
+            "job.plist:9: HardResourceLimits.Core must not be negative, found -1",
+        ),
+    ];
+    for (body, want) in cases {
+        let text = plist(&format!("{AGENT}{body}"));
+        let err = import_texts(&[("job.plist", text.as_bytes())])
+            .err()
+            .unwrap_or_else(|| panic!("accepted:\n{text}"));
+        assert_eq!(err.to_string(), want, "{text}");
+    }
+}

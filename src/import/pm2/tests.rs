@@ -348,7 +348,6 @@ fn keys_without_an_equivalent_are_reported_unless_off() {
         dropped,
         [
             (4, "watch"),
-            (6, "max_memory_restart"),
             (7, "cron_restart"),
             (8, "env_production"),
             (10, "time"),
@@ -362,6 +361,8 @@ fn keys_without_an_equivalent_are_reported_unless_off() {
         .dropped
         .iter()
         .all(|x| x.program.as_deref() == Some("web")));
+    // max_memory_restart has its kelpie key now.
+    assert_eq!(_p.memory_restart, Some(300 << 20));
     let (p, d, _f) =
         app("    script: app.js\n    watch: false\n    ignore_watch: [x]\n    cron_restart: 0\n");
     assert!(d.dropped.is_empty(), "{:?}", d.dropped);
@@ -477,5 +478,49 @@ fn a_js_file_needs_node_and_is_evaluated_by_it() {
     assert_eq!(
         err.as_deref(),
         Some("broken.config.js:3: node could not evaluate it: ReferenceError: nope is not defined")
+    );
+}
+
+#[test]
+fn max_memory_restart_becomes_memory_restart() {
+    let cases: [(&str, Option<u64>); 6] = [
+        ("300M", Some(300 << 20)),
+        ("1G", Some(1 << 30)),
+        ("200K", Some(200 << 10)),
+        ("\"1048576\"", Some(1 << 20)),
+        ("5000", Some(5000)),
+        ("0", None),
+    ];
+    for (value, want) in cases {
+        let (p, d, _f) = app(&format!(
+            "    script: app.js\n    max_memory_restart: {value}\n"
+        ));
+        assert_eq!(p.memory_restart, want, "{value}");
+        assert!(d.dropped.is_empty(), "{value}: {:?}", d.dropped);
+        assert_eq!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("max_memory_restart became memory_restart")),
+            want.is_some(),
+            "{value}: {:?}",
+            p.notes
+        );
+    }
+    for bad in ["300MB", "1.5G", "300m", "-5", "G", "[1]"] {
+        let text =
+            format!("apps:\n  - name: web\n    script: a.js\n    max_memory_restart: {bad}\n");
+        let shown = if bad == "[1]" {
+            "a list".to_string()
+        } else {
+            format!("{bad:?}")
+        };
+        assert_eq!(
+            error(&text),
+            format!("ecosystem.yaml:4: app \"web\": max_memory_restart: expected bytes, or a whole number with K, M or G (1024 multiples, as pm2 reads them), found {shown}"),
+        );
+    }
+    assert_eq!(
+        error("apps:\n  - name: web\n    script: a.js\n    max_memory_restart: 99999999999999G\n"),
+        "ecosystem.yaml:4: app \"web\": max_memory_restart: \"99999999999999G\" is too large"
     );
 }
