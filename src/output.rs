@@ -3,9 +3,10 @@
 //! history (`exit_history`) is kept here too, because the lines an exit
 //! quotes come from the tail, some of them after the exit itself.
 //!
-//! Memory stays bounded everywhere: a pump holds at most one partial line
-//! (≤ 16 KiB) between reads, the tail keeps ≤ 1000 lines / 256 KiB per
-//! program, and the relay queue is a bounded channel. When kelpie's stdout
+//! Memory stays bounded everywhere: a pump holds one read buffer (80 KiB)
+//! while its pipe has more to read and at most one partial line
+//! (≤ 16 KiB) while it waits, the tail keeps ≤ 1000 lines / 256 KiB per
+//! program in one ring, and the relay queue is a bounded channel. When kelpie's stdout
 //! is slow the queue fills, pumps wait on it, stop reading their pipes, and
 //! the kernel blocks the writing child: back-pressure, not loss.
 
@@ -315,21 +316,23 @@ impl ProgramOutput {
             return;
         }
         let instance = source.index;
+        // One clock read for the whole read: the time of its relay records
+        // and tail lines.
+        let time = SystemTime::now();
         self.line_counters[stream as usize].inc_by(lines.len() as u64);
         self.check_pattern(source.incarnation, lines);
         match &self.destination {
             Destination::Relay(relay) => {
-                let mut record = String::new();
-                for line in lines.iter() {
-                    format_relay_into(
-                        &mut record,
-                        relay.format,
-                        &self.program,
-                        instance,
-                        stream,
-                        line,
-                    );
-                }
+                let mut record = Vec::new();
+                format_relay_into(
+                    &mut record,
+                    relay.format,
+                    &self.program,
+                    instance,
+                    stream,
+                    lines,
+                    time,
+                );
                 // Waiting here is the back-pressure: the pump stops reading
                 // until the writer catches up.
                 let cost = record.len().clamp(1, RELAY_BUDGET_BYTES) as u32;
@@ -353,8 +356,6 @@ impl ProgramOutput {
             }
             Destination::Discard => {}
         }
-        // One clock read for the whole read; no allocation.
-        let time = SystemTime::now();
         let mut tail = self.tail();
         let followers = self.followers();
         if let Some(sender) = followers.as_ref().filter(|s| s.receiver_count() > 0) {

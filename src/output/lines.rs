@@ -65,8 +65,7 @@ pub struct LineBatch<'a> {
 impl<'a> LineBatch<'a> {
     /// A batch of `text` (lines each followed by a newline) whose lines
     /// end at `ends`.
-    #[cfg(test)]
-    pub(crate) fn new(text: &'a str, ends: &'a [u32]) -> Self {
+    pub(super) fn from_parts(text: &'a str, ends: &'a [u32]) -> Self {
         Self { text, ends }
     }
 

@@ -39,7 +39,7 @@ fn push_batch(tail: &mut Tail, instance: u32, stream: Stream, lines: &[String]) 
         SystemTime::UNIX_EPOCH,
         instance,
         stream,
-        &LineBatch::new(&text, &ends),
+        &LineBatch::from_parts(&text, &ends),
     );
 }
 
