@@ -3,9 +3,10 @@
 //! history (`exit_history`) is kept here too, because the lines an exit
 //! quotes come from the tail, some of them after the exit itself.
 //!
-//! Memory stays bounded everywhere: a pump holds at most one partial line
-//! (≤ 16 KiB) between reads, the tail keeps ≤ 1000 lines / 256 KiB per
-//! program, and the relay queue is a bounded channel. When kelpie's stdout
+//! Memory stays bounded everywhere: a pump holds one read buffer (80 KiB)
+//! while its pipe has more to read and at most one partial line
+//! (≤ 16 KiB) while it waits, the tail keeps ≤ 1000 lines / 256 KiB per
+//! program in one ring, and the relay queue is a bounded channel. When kelpie's stdout
 //! is slow the queue fills, pumps wait on it, stop reading their pipes, and
 //! the kernel blocks the writing child: back-pressure, not loss.
 
@@ -25,7 +26,7 @@ use crate::config::{LogMode, ProgramConfig};
 use crate::exit_history::{ExitHistory, ExitOverview, ExitRecord, KeptLine, LINES_KEPT};
 use crate::output_stream::Stream;
 
-pub use lines::{LineBatch, LineSink, LineSplitter, MAX_LINE_BYTES};
+pub use lines::{LineBatch, LineReader, LineSink, LineSplitter, MAX_LINE_BYTES};
 pub use pump::PumpTracker;
 pub use relay::{format_relay, Relay, RelayHandle};
 use relay::{format_relay_into, RELAY_BUDGET_BYTES};
@@ -131,10 +132,16 @@ impl ProgramOutput {
         }
     }
 
-    fn check_pattern(&self, incarnation: u64, line: &str) {
+    /// Runs the watcher of `incarnation` on the first of `lines` that
+    /// matches the log probe's pattern. One lock per batch: once matched,
+    /// the watcher is gone and the lines are not looked at.
+    fn check_pattern(&self, incarnation: u64, lines: LineBatch<'_>) {
         let Some(pattern) = &self.pattern else { return };
         let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
-        if watchers.contains_key(&incarnation) && pattern.is_match(line) {
+        if !watchers.contains_key(&incarnation) {
+            return;
+        }
+        if lines.iter().any(|line| pattern.is_match(line)) {
             if let Some(on_match) = watchers.remove(&incarnation) {
                 drop(watchers);
                 on_match();
@@ -201,7 +208,7 @@ impl ProgramOutput {
         self.tail()
             .lines_of_process(instance, pid, latest, LINES_KEPT)
             .into_iter()
-            .map(|(stream, line)| KeptLine::new(stream, line))
+            .map(|(stream, line)| KeptLine::new(stream, &line))
             .collect()
     }
 
@@ -304,30 +311,28 @@ impl ProgramOutput {
 
     /// Delivers the lines of one pipe read together: one lock of the tail,
     /// one write to the log file, one relay record.
-    pub(super) async fn deliver(&self, source: Source, stream: Stream, lines: LineBatch) {
+    pub(super) async fn deliver(&self, source: Source, stream: Stream, lines: LineBatch<'_>) {
         if lines.is_empty() {
             return;
         }
         let instance = source.index;
+        // One clock read for the whole read: the time of its relay records
+        // and tail lines.
+        let time = SystemTime::now();
         self.line_counters[stream as usize].inc_by(lines.len() as u64);
-        if self.pattern.is_some() {
-            for line in lines.iter() {
-                self.check_pattern(source.incarnation, line);
-            }
-        }
+        self.check_pattern(source.incarnation, lines);
         match &self.destination {
             Destination::Relay(relay) => {
-                let mut record = String::new();
-                for line in lines.iter() {
-                    format_relay_into(
-                        &mut record,
-                        relay.format,
-                        &self.program,
-                        instance,
-                        stream,
-                        line,
-                    );
-                }
+                let mut record = Vec::new();
+                format_relay_into(
+                    &mut record,
+                    relay.format,
+                    &self.program,
+                    instance,
+                    stream,
+                    lines,
+                    time,
+                );
                 // Waiting here is the back-pressure: the pump stops reading
                 // until the writer catches up.
                 let cost = record.len().clamp(1, RELAY_BUDGET_BYTES) as u32;
@@ -351,31 +356,21 @@ impl ProgramOutput {
             }
             Destination::Discard => {}
         }
-        // One clock read for the whole read; no allocation.
-        let time = SystemTime::now();
         let mut tail = self.tail();
         let followers = self.followers();
-        let sender = followers.as_ref().filter(|s| s.receiver_count() > 0);
-        // Lines the tail would evict at once are only counted, not kept.
-        let keep_from = if sender.is_some() {
-            0
-        } else {
-            lines.len().saturating_sub(TAIL_LINES)
-        };
-        for line in lines.iter().skip(keep_from) {
-            let line = TailLine {
-                time,
-                instance,
-                kind: LineKind::Output {
-                    stream,
-                    line: line.to_string(),
-                },
-            };
-            if let Some(sender) = sender {
-                let _ = sender.send(Arc::new(line.clone()));
+        if let Some(sender) = followers.as_ref().filter(|s| s.receiver_count() > 0) {
+            for line in lines.iter() {
+                let _ = sender.send(Arc::new(TailLine {
+                    time,
+                    instance,
+                    kind: LineKind::Output {
+                        stream,
+                        line: line.to_string(),
+                    },
+                }));
             }
-            tail.push(line);
         }
+        tail.push_batch(time, instance, stream, &lines);
     }
 }
 

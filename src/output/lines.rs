@@ -36,44 +36,39 @@ impl LineSink for Vec<String> {
     }
 }
 
-/// The lines of one pipe read in one buffer, each followed by a newline:
-/// a flood of short lines costs no allocation per line, and the buffer is
-/// what a log file gets, in one write.
+/// Lines converted one by one, for what the fast path of [`LineReader`]
+/// does not take (a `\r\n`, invalid UTF-8, an overlong line).
 #[derive(Default)]
-pub struct LineBatch {
+struct LineBuf {
     text: String,
-    /// Where each line ends (its newline) in `text`.
-    ends: Vec<usize>,
+    ends: Vec<u32>,
 }
 
-impl LineSink for LineBatch {
+impl LineSink for LineBuf {
     fn line(&mut self, bytes: &[u8]) {
         self.text.push_str(&line_text(bytes));
-        self.ends.push(self.text.len());
+        self.ends.push(self.text.len() as u32);
         self.text.push('\n');
-    }
-
-    /// The common case, valid UTF-8 without `\r`, is one validation and
-    /// one copy for the whole region (a flood's 64 KiB read is ~650 lines).
-    fn lines(&mut self, region: &[u8]) {
-        if memchr::memchr(b'\r', region).is_none() {
-            if let Ok(text) = std::str::from_utf8(region) {
-                let base = self.text.len();
-                self.text.push_str(text);
-                self.ends
-                    .extend(memchr::memchr_iter(b'\n', region).map(|end| base + end));
-                return;
-            }
-        }
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', region) {
-            self.line(&region[start..end]);
-            start = end + 1;
-        }
     }
 }
 
-impl LineBatch {
+/// The lines of one pipe read, each followed by a newline in one piece
+/// of text: a flood of short lines costs no allocation per line, and the
+/// text is what a log file gets, in one write.
+#[derive(Clone, Copy)]
+pub struct LineBatch<'a> {
+    text: &'a str,
+    /// Where each line ends (its newline) in `text`.
+    ends: &'a [u32],
+}
+
+impl<'a> LineBatch<'a> {
+    /// A batch of `text` (lines each followed by a newline) whose lines
+    /// end at `ends`.
+    pub(super) fn from_parts(text: &'a str, ends: &'a [u32]) -> Self {
+        Self { text, ends }
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -83,16 +78,141 @@ impl LineBatch {
     }
 
     /// The lines, without their newlines.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator + '_ {
-        self.ends.iter().enumerate().map(|(i, &end)| {
-            let start = if i == 0 { 0 } else { self.ends[i - 1] + 1 };
-            &self.text[start..end]
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &'a str> + ExactSizeIterator + 'a {
+        let (text, ends) = (self.text, self.ends);
+        ends.iter().enumerate().map(move |(i, &end)| {
+            let start = if i == 0 { 0 } else { ends[i - 1] as usize + 1 };
+            &text[start..end as usize]
         })
     }
 
     /// Every line followed by a newline.
-    pub fn text(&self) -> &str {
-        &self.text
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
+    /// Where each line ends (its newline) in `text`.
+    pub(super) fn ends(&self) -> &'a [u32] {
+        self.ends
+    }
+}
+
+/// Bytes read at most per pipe read: a whole pipe buffer (64 KiB by
+/// default).
+pub const READ_BYTES: usize = 64 * 1024;
+
+/// Reads a byte stream into lines of at most `MAX_LINE_BYTES`, in one
+/// buffer that holds the unterminated rest of the previous read followed
+/// by the next read. The common case (valid UTF-8 without `\r\n`, no
+/// overlong line) is one scan for newlines and one UTF-8 check per read,
+/// and the batch is the buffer itself: no copy, no allocation.
+#[derive(Default)]
+pub struct LineReader {
+    /// Empty while idle (after [`LineReader::idle`]) unless a partial
+    /// line is carried; `READ_BYTES + MAX_LINE_BYTES` while reading.
+    buf: Vec<u8>,
+    /// Bytes at the start of `buf` already delivered as the last batch;
+    /// moved out of the way by the next read.
+    delivered: usize,
+    /// End of the bytes in `buf`: after `delivered`, the carried partial
+    /// line, then what was read.
+    filled: usize,
+    /// Line ends of the current batch.
+    ends: Vec<u32>,
+    /// The current batch when it needed converting.
+    slow: LineBuf,
+}
+
+impl LineReader {
+    /// Where the next read goes.
+    pub fn space(&mut self) -> &mut [u8] {
+        self.compact();
+        if self.buf.is_empty() {
+            self.buf = vec![0; READ_BYTES + MAX_LINE_BYTES];
+        } else if self.buf.len() < READ_BYTES + MAX_LINE_BYTES {
+            self.buf.resize(READ_BYTES + MAX_LINE_BYTES, 0);
+        }
+        let end = self.filled + READ_BYTES;
+        &mut self.buf[self.filled..end]
+    }
+
+    /// Moves the carried partial line to the front.
+    fn compact(&mut self) {
+        if self.delivered > 0 {
+            self.buf.copy_within(self.delivered..self.filled, 0);
+            self.filled -= self.delivered;
+            self.delivered = 0;
+        }
+    }
+
+    /// `n` bytes were read into [`LineReader::space`]: the complete lines
+    /// so far. An unterminated rest is kept for the next read.
+    pub fn filled(&mut self, n: usize) -> LineBatch<'_> {
+        let carried = self.filled;
+        self.filled += n;
+        self.ends.clear();
+        let data = &self.buf[..self.filled];
+        // The carried bytes hold no newline: scan only the new ones.
+        let mut start = 0;
+        let mut overlong = false;
+        for end in memchr::memchr_iter(b'\n', &data[carried..]) {
+            let end = carried + end;
+            overlong |= end - start > MAX_LINE_BYTES;
+            self.ends.push(end as u32);
+            start = end + 1;
+        }
+        let region = &data[..start];
+        let fast = !overlong
+            && data.len() - start <= MAX_LINE_BYTES
+            && !memchr::memchr_iter(b'\r', region).any(|i| region.get(i + 1) == Some(&b'\n'));
+        if fast {
+            // SIMD: several times quicker than `str::from_utf8` on a
+            // 64 KiB read.
+            if let Ok(text) = simdutf8::basic::from_utf8(region) {
+                self.delivered = start;
+                return LineBatch {
+                    text,
+                    ends: &self.ends,
+                };
+            }
+        }
+        // Every byte through [`LineSplitter`], which converts line by
+        // line; what it leaves unterminated is the end of the buffer.
+        let mut splitter = LineSplitter::default();
+        self.slow.text.clear();
+        self.slow.ends.clear();
+        splitter.feed(data, &mut self.slow);
+        self.delivered = self.filled - splitter.partial.len();
+        LineBatch {
+            text: &self.slow.text,
+            ends: &self.slow.ends,
+        }
+    }
+
+    /// Between reads, while nothing is available: keeps only the carried
+    /// partial line, so an idle pump holds (nearly) nothing.
+    pub fn idle(&mut self) {
+        self.compact();
+        self.buf.truncate(self.filled);
+        self.buf.shrink_to_fit();
+        self.ends = Vec::new();
+        self.slow = LineBuf::default();
+    }
+
+    /// The unterminated rest at end of stream, as a batch of one line (or
+    /// of none).
+    pub fn finish(&mut self) -> LineBatch<'_> {
+        self.compact();
+        self.slow.text.clear();
+        self.slow.ends.clear();
+        if self.filled > 0 {
+            self.slow.line(&self.buf[..self.filled]);
+            self.filled = 0;
+        }
+        LineBatch {
+            text: &self.slow.text,
+            ends: &self.slow.ends,
+        }
     }
 }
 
@@ -167,26 +287,98 @@ impl LineSplitter {
 mod tests {
     use super::*;
 
-    /// The batch a pump delivers holds the same lines as one `String`
+    /// Feeds `chunks` to a reader as successive reads; every line of
+    /// every batch, then the rest at the end, and each batch's text.
+    fn read_all(chunks: &[&[u8]]) -> (Vec<String>, Vec<String>) {
+        let mut reader = LineReader::default();
+        let (mut lines, mut texts) = (Vec::new(), Vec::new());
+        for (i, chunk) in chunks.iter().enumerate() {
+            let space = reader.space();
+            space[..chunk.len()].copy_from_slice(chunk);
+            let batch = reader.filled(chunk.len());
+            lines.extend(batch.iter().map(str::to_string));
+            texts.push(batch.text().to_string());
+            if i % 3 == 2 {
+                reader.idle();
+            }
+        }
+        lines.extend(reader.finish().iter().map(str::to_string));
+        (lines, texts)
+    }
+
+    /// What the old splitter makes of the same stream, one `String` per
+    /// line: the reference.
+    fn split_all(chunks: &[&[u8]]) -> Vec<String> {
+        let mut splitter = LineSplitter::default();
+        let mut lines = Vec::new();
+        for chunk in chunks {
+            splitter.feed(chunk, &mut lines);
+        }
+        lines.extend(splitter.finish());
+        lines
+    }
+
+    /// The batches a pump delivers hold the same lines as one `String`
     /// per line would: `\r` stripped, invalid UTF-8 replaced, overlong
     /// lines split, partials carried across reads.
     #[test]
     fn a_line_batch_holds_the_same_lines() {
         let long = vec![b'x'; MAX_LINE_BYTES + 10];
         let chunks: Vec<&[u8]> = vec![b"one\r\ntw", b"o\n\xff\xfe bad\n\n", &long, b"\nlast"];
-        let (mut a, mut b) = (LineSplitter::default(), LineSplitter::default());
-        let mut strings = Vec::new();
-        let mut batch = LineBatch::default();
-        for chunk in &chunks {
-            a.feed(chunk, &mut strings);
-            b.feed(chunk, &mut batch);
-        }
-        assert_eq!(batch.iter().collect::<Vec<_>>(), strings);
-        assert_eq!(batch.len(), 6);
+        let (lines, texts) = read_all(&chunks);
+        let strings = split_all(&chunks);
+        assert_eq!(lines, strings);
+        assert_eq!(lines.len(), 7);
         assert_eq!(&strings[..4], ["one", "two", "\u{fffd}\u{fffd} bad", ""]);
-        let expected: String = strings.iter().map(|l| format!("{l}\n")).collect();
-        assert_eq!(batch.text(), expected);
-        assert_eq!(a.finish().as_deref(), Some("last"));
+        assert_eq!(strings[6], "last");
+        let expected: String = strings[..6].iter().map(|l| format!("{l}\n")).collect();
+        assert_eq!(texts.concat(), expected);
+    }
+
+    /// A stream of short lines, long lines, `\r`, invalid and split
+    /// multi-byte UTF-8, cut into reads at every kind of boundary, reads
+    /// into the same lines as the reference splitter.
+    #[test]
+    fn reads_match_the_reference_splitter_at_any_boundary() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..300 {
+            let mut stream = Vec::new();
+            while stream.len() < 3 * READ_BYTES {
+                match next(12) {
+                    0 => stream.extend(std::iter::repeat_n(
+                        b'a',
+                        next(3 * MAX_LINE_BYTES as u64) as usize,
+                    )),
+                    1 => stream.extend_from_slice(b"\r\n"),
+                    2 => stream.extend_from_slice(b"mid\rline"),
+                    3 => stream.extend_from_slice(b"\xff"),
+                    4 => stream.extend_from_slice("é€".as_bytes()),
+                    5 => stream.extend(std::iter::repeat_n(b'y', MAX_LINE_BYTES)),
+                    6..=8 => stream.push(b'\n'),
+                    _ => stream.extend(std::iter::repeat_n(b'z', next(200) as usize)),
+                }
+            }
+            // Mostly clean ASCII in some rounds, so the fast path is taken.
+            if round % 2 == 0 {
+                stream.retain(|&b| b != b'\r' && b != 0xff && b.is_ascii());
+            }
+            let mut chunks = Vec::new();
+            let mut rest = &stream[..];
+            while !rest.is_empty() {
+                let n = (1 + next(READ_BYTES as u64) as usize).min(rest.len());
+                let (chunk, tail) = rest.split_at(n);
+                chunks.push(chunk);
+                rest = tail;
+            }
+            let (lines, _) = read_all(&chunks);
+            assert_eq!(lines, split_all(&chunks), "round {round}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
-use super::lines::{LineBatch, LineSink, LineSplitter};
+use super::lines::LineReader;
 use super::{ProgramOutput, Source};
 use crate::output_stream::Stream;
 
@@ -69,37 +69,27 @@ impl PumpTracker {
 /// outlives the instance if a grandchild keeps the pipe open, and ends when
 /// the last writer closes it.
 async fn pump(reader: pipe::Receiver, output: Arc<ProgramOutput>, source: Source, stream: Stream) {
-    let mut splitter = LineSplitter::default();
+    let mut lines = LineReader::default();
     loop {
-        let mut lines = LineBatch::default();
-        if reader.readable().await.is_err() {
-            break;
-        }
-        // The read buffer lives only between awaits, so an idle pump holds
-        // no buffer at all (1000 idle programs would otherwise pin 32 MiB).
-        let eof = {
-            // A whole pipe buffer (64 KiB by default) per read.
-            let mut chunk = vec![0u8; 64 * 1024];
-            match reader.try_read(&mut chunk) {
-                Ok(0) => true,
-                Ok(n) => {
-                    splitter.feed(&chunk[..n], &mut lines);
-                    false
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => true,
+        // The read buffer is kept only while there is more to read, so an
+        // idle pump holds no buffer (1000 idle programs would otherwise
+        // pin 80 MiB).
+        match reader.try_read(lines.space()) {
+            Ok(0) => break,
+            Ok(n) => {
+                let batch = lines.filled(n);
+                output.deliver(source, stream, batch).await;
             }
-        };
-        output.deliver(source, stream, lines).await;
-        if eof {
-            break;
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                lines.idle();
+                if reader.readable().await.is_err() {
+                    break;
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
         }
     }
-    if let Some(rest) = splitter.finish() {
-        let mut lines = LineBatch::default();
-        lines.line(rest.as_bytes());
-        output.deliver(source, stream, lines).await;
-    }
+    output.deliver(source, stream, lines.finish()).await;
     output.pipe_closed(source);
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use super::lines::LineBatch;
 use crate::logging::RelayFormat;
 use crate::output_stream::Stream;
 
@@ -15,7 +16,7 @@ const RELAY_QUEUE: usize = 1024;
 /// line several times larger).
 pub(super) const RELAY_BUDGET_BYTES: usize = 1024 * 1024;
 
-pub(super) type Record = (String, OwnedSemaphorePermit);
+pub(super) type Record = (Vec<u8>, OwnedSemaphorePermit);
 
 /// The single writer of relayed lines to kelpie's stdout. A dedicated thread
 /// does the (blocking) writes so a stalled terminal never blocks the
@@ -42,10 +43,10 @@ impl Relay {
                     let mut out = stdout.lock();
                     // Write errors (a closed stdout) must not stop draining,
                     // or every child would block on its pipe.
-                    let _ = out.write_all(first.as_bytes());
+                    let _ = out.write_all(&first);
                     drop(permit);
                     while let Ok((next, permit)) = rx.try_recv() {
-                        let _ = out.write_all(next.as_bytes());
+                        let _ = out.write_all(&next);
                         drop(permit);
                     }
                     let _ = out.flush();
@@ -81,29 +82,50 @@ pub fn format_relay(
     stream: Stream,
     line: &str,
 ) -> String {
-    let mut record = String::new();
-    format_relay_into(&mut record, format, program, instance, stream, line);
-    record
+    let mut text = String::new();
+    text.push_str(line);
+    let ends = [line.len() as u32];
+    text.push('\n');
+    let mut record = Vec::new();
+    format_relay_into(
+        &mut record,
+        format,
+        program,
+        instance,
+        stream,
+        LineBatch::from_parts(&text, &ends),
+        std::time::SystemTime::now(),
+    );
+    String::from_utf8_lossy(&record).into_owned()
 }
 
-/// One relayed line as kelpie prints it, appended to `out`.
+/// The lines of one pipe read as kelpie prints them, appended to `out`:
+/// the `program:instance | ` prefix or the JSON fields other than the
+/// line are made once per read, and nothing is allocated per line. `time`
+/// is when kelpie read them.
 pub(super) fn format_relay_into(
-    out: &mut String,
+    out: &mut Vec<u8>,
     format: RelayFormat,
     program: &str,
     instance: u32,
     stream: Stream,
-    line: &str,
+    lines: LineBatch<'_>,
+    time: std::time::SystemTime,
 ) {
-    use std::fmt::Write as _;
     match format {
         RelayFormat::Text => {
-            let _ = writeln!(out, "{program}:{instance} | {line}");
+            let prefix = format!("{program}:{instance} | ");
+            out.reserve(lines.text().len() + lines.len() * prefix.len());
+            for line in lines.iter() {
+                out.extend_from_slice(prefix.as_bytes());
+                out.extend_from_slice(line.as_bytes());
+                out.push(b'\n');
+            }
         }
         RelayFormat::Json => {
             #[derive(serde::Serialize)]
             struct OutputRecord<'a> {
-                timestamp: String,
+                timestamp: &'a str,
                 level: &'static str,
                 event: &'static str,
                 program: &'a str,
@@ -111,19 +133,23 @@ pub(super) fn format_relay_into(
                 stream: &'static str,
                 line: &'a str,
             }
-            let record = OutputRecord {
-                timestamp: humantime::format_rfc3339_micros(std::time::SystemTime::now())
-                    .to_string(),
-                level: "INFO",
-                event: "program_output",
-                program,
-                instance,
-                stream: stream.as_str(),
-                line,
-            };
-            if let Ok(text) = serde_json::to_string(&record) {
-                out.push_str(&text);
-                out.push('\n');
+            let timestamp = humantime::format_rfc3339_micros(time).to_string();
+            for line in lines.iter() {
+                let record = OutputRecord {
+                    timestamp: &timestamp,
+                    level: "INFO",
+                    event: "program_output",
+                    program,
+                    instance,
+                    stream: stream.as_str(),
+                    line,
+                };
+                let mark = out.len();
+                if serde_json::to_writer(&mut *out, &record).is_ok() {
+                    out.push(b'\n');
+                } else {
+                    out.truncate(mark);
+                }
             }
         }
     }
@@ -151,5 +177,53 @@ mod tests {
             format_relay(RelayFormat::Text, "web", 0, Stream::Stdout, "hello"),
             "web:0 | hello\n"
         );
+    }
+
+    /// The lines of one read become one record per line, in order, each
+    /// whole (a `"` or `\\` in a line escaped in JSON).
+    #[test]
+    fn a_batch_is_one_record_per_line() {
+        let text = "first\nsecond \"q\" \\\n\n";
+        let ends = [5, 18, 19];
+        let batch = LineBatch::from_parts(text, &ends);
+        let time = std::time::SystemTime::UNIX_EPOCH;
+        let mut out = Vec::new();
+        format_relay_into(
+            &mut out,
+            RelayFormat::Text,
+            "db",
+            1,
+            Stream::Stdout,
+            batch,
+            time,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "db:1 | first\ndb:1 | second \"q\" \\\ndb:1 | \n"
+        );
+        let mut out = Vec::new();
+        format_relay_into(
+            &mut out,
+            RelayFormat::Json,
+            "db",
+            1,
+            Stream::Stderr,
+            batch,
+            time,
+        );
+        let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let lines: Vec<&str> = records
+            .iter()
+            .map(|r| r["line"].as_str().unwrap())
+            .collect();
+        assert_eq!(lines, ["first", "second \"q\" \\", ""]);
+        assert!(records
+            .iter()
+            .all(|r| r["timestamp"] == "1970-01-01T00:00:00.000000Z"
+                && r["stream"] == "stderr"
+                && r["instance"] == 1));
     }
 }

@@ -1,13 +1,28 @@
 //! The bounded in-memory tail of a program's recent lines, which
 //! `kelpie logs` reads.
+//!
+//! The tail is a byte ring: the text of the kept lines in one buffer, each
+//! line followed by a newline, and a compact index with one entry per line
+//! or restart mark (its time, instance, stream and where its text is).
+//! A flood of short lines costs one copy of each pipe read into the ring
+//! and one index entry per line, no allocation. The buffer grows to what
+//! the kept lines need, at most `TAIL_BYTES` plus one newline per line, and
+//! a program that never wrote a line has none.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
+use super::lines::LineBatch;
 use crate::output_stream::Stream;
 
 pub const TAIL_LINES: usize = 1000;
 pub const TAIL_BYTES: usize = 256 * 1024;
+
+/// The most the ring holds: `TAIL_BYTES` of text and a newline per line.
+const RING_MAX: usize = TAIL_BYTES + TAIL_LINES;
+/// The ring's first size.
+const RING_MIN: usize = 4 * 1024;
 
 /// One entry of a program's log stream, as kept in the tail and sent to
 /// `logs -f` followers.
@@ -33,41 +48,277 @@ pub enum LineKind {
     Removed,
 }
 
-impl TailLine {
-    fn bytes(&self) -> usize {
-        match &self.kind {
-            LineKind::Output { line, .. } => line.len(),
-            LineKind::Restarted { .. } | LineKind::Removed => 0,
-        }
-    }
+/// What an index entry stands for.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// A line: `len` bytes of text from `start` in the ring (wrapping
+    /// around its end), followed by a newline.
+    Line {
+        stream: Stream,
+        start: u32,
+        len: u32,
+    },
+    Mark {
+        previous_pid: i32,
+        pid: i32,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    time: SystemTime,
+    instance: u32,
+    slot: Slot,
 }
 
 #[derive(Default)]
 pub struct Tail {
-    lines: VecDeque<TailLine>,
+    /// The ring; its length is its size. Bytes of evicted lines are left
+    /// in place and overwritten.
+    ring: Vec<u8>,
+    /// Where the next byte goes.
+    head: usize,
+    /// Ring bytes the kept lines take (text and newlines), ending at
+    /// `head`.
+    used: usize,
+    /// Oldest first.
+    entries: VecDeque<Entry>,
+    /// Text bytes of the kept lines, newlines not counted: what
+    /// `TAIL_BYTES` bounds.
     bytes: usize,
 }
 
 impl Tail {
+    /// Keeps an entry; a `Removed` entry is never kept.
     pub fn push(&mut self, line: TailLine) {
-        self.bytes += line.bytes();
-        self.lines.push_back(line);
-        while self.lines.len() > TAIL_LINES || self.bytes > TAIL_BYTES {
-            match self.lines.pop_front() {
-                Some(old) => self.bytes -= old.bytes(),
-                None => break,
+        match line.kind {
+            LineKind::Output { stream, line: text } => {
+                self.push_line(line.time, line.instance, stream, &text)
             }
+            LineKind::Restarted { previous_pid, pid } => {
+                self.make_room(1, 0);
+                self.entries.push_back(Entry {
+                    time: line.time,
+                    instance: line.instance,
+                    slot: Slot::Mark { previous_pid, pid },
+                });
+            }
+            LineKind::Removed => {}
         }
     }
 
-    pub fn lines(&self) -> impl Iterator<Item = &TailLine> {
-        self.lines.iter()
+    /// Keeps one line (evicting the oldest entries beyond the bounds).
+    pub fn push_line(&mut self, time: SystemTime, instance: u32, stream: Stream, text: &str) {
+        if text.len() > TAIL_BYTES {
+            // It could only be kept alone, and then only for a moment.
+            self.clear();
+            return;
+        }
+        self.make_room(1, text.len());
+        let start = self.write(&[text.as_bytes(), b"\n"]);
+        self.bytes += text.len();
+        self.entries.push_back(Entry {
+            time,
+            instance,
+            slot: Slot::Line {
+                stream,
+                start: start as u32,
+                len: text.len() as u32,
+            },
+        });
+    }
+
+    /// Keeps the lines of one pipe read: as many of the newest as the
+    /// bounds allow, their text copied into the ring in one piece. The
+    /// result is the same as pushing each line in turn.
+    pub fn push_batch(
+        &mut self,
+        time: SystemTime,
+        instance: u32,
+        stream: Stream,
+        lines: &LineBatch,
+    ) {
+        let ends = lines.ends();
+        // The newest lines that fit the bounds on their own.
+        let mut keep = 0;
+        let mut text_bytes = 0;
+        for (i, &end) in ends.iter().enumerate().rev() {
+            let start = if i == 0 { 0 } else { ends[i - 1] as usize + 1 };
+            let len = end as usize - start;
+            if keep == TAIL_LINES || text_bytes + len > TAIL_BYTES {
+                break;
+            }
+            keep += 1;
+            text_bytes += len;
+        }
+        if keep < ends.len() {
+            // A line of this batch is not kept, so neither is anything
+            // older: pushed one by one, the lines after it would have
+            // evicted it and everything before it.
+            self.clear();
+        } else {
+            self.make_room(keep, text_bytes);
+        }
+        if keep == 0 {
+            return;
+        }
+        let first = ends.len() - keep;
+        let from = if first == 0 {
+            0
+        } else {
+            ends[first - 1] as usize + 1
+        };
+        let region = &lines.text().as_bytes()[from..];
+        let at = self.write(&[region]);
+        self.bytes += text_bytes;
+        let size = self.ring.len();
+        // Ring position of each line: `at` onwards, wrapping once at most
+        // (no division per line).
+        let mut start = from;
+        self.entries.extend(ends[first..].iter().map(|&end| {
+            let end = end as usize;
+            let mut position = at + start - from;
+            if position >= size {
+                position -= size;
+            }
+            let entry = Entry {
+                time,
+                instance,
+                slot: Slot::Line {
+                    stream,
+                    start: position as u32,
+                    len: (end - start) as u32,
+                },
+            };
+            start = end + 1;
+            entry
+        }));
+    }
+
+    /// Evicts the oldest entries until `lines` more entries with `bytes`
+    /// of text fit both bounds.
+    fn make_room(&mut self, lines: usize, bytes: usize) {
+        let mut evict = self
+            .entries
+            .len()
+            .saturating_sub(TAIL_LINES.saturating_sub(lines));
+        let (mut kept_bytes, mut kept_used) = (self.bytes, self.used);
+        for (i, entry) in self.entries.iter().enumerate() {
+            if i >= evict && kept_bytes + bytes <= TAIL_BYTES {
+                break;
+            }
+            if let Slot::Line { len, .. } = entry.slot {
+                kept_bytes -= len as usize;
+                kept_used -= len as usize + 1;
+            }
+            evict = evict.max(i + 1);
+        }
+        self.entries.drain(..evict);
+        self.bytes = kept_bytes;
+        self.used = kept_used;
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+        self.used = 0;
+    }
+
+    /// Copies `parts` into the ring after the kept bytes, growing it when
+    /// they do not fit; returns where they start.
+    fn write(&mut self, parts: &[&[u8]]) -> usize {
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        if n == 0 {
+            return self.head;
+        }
+        if self.ring.len() - self.used < n {
+            self.grow(self.used + n);
+        }
+        let size = self.ring.len();
+        let at = self.head;
+        let mut head = at;
+        for part in parts {
+            let first = part.len().min(size - head);
+            self.ring[head..head + first].copy_from_slice(&part[..first]);
+            let rest = part.len() - first;
+            self.ring[..rest].copy_from_slice(&part[first..]);
+            head = (head + part.len()) % size;
+        }
+        self.head = head;
+        self.used += n;
+        at
+    }
+
+    /// A larger ring, holding at least `need` bytes, with the kept bytes
+    /// moved to its start.
+    fn grow(&mut self, need: usize) {
+        let size = self.ring.len();
+        let new_size = need.max(size * 2).clamp(RING_MIN, RING_MAX.max(need));
+        let oldest = if size == 0 {
+            0
+        } else {
+            (self.head + size - self.used) % size
+        };
+        let mut ring = Vec::with_capacity(new_size);
+        let first = self.used.min(size - oldest);
+        ring.extend_from_slice(&self.ring[oldest..oldest + first]);
+        ring.extend_from_slice(&self.ring[..self.used - first]);
+        ring.resize(new_size, 0);
+        for entry in &mut self.entries {
+            if let Slot::Line { start, .. } = &mut entry.slot {
+                *start = ((*start as usize + size - oldest) % size) as u32;
+            }
+        }
+        self.ring = ring;
+        self.head = self.used;
+    }
+
+    /// The text of a line entry.
+    fn text(&self, start: u32, len: u32) -> Cow<'_, str> {
+        let (start, len) = (start as usize, len as usize);
+        let size = self.ring.len();
+        let bytes: Cow<'_, [u8]> = if start + len <= size {
+            Cow::Borrowed(&self.ring[start..start + len])
+        } else {
+            let mut joined = Vec::with_capacity(len);
+            joined.extend_from_slice(&self.ring[start..]);
+            joined.extend_from_slice(&self.ring[..start + len - size]);
+            Cow::Owned(joined)
+        };
+        // Only whole lines of text are ever written, so this is valid
+        // UTF-8; the lossy path is never taken.
+        match bytes {
+            Cow::Borrowed(b) => String::from_utf8_lossy(b),
+            Cow::Owned(b) => Cow::Owned(
+                String::from_utf8(b)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            ),
+        }
+    }
+
+    fn tail_line(&self, entry: &Entry) -> TailLine {
+        let kind = match entry.slot {
+            Slot::Line { stream, start, len } => LineKind::Output {
+                stream,
+                line: self.text(start, len).into_owned(),
+            },
+            Slot::Mark { previous_pid, pid } => LineKind::Restarted { previous_pid, pid },
+        };
+        TailLine {
+            time: entry.time,
+            instance: entry.instance,
+            kind,
+        }
     }
 
     /// The newest `n` lines, oldest first.
     pub fn last(&self, n: usize) -> Vec<TailLine> {
-        let skip = self.lines.len().saturating_sub(n);
-        self.lines.iter().skip(skip).cloned().collect()
+        let skip = self.entries.len().saturating_sub(n);
+        self.entries
+            .iter()
+            .skip(skip)
+            .map(|e| self.tail_line(e))
+            .collect()
     }
 
     /// The newest `n` lines of one instance (all instances for `None`),
@@ -77,12 +328,12 @@ impl Tail {
             return self.last(n);
         };
         let mut lines: Vec<TailLine> = self
-            .lines
+            .entries
             .iter()
             .rev()
-            .filter(|l| l.instance == instance)
+            .filter(|e| e.instance == instance)
             .take(n)
-            .cloned()
+            .map(|e| self.tail_line(e))
             .collect();
         lines.reverse();
         lines
@@ -98,126 +349,45 @@ impl Tail {
         pid: i32,
         latest: Option<i32>,
         n: usize,
-    ) -> Vec<(Stream, &str)> {
+    ) -> Vec<(Stream, Cow<'_, str>)> {
         let mut owner = latest;
         let mut lines = Vec::new();
-        for entry in self.lines.iter().rev().filter(|l| l.instance == instance) {
-            match &entry.kind {
-                LineKind::Output { stream, line } if owner == Some(pid) => {
-                    lines.push((*stream, line.as_str()));
+        for entry in self.entries.iter().rev().filter(|e| e.instance == instance) {
+            match entry.slot {
+                Slot::Line { stream, start, len } if owner == Some(pid) => {
+                    lines.push((stream, self.text(start, len)));
                     if lines.len() == n {
                         break;
                     }
                 }
-                LineKind::Output { .. } => {}
-                LineKind::Restarted { .. } if owner == Some(pid) => break,
-                LineKind::Restarted { previous_pid, .. } => owner = Some(*previous_pid),
-                LineKind::Removed => {}
+                Slot::Line { .. } => {}
+                Slot::Mark { .. } if owner == Some(pid) => break,
+                Slot::Mark { previous_pid, .. } => owner = Some(previous_pid),
             }
         }
         lines.reverse();
         lines
     }
 
+    /// Entries kept (lines and restart marks).
     pub fn len(&self) -> usize {
-        self.lines.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
+        self.entries.is_empty()
     }
 
+    /// Text bytes of the kept lines.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The ring's size: memory the tail's text takes.
+    pub fn ring_size(&self) -> usize {
+        self.ring.len()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::output::MAX_LINE_BYTES;
-
-    fn output(instance: u32, stream: Stream, line: String) -> TailLine {
-        TailLine {
-            time: SystemTime::UNIX_EPOCH,
-            instance,
-            kind: LineKind::Output { stream, line },
-        }
-    }
-
-    fn text(line: &TailLine) -> &str {
-        match &line.kind {
-            LineKind::Output { line, .. } => line,
-            _ => "",
-        }
-    }
-
-    #[test]
-    fn tail_is_bounded_by_lines_and_bytes() {
-        let mut tail = Tail::default();
-        for i in 0..(TAIL_LINES + 50) {
-            tail.push(output(0, Stream::Stdout, format!("line {i}")));
-        }
-        assert_eq!(tail.len(), TAIL_LINES);
-        assert_eq!(tail.lines().next().map(text), Some("line 50"));
-        let mut tail = Tail::default();
-        for _ in 0..100 {
-            tail.push(output(0, Stream::Stderr, "z".repeat(MAX_LINE_BYTES)));
-        }
-        assert!(tail.bytes() <= TAIL_BYTES);
-        assert_eq!(tail.len(), TAIL_BYTES / MAX_LINE_BYTES);
-    }
-
-    #[test]
-    fn lines_of_one_process_end_at_its_restart_marks() {
-        let mark = |instance, previous_pid, pid| TailLine {
-            time: SystemTime::UNIX_EPOCH,
-            instance,
-            kind: LineKind::Restarted { previous_pid, pid },
-        };
-        let mut tail = Tail::default();
-        tail.push(output(0, Stream::Stdout, "a1".into()));
-        tail.push(output(1, Stream::Stdout, "other instance".into()));
-        tail.push(output(0, Stream::Stderr, "a2".into()));
-        tail.push(mark(0, 100, 101));
-        tail.push(output(0, Stream::Stdout, "b1".into()));
-        tail.push(mark(0, 101, 102));
-        tail.push(output(0, Stream::Stdout, "c1".into()));
-        tail.push(output(0, Stream::Stdout, "c2".into()));
-        let of = |pid, n| -> Vec<String> {
-            tail.lines_of_process(0, pid, Some(102), n)
-                .into_iter()
-                .map(|(_, l)| l.to_string())
-                .collect()
-        };
-        assert_eq!(of(100, 20), ["a1", "a2"]);
-        assert_eq!(of(101, 20), ["b1"]);
-        assert_eq!(of(102, 20), ["c1", "c2"]);
-        assert_eq!(of(102, 1), ["c2"]);
-        assert!(of(99, 20).is_empty());
-        let streams: Vec<Stream> = tail
-            .lines_of_process(0, 100, Some(102), 20)
-            .into_iter()
-            .map(|(s, _)| s)
-            .collect();
-        assert_eq!(streams, [Stream::Stdout, Stream::Stderr]);
-        // Before any restart every line is the one process's.
-        let mut first = Tail::default();
-        first.push(output(0, Stream::Stdout, "only".into()));
-        assert_eq!(first.lines_of_process(0, 7, Some(7), 20).len(), 1);
-        assert!(first.lines_of_process(0, 7, None, 20).is_empty());
-    }
-
-    #[test]
-    fn last_of_one_instance_takes_its_newest_lines() {
-        let mut tail = Tail::default();
-        for i in 0..10 {
-            tail.push(output(i % 2, Stream::Stdout, format!("line {i}")));
-        }
-        let odd = tail.last_of(2, Some(1));
-        let odd: Vec<&str> = odd.iter().map(text).collect();
-        assert_eq!(odd, ["line 7", "line 9"]);
-        assert_eq!(tail.last_of(3, None).len(), 3);
-        assert!(tail.last_of(5, Some(4)).is_empty());
-    }
-}
+mod tests;
