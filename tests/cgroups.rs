@@ -156,6 +156,26 @@ fn sandbox_or_skip(test: &str) -> Option<Sandbox> {
     }
 }
 
+/// A sandbox whose children get `controller`, or `None` (SKIPPED printed).
+fn sandbox_offering(test: &str, controller: &str) -> Option<Sandbox> {
+    let sandbox = sandbox_or_skip(test)?;
+    match sandbox.offer(controller) {
+        Ok(()) => Some(sandbox),
+        Err(why) => {
+            println!("SKIPPED {test}: {why}");
+            None
+        }
+    }
+}
+
+/// kelpie with `programs` (TOML) and `sandbox` as its cgroup root.
+fn start_in(sandbox: &Sandbox, http_listen: &str, programs: &str) -> Kelpie {
+    Kelpie::start(&format!(
+        "[supervisor]\nhttp_listen = \"{http_listen}\"\ncgroup_root = \"{}\"\n\n{programs}",
+        sandbox.path()
+    ))
+}
+
 fn stat_field(pid: i32, index: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
@@ -420,29 +440,22 @@ fn last_exit(k: &Kelpie, program: &str) -> Value {
 
 #[test]
 fn memory_max_gets_the_program_oom_killed_and_reported_as_oom() {
-    let Some(sandbox) =
-        sandbox_or_skip("memory_max_gets_the_program_oom_killed_and_reported_as_oom")
-    else {
+    let Some(sandbox) = sandbox_offering(
+        "memory_max_gets_the_program_oom_killed_and_reported_as_oom",
+        "memory",
+    ) else {
         return;
     };
-    if let Err(why) = sandbox.offer("memory") {
-        println!("SKIPPED memory_max_gets_the_program_oom_killed_and_reported_as_oom: {why}");
-        return;
-    }
-    let k = Kelpie::start(&format!(
-        r#"
-[supervisor]
-http_listen = "127.0.0.1:0"
-cgroup_root = "{root}"
-
-[program.hog]
+    let k = start_in(
+        &sandbox,
+        "127.0.0.1:0",
+        r#"[program.hog]
 command = ["python3", "-c", "import time; b = bytearray(b'x') * (100 << 20); time.sleep(1000)"]
 start_seconds = "0s"
 restart = "never"
 memory_max = "20MB"
 "#,
-        root = sandbox.path()
-    ));
+    );
     let exited = k.wait_event("program_exited", "hog", secs(20.0));
     assert_eq!(exited["status"], "signal KILL", "{exited}");
     k.wait_event("program_oom_killed", "hog", secs(10.0));
@@ -467,26 +480,18 @@ memory_max = "20MB"
 
 #[test]
 fn pids_max_stops_a_fork_bomb_at_the_limit() {
-    let Some(sandbox) = sandbox_or_skip("pids_max_stops_a_fork_bomb_at_the_limit") else {
+    let Some(sandbox) = sandbox_offering("pids_max_stops_a_fork_bomb_at_the_limit", "pids") else {
         return;
     };
-    if let Err(why) = sandbox.offer("pids") {
-        println!("SKIPPED pids_max_stops_a_fork_bomb_at_the_limit: {why}");
-        return;
-    }
-    let k = Kelpie::start(&format!(
-        r#"
-[supervisor]
-http_listen = "off"
-cgroup_root = "{root}"
-
-[program.bomb]
+    let k = start_in(
+        &sandbox,
+        "off",
+        r#"[program.bomb]
 command = ["sh", "-c", "for i in $(seq 1 50); do sleep 1000 & done; wait"]
 start_seconds = "0s"
 pids_max = 10
 "#,
-        root = sandbox.path()
-    ));
+    );
     k.wait_running("bomb");
     let cgroup = sandbox.child("bomb.0");
     wait_until("pids.events to count refused forks", secs(10.0), || {
@@ -510,26 +515,18 @@ pids_max = 10
 
 #[test]
 fn cpu_max_holds_a_busy_loop_near_its_share() {
-    let Some(sandbox) = sandbox_or_skip("cpu_max_holds_a_busy_loop_near_its_share") else {
+    let Some(sandbox) = sandbox_offering("cpu_max_holds_a_busy_loop_near_its_share", "cpu") else {
         return;
     };
-    if let Err(why) = sandbox.offer("cpu") {
-        println!("SKIPPED cpu_max_holds_a_busy_loop_near_its_share: {why}");
-        return;
-    }
-    let k = Kelpie::start(&format!(
-        r#"
-[supervisor]
-http_listen = "off"
-cgroup_root = "{root}"
-
-[program.spin]
+    let k = start_in(
+        &sandbox,
+        "off",
+        r#"[program.spin]
 command = ["sh", "-c", "while :; do :; done"]
 start_seconds = "0s"
 cpu_max = "20%"
 "#,
-        root = sandbox.path()
-    ));
+    );
     k.wait_running("spin");
     let stat = sandbox.child("spin.0").join("cpu.stat");
     let usage = || -> u64 {
