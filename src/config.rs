@@ -33,6 +33,7 @@ mod env_file;
 mod group_section;
 mod limits_section;
 mod log_section;
+pub mod open_files;
 pub mod print;
 mod probe_section;
 mod program_section;
@@ -60,6 +61,11 @@ pub struct Config {
 impl Config {
     pub fn instance_count(&self) -> usize {
         self.programs.iter().map(|p| p.instances as usize).sum()
+    }
+
+    /// Descriptors kelpie holds with every instance running.
+    pub fn open_files_needed(&self) -> u64 {
+        open_files::needed(self.programs.iter().map(|p| p.as_ref()))
     }
 
     pub fn program(&self, name: &str) -> Option<&Arc<ProgramConfig>> {
@@ -264,6 +270,9 @@ pub struct Host {
     pub is_root: bool,
     pub path_var: Option<String>,
     pub runtime_dir: Option<PathBuf>,
+    /// The hard `RLIMIT_NOFILE`, which the config's open files must fit
+    /// under (`None`: unknown, not checked).
+    pub open_files_limit: Option<u64>,
 }
 
 impl Host {
@@ -272,6 +281,11 @@ impl Host {
             is_root: nix::unistd::geteuid().is_root(),
             path_var: std::env::var("PATH").ok(),
             runtime_dir: std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+            open_files_limit: nix::sys::resource::getrlimit(
+                nix::sys::resource::Resource::RLIMIT_NOFILE,
+            )
+            .ok()
+            .map(|(_, hard)| hard),
         }
     }
 }

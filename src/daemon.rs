@@ -271,12 +271,20 @@ async fn supervise(config: config::Config, relay: Relay) -> i32 {
             .as_ref()
             .map(|t| t.token.clone()),
     ));
+    // Before the first spawn: the soft open-file limit must cover every
+    // instance's pipes (validation checked them against the hard limit).
+    let http_connections = crate::fd_budget::reserve(
+        config.open_files_needed(),
+        if listener.is_some() {
+            crate::http::MAX_CONNECTIONS
+        } else {
+            0
+        },
+        config.instance_count(),
+    );
     let http = match listener {
         Some(listener) => {
-            let limits = Limits::http(crate::http::reserve_fds(
-                crate::http::MAX_CONNECTIONS,
-                fds_besides_http(&config),
-            ));
+            let limits = Limits::http(http_connections);
             let state = Arc::new(HttpState {
                 status: status_rx.clone(),
                 render_metrics: {
@@ -408,13 +416,6 @@ fn initial_board(config: &config::Config) -> Board {
             })
             .collect(),
     }
-}
-
-/// File descriptors kelpie needs besides HTTP connections: its own (the
-/// runtime, signals, the relay, the control socket) and a few per instance
-/// (stdout/stderr pipes, probes, a notify socket).
-fn fds_besides_http(config: &config::Config) -> usize {
-    64 + 4 * config.instance_count()
 }
 
 /// The cgroup tree instances run in, or `None`, said once: a warning

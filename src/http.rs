@@ -118,47 +118,6 @@ fn describe(err: &io::Error) -> String {
     }
 }
 
-/// Makes room in the soft `RLIMIT_NOFILE` for `connections` sockets plus
-/// `other` descriptors kelpie needs anyway, and returns the connection cap
-/// that fits. The soft limit is raised only as far as needed (never
-/// lowered, and not to the hard limit: programs inherit it, and some
-/// programs misbehave with huge limits, e.g. closing every possible fd
-/// one by one). If even the hard limit is too low, the cap shrinks and a
-/// warning says so.
-pub fn reserve_fds(connections: usize, other: usize) -> usize {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let needed = (connections + other) as u64;
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
-        return connections;
-    };
-    if soft >= needed {
-        return connections;
-    }
-    let target = needed.min(hard);
-    let limit = if target > soft && setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_ok() {
-        tracing::debug!(
-            event = "fd_limit_raised",
-            from = soft,
-            to = target,
-            "raised the open-file limit from {soft} to {target} for HTTP connections"
-        );
-        target
-    } else {
-        soft
-    };
-    if limit >= needed {
-        return connections;
-    }
-    let cap = (limit as usize).saturating_sub(other).max(1);
-    tracing::warn!(
-        event = "http_connection_cap_reduced",
-        cap,
-        fd_limit = limit,
-        "the open-file limit ({limit}) leaves room for only {cap} HTTP connections instead of {connections}; raise the hard RLIMIT_NOFILE"
-    );
-    cap
-}
-
 /// A server running on its own thread; see [`start`].
 pub struct Server {
     stop: Option<oneshot::Sender<()>>,

@@ -41,6 +41,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod exec;
 pub mod exit_history;
+pub mod fd_budget;
 pub mod guardian;
 pub mod http;
 pub mod http_server;

@@ -29,8 +29,8 @@
 //! Call `render` off the async reactor (`spawn_blocking`): it reads
 //! `/proc/<pid>/stat` of every process in kelpie's session, a few
 //! milliseconds with a thousand processes (docs/metrics.md, "Benchmark"),
-//! on up to four threads. It keeps those files open between scrapes (up to
-//! a quarter of RLIMIT_NOFILE).
+//! on up to four threads. It keeps those files open between scrapes (as
+//! many as `fd_budget` leaves room for).
 //!
 //! API decisions:
 //! - `program_restarted(program, count)` *adds* `count` (normally 1); it is

@@ -362,6 +362,12 @@ impl SupervisorState {
             match validation.config {
                 Some(config) if errors.is_empty() => {
                     if apply {
+                        // Before the core starts what the new config adds;
+                        // validation checked the hard limit.
+                        crate::fd_budget::reserve_again(
+                            config.open_files_needed(),
+                            config.instance_count(),
+                        );
                         self.pending_config = Some(config.clone());
                     }
                     Ok(Loaded {

@@ -19,6 +19,7 @@ fn root() -> Host {
         is_root: true,
         path_var: Some("/bin:/usr/bin".into()),
         runtime_dir: None,
+        open_files_limit: None,
     }
 }
 

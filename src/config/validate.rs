@@ -18,7 +18,7 @@ use super::references::{
     check_cross_references, dependency_order, group_programs, Declared, GroupMembers,
 };
 use super::supervisor_section::parse_supervisor;
-use super::{Config, Host, Mode, ProgramConfig, SupervisorConfig};
+use super::{open_files, Config, Host, Mode, ProgramConfig, SupervisorConfig};
 use crate::os_lookup::io_reason;
 
 /// Config files larger than this are refused before parsing: a supervisor
@@ -229,6 +229,7 @@ fn parse_document(
     if let Some(settings) = &supervisor {
         stop_headroom_warnings(settings, &programs, diags);
     }
+    open_files_check(&programs, mode, host, diags);
     let order = dependency_order(&declared, diags)?;
 
     if diags.has_errors() {
@@ -249,6 +250,47 @@ fn parse_document(
         programs,
         groups: groups.into_iter().map(|(_, g)| g).collect(),
     })
+}
+
+/// Instances that need more descriptors than the hard `RLIMIT_NOFILE`
+/// allows would not fail at once but half-way through the start, at the
+/// first spawn or pipe that gets `EMFILE`: refused before anything starts
+/// (and before a reload applies), a warning for `check`, whose shell may
+/// not have the limits kelpie will run with. Points at the program whose
+/// instances cross the limit.
+fn open_files_check(
+    programs: &[(Range<usize>, ProgramConfig)],
+    mode: Mode,
+    host: &Host,
+    diags: &mut Diags<'_>,
+) {
+    let Some(limit) = host.open_files_limit else {
+        return;
+    };
+    let needed = open_files::needed(programs.iter().map(|(_, p)| p));
+    if needed <= limit {
+        return;
+    }
+    let mut running = open_files::BASE;
+    let Some((span, crossing)) = programs.iter().find(|(_, p)| {
+        running += open_files::for_program(p);
+        running > limit
+    }) else {
+        return;
+    };
+    let instances: u64 = programs.iter().map(|(_, p)| u64::from(p.instances)).sum();
+    let message = format!(
+        "the config's {instances} program instances need about {needed} open files in kelpie (2 pipes per instance, plus notify and probe sockets and log files), above the hard open-file limit (RLIMIT_NOFILE) of {limit}; raise it to at least {needed} (LimitNOFILE= in the service unit, `ulimit -n` where kelpie starts, `--ulimit nofile=` for docker)"
+    );
+    let key = table_key("program", &crossing.name);
+    match mode {
+        Mode::Run => diags.error(span, &key, message),
+        Mode::Check => diags.warn(
+            span,
+            &key,
+            format!("{message}, or `kelpie run` will refuse it"),
+        ),
+    }
 }
 
 /// A program whose own stop cannot finish inside the shutdown bound is

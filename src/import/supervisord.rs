@@ -57,7 +57,7 @@ const SUPERVISORD_KEYS: &[(&str, &str)] = &[
     ("pidfile", "kelpie writes no pidfile; kelpie status and its control socket find it"),
     ("user", "supervisord drops to this user when it starts; run kelpie itself as that user (systemd User=), or set user per program as root"),
     ("silent", "kelpie always logs to its stderr"),
-    ("minfds", "kelpie does not raise its own RLIMIT_NOFILE: set LimitNOFILE= in its service unit, or ulimit -n; a program's rlimits.nofile is an exact limit, not a minimum"),
+    ("minfds", "kelpie raises its soft RLIMIT_NOFILE to what its programs' pipes and sockets need and refuses a config that needs more than the hard limit: set LimitNOFILE= in its service unit, or ulimit -n; a program's rlimits.nofile is an exact limit, not a minimum"),
     ("minprocs", "kelpie does not raise its own RLIMIT_NPROC: set LimitNPROC= in its service unit, or ulimit -u; a program's rlimits.nproc is an exact limit, not a minimum"),
     ("nocleanup", "kelpie keeps no AUTO child log files to clean up"),
     ("childlogdir", "kelpie keeps no AUTO child log files; give a program log = { mode = \"file\" } instead"),

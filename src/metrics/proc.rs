@@ -19,7 +19,7 @@
 //!   ancestor, a subreaper or init);
 //! - the stat files of the others stay open between scrapes, so each scrape
 //!   costs one `pread` per process instead of open + read + close (bounded by
-//!   a quarter of RLIMIT_NOFILE);
+//!   what `fd_budget` leaves of RLIMIT_NOFILE);
 //! - with hundreds of processes to read, up to four threads (the caller and
 //!   scoped helpers, no more than the CPUs available) share the reads; the
 //!   kernel work per read is independent, so this divides the wall time.
@@ -761,15 +761,11 @@ fn read_entry(
     Read::Stat(stat)
 }
 
-/// How many `/proc/<pid>/stat` files the reader may keep open: a quarter of
-/// the soft RLIMIT_NOFILE, so connections, pipes and log files keep the
-/// rest. Beyond it, processes are read with open + read + close.
+/// How many `/proc/<pid>/stat` files the reader may keep open: what
+/// `fd_budget` left after the programs' pipes and HTTP connections. Beyond
+/// it, processes are read with open + read + close.
 fn file_budget() -> usize {
-    use nix::sys::resource::{getrlimit, Resource};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, _)) => usize::try_from(soft / 4).unwrap_or(usize::MAX).min(65536),
-        Err(_) => 0,
-    }
+    crate::fd_budget::stat_files()
 }
 
 /// Reads a small file from its start into `buf` (grown if needed),

@@ -172,6 +172,7 @@ impl Rig {
             is_root: false,
             path_var: Some("/usr/bin:/bin".into()),
             runtime_dir: None,
+            open_files_limit: None,
         };
         let validation =
             crate::config::validate(&toml, Path::new("/fleet/kelpie.toml"), Mode::Run, &host);

@@ -332,6 +332,7 @@ fn stop_timeout_without_headroom_is_a_warning() {
         is_root: false,
         path_var: Some("/usr/bin:/bin".into()),
         runtime_dir: None,
+        open_files_limit: None,
     };
     let v = validate(source, Path::new("supervisor.toml"), Mode::Run, &host);
     let shown: Vec<String> = v.diagnostics.iter().map(|d| d.to_string()).collect();
@@ -350,6 +351,7 @@ fn socket_mode_0660_is_quiet() {
         is_root: false,
         path_var: Some("/usr/bin:/bin".into()),
         runtime_dir: None,
+        open_files_limit: None,
     };
     let v = validate(source, Path::new("supervisor.toml"), Mode::Check, &host);
     assert!(v.diagnostics.is_empty(), "{:?}", v.diagnostics);
@@ -398,4 +400,59 @@ fn the_examples_log_level_comment_shows_an_accepted_filter() {
         .expect("the comment shows an example filter");
     crate::logging::parse_filter(shown).expect("the shown filter is accepted");
     assert!(!line.contains("EnvFilter"), "{line}");
+}
+
+// ---------------------------------------------------------------------------
+// Open files against the hard RLIMIT_NOFILE
+
+fn with_open_files_limit(limit: u64) -> Host {
+    Host {
+        open_files_limit: Some(limit),
+        ..user()
+    }
+}
+
+#[test]
+fn instances_beyond_the_open_file_limit_are_refused_for_run_and_warned_for_check() {
+    // 64 of kelpie's own, then per instance 2 pipes, the notify socket and
+    // an http liveness socket, and one log file for `b`: 64 + 100*2 +
+    // 200*4 + 1 = 1065.
+    let source = "[program.a]\ncommand = [\"sh\"]\ninstances = 100\n\n\
+                  [program.b]\ncommand = [\"sh\"]\ninstances = 200\n\
+                  readiness = { notify = true }\nliveness = { http = \"http://127.0.0.1:9/\" }\n\
+                  log = { mode = \"file\", file = \"b.log\" }\n";
+    let message = "program.b: the config's 300 program instances need about 1065 open files in kelpie (2 pipes per instance, plus notify and probe sockets and log files), above the hard open-file limit (RLIMIT_NOFILE) of 1064; raise it to at least 1065 (LimitNOFILE= in the service unit, `ulimit -n` where kelpie starts, `--ulimit nofile=` for docker)";
+
+    let run = run_with(source, Mode::Run, &with_open_files_limit(1064));
+    let shown: Vec<String> = run.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(shown, vec![format!("supervisor.toml:5:10: {message}")]);
+    assert!(run.config.is_none(), "run must start nothing");
+
+    let check = run_with(source, Mode::Check, &with_open_files_limit(1064));
+    let shown: Vec<String> = check.diagnostics.iter().map(|d| d.to_string()).collect();
+    let (position, rest) = message.split_at("program.b: ".len());
+    assert_eq!(
+        shown,
+        vec![format!(
+            "supervisor.toml:5:10: warning: {position}{rest}, or `kelpie run` will refuse it"
+        )]
+    );
+    assert!(check.config.is_some(), "a warning is not fatal");
+
+    let exact = run_with(source, Mode::Run, &with_open_files_limit(1065));
+    assert!(exact.diagnostics.is_empty(), "{:?}", exact.diagnostics);
+}
+
+#[test]
+fn the_open_file_shortfall_names_the_program_that_crosses_the_limit() {
+    let source = "[program.a]\ncommand = [\"sh\"]\ninstances = 100\n\n\
+                  [program.b]\ncommand = [\"sh\"]\ninstances = 100\n\n\
+                  [program.c]\ncommand = [\"sh\"]\ninstances = 100\n";
+    // 64 + 200 + 200 crosses 400 at `b`; `c` is past it already.
+    let run = run_with(source, Mode::Run, &with_open_files_limit(400));
+    let keys: Vec<&str> = run.diagnostics.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys, vec!["program.b"]);
+    assert!(run.diagnostics[0]
+        .message
+        .contains("need about 664 open files"));
 }
