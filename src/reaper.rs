@@ -28,6 +28,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use nix::errno::Errno;
@@ -67,6 +68,9 @@ impl Table {
             .copied()
             .filter(|&pgid| !group_alive(pgid))
             .collect();
+        if !gone.is_empty() {
+            group_ended();
+        }
         for pgid in gone {
             if let Some(Some(on_gone)) = self.draining.remove(&pgid) {
                 on_gone();
@@ -82,6 +86,26 @@ pub struct Reaper {
     /// not registered it yet.
     gate: Arc<RwLock<()>>,
     table: Arc<Mutex<Table>>,
+    children: Arc<Mutex<Option<ChildrenRead>>>,
+}
+
+/// Counts the process groups found empty. When many instances stop at
+/// once, each asks which daemons its run left among kelpie's children; the
+/// list is O(children) to read (and the kernel's walk of it is itself
+/// quadratic), so 10,000 stopping instances reading it each was O(n²).
+/// One read serves every ask until the next group is found empty: a daemon
+/// of a run is reparented to kelpie when its last ancestor in the run's
+/// group dies, which is before that group is found empty, which is before
+/// the run's owner asks. So a read begun after the last group ended holds
+/// the daemons of every run that has ended.
+static GROUPS_ENDED: AtomicU64 = AtomicU64::new(0);
+
+/// kelpie's children that are not leaders as last read, and the
+/// `GROUPS_ENDED` count when that read began.
+type ChildrenRead = (u64, Arc<Vec<i32>>);
+
+fn group_ended() {
+    GROUPS_ENDED.fetch_add(1, Ordering::SeqCst);
 }
 
 impl Reaper {
@@ -135,6 +159,8 @@ impl Reaper {
                     let alive = group_alive(pid);
                     if alive {
                         table.draining.insert(pid, None);
+                    } else {
+                        group_ended();
                     }
                     on_exit(pid, status, alive);
                 }
@@ -155,6 +181,7 @@ impl Reaper {
         } else {
             table.draining.remove(&pgid);
             drop(table);
+            group_ended();
             on_gone();
         }
     }
@@ -181,27 +208,53 @@ impl Reaper {
 
     /// Live children of kelpie that it did not spawn as program leaders:
     /// descendants that left their program's process group (a double fork,
-    /// `setsid`) and were reparented to kelpie as subreaper.
+    /// `setsid`) and were reparented to kelpie as subreaper. Read afresh.
     pub fn escaped_children(&self) -> Vec<i32> {
-        let me = std::process::id() as i32;
+        live_children_among(&self.unknown_children(false))
+    }
+
+    /// kelpie's children that are not program leaders (nor the guardian),
+    /// read afresh, or with `shared` from a read begun after the last
+    /// process group ended (see `GROUPS_ENDED`).
+    fn unknown_children(&self, shared: bool) -> Arc<Vec<i32>> {
+        let mut memo = self
+            .children
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ended = GROUPS_ENDED.load(Ordering::SeqCst);
+        if let (true, Some((read_at, unknown))) = (shared, memo.as_ref()) {
+            if *read_at == ended {
+                return unknown.clone();
+            }
+        }
         // Kelpie's own children list is O(its children) to read; the
         // fallback, every process's stat, cost a shutdown of 100 programs
         // 100 scans of the whole /proc (~1 ms each on a busy host).
         let candidates = own_children().unwrap_or_else(all_pids);
-        let unknown: Vec<i32> = {
+        let unknown: Arc<Vec<i32>> = {
             let table = self.lock();
-            candidates
-                .into_iter()
-                .filter(|pid| !table.leaders.contains_key(pid))
-                .filter(|pid| Some(*pid) != crate::guardian::pid())
-                .collect()
+            Arc::new(
+                candidates
+                    .into_iter()
+                    .filter(|pid| !table.leaders.contains_key(pid))
+                    .filter(|pid| Some(*pid) != crate::guardian::pid())
+                    .collect(),
+            )
         };
+        *memo = Some((ended, unknown.clone()));
         unknown
-            .into_iter()
-            // Re-checked: a child may have exited, its pid been reused.
-            .filter(|&pid| read_stat(pid).is_some_and(|s| s.ppid == me && s.state != 'Z'))
-            .collect()
     }
+}
+
+/// Those of `candidates` that are still live children of kelpie: a child
+/// may have exited since, and its pid been reused.
+fn live_children_among(candidates: &[i32]) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    candidates
+        .iter()
+        .copied()
+        .filter(|&pid| read_stat(pid).is_some_and(|s| s.ppid == me && s.state != 'Z'))
+        .collect()
 }
 
 /// kelpie's children, from `/proc/self/task/*/children` (an orphan
@@ -240,8 +293,10 @@ fn all_pids() -> Vec<i32> {
 impl Reaper {
     /// Escaped children (see `escaped_children`) whose environment holds
     /// `variable` exactly (`NAME=value`): the daemons one instance left.
+    /// One instance's ask, after its run ended: it may share a children
+    /// list read since the last group ended (see `GROUPS_ENDED`).
     pub fn escaped_with(&self, variable: &str) -> Vec<i32> {
-        self.escaped_children()
+        live_children_among(&self.unknown_children(true))
             .into_iter()
             .filter(|&pid| environ_has(pid, variable))
             .collect()

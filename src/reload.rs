@@ -7,6 +7,7 @@
 //! with the new config). `[supervisor]` keys are applied live where that is
 //! safe and reported otherwise.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::config::{ProgramConfig, ReloadMode, SupervisorConfig};
@@ -45,9 +46,14 @@ pub struct PlanItem {
 /// One entry per program of either config: the new config's programs in
 /// its (dependency) order, then the removed ones in their old order.
 pub fn plan(old: &[Arc<ProgramConfig>], new: &[Arc<ProgramConfig>]) -> Vec<PlanItem> {
+    // By name, not by a search per program: 10,000 programs made a search
+    // each 50 million comparisons.
+    let old_by_name: HashMap<&str, &Arc<ProgramConfig>> =
+        old.iter().map(|o| (o.name.as_str(), o)).collect();
+    let new_names: HashSet<&str> = new.iter().map(|n| n.name.as_str()).collect();
     let mut items: Vec<PlanItem> = new
         .iter()
-        .map(|n| match old.iter().find(|o| o.name == n.name) {
+        .map(|n| match old_by_name.get(n.name.as_str()) {
             None => PlanItem {
                 program: n.name.clone(),
                 change: Change::Start,
@@ -72,7 +78,7 @@ pub fn plan(old: &[Arc<ProgramConfig>], new: &[Arc<ProgramConfig>]) -> Vec<PlanI
         .collect();
     items.extend(
         old.iter()
-            .filter(|o| !new.iter().any(|n| n.name == o.name))
+            .filter(|o| !new_names.contains(o.name.as_str()))
             .map(|o| PlanItem {
                 program: o.name.clone(),
                 change: Change::Stop,

@@ -3,8 +3,9 @@
 //! start and on reload.
 //!
 //! Every running instance pins descriptors in kelpie for its whole life:
-//! the read ends of its stdout and stderr pipes, its notify socket, and a
-//! socket while an http/tcp probe runs.
+//! the read ends of its stdout and stderr pipes (none with `log.mode =
+//! "discard"`), its notify socket, and a socket while an http/tcp probe
+//! runs.
 
 use super::{LogMode, ProbeConfig, ProbeKind, ProgramConfig};
 
@@ -16,7 +17,12 @@ pub const BASE: u64 = 64;
 
 /// Descriptors one instance of `program` holds while it runs.
 pub fn per_instance(program: &ProgramConfig) -> u64 {
-    let pipes = 2;
+    // A discarded output goes to /dev/null: kelpie reads no pipe.
+    let pipes = if matches!(program.log, LogMode::Discard) {
+        0
+    } else {
+        2
+    };
     let socket_probe = |probe: &Option<ProbeConfig>| {
         u64::from(matches!(
             probe.as_ref().map(|p| &p.kind),

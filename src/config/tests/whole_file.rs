@@ -446,13 +446,19 @@ fn instances_beyond_the_open_file_limit_are_refused_for_run_and_warned_for_check
 #[test]
 fn the_open_file_shortfall_names_the_program_that_crosses_the_limit() {
     let source = "[program.a]\ncommand = [\"sh\"]\ninstances = 100\n\n\
+                  [program.quiet]\ncommand = [\"sh\"]\ninstances = 5000\nlog = { mode = \"discard\" }\n\n\
                   [program.b]\ncommand = [\"sh\"]\ninstances = 100\n\n\
                   [program.c]\ncommand = [\"sh\"]\ninstances = 100\n";
-    // 64 + 200 + 200 crosses 400 at `b`; `c` is past it already.
+    // 64 + 200, nothing for `quiet` (discarded output: no pipes), + 200
+    // crosses 400 at `b`; `c` is past it already.
     let run = run_with(source, Mode::Run, &with_open_files_limit(400));
     let keys: Vec<&str> = run.diagnostics.iter().map(|d| d.key.as_str()).collect();
     assert_eq!(keys, vec!["program.b"]);
-    assert!(run.diagnostics[0]
-        .message
-        .contains("need about 664 open files"));
+    assert!(
+        run.diagnostics[0]
+            .message
+            .contains("5300 program instances need about 664 open files"),
+        "{}",
+        run.diagnostics[0]
+    );
 }
