@@ -199,6 +199,15 @@ impl LineReader {
         self.slow = LineBuf::default();
     }
 
+    /// Heap bytes the reader holds (buffer, line ends, converted text):
+    /// after [`LineReader::idle`], only a carried partial line.
+    pub fn held_bytes(&self) -> usize {
+        self.buf.capacity()
+            + self.ends.capacity() * std::mem::size_of::<u32>()
+            + self.slow.text.capacity()
+            + self.slow.ends.capacity() * std::mem::size_of::<u32>()
+    }
+
     /// The unterminated rest at end of stream, as a batch of one line (or
     /// of none).
     pub fn finish(&mut self) -> LineBatch<'_> {
