@@ -64,9 +64,16 @@ pub fn find_executable(
         return check(&candidate).map(|()| candidate);
     }
     let search = path_var.unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    // Only the verdict matters for PATH entries: formatting why each
+    // earlier entry lacks the program was most of what validating 10,000
+    // programs cost.
+    let executable = |candidate: &Path| {
+        std::fs::metadata(candidate)
+            .is_ok_and(|meta| !meta.is_dir() && meta.permissions().mode() & 0o111 != 0)
+    };
     for dir in search.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(program);
-        if check(&candidate).is_ok() {
+        if executable(&candidate) {
             return Ok(candidate);
         }
     }

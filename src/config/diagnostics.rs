@@ -66,7 +66,14 @@ pub(super) struct Diags<'a> {
     pub(super) file: &'a Path,
     pub(super) source: &'a str,
     pub(super) list: Vec<Diagnostic>,
+    /// Where each command was found, by (name, directory, PATH), for this
+    /// one validation: thousands of programs often run the same command,
+    /// and each PATH search is a stat per entry.
+    pub(super) found_commands: CommandLookups,
 }
+
+pub(super) type CommandLookups =
+    std::collections::HashMap<(String, Option<PathBuf>, Option<String>), Result<(), String>>;
 
 impl Diags<'_> {
     fn push(&mut self, severity: Severity, span: &Range<usize>, key: &str, message: String) {

@@ -399,7 +399,14 @@ pub(super) fn parse_program(
             .get("PATH")
             .cloned()
             .or_else(|| host.path_var.clone());
-        if let Err(why) = find_executable(&argv[0], dir.as_deref(), path_var.as_deref()) {
+        let found = diags
+            .found_commands
+            .entry((argv[0].clone(), dir.clone(), path_var.clone()))
+            .or_insert_with(|| {
+                find_executable(&argv[0], dir.as_deref(), path_var.as_deref()).map(|_| ())
+            })
+            .clone();
+        if let Err(why) = found {
             // A missing binary is only fatal when the program is started, so
             // the others still run; at check time it is worth a warning.
             diags.warn(span, &join(p, "command"), why);

@@ -112,6 +112,7 @@ pub fn validate(source: &str, path: &Path, mode: Mode, host: &Host) -> Validatio
         file: path,
         source,
         list: Vec::new(),
+        found_commands: Default::default(),
     };
     let config = parse_document(source, path, mode, host, &mut diags);
     let mut diagnostics = diags.list;
