@@ -5,6 +5,11 @@
 #   RUNS=7 PROGRAMS=1000 RENDERS=300 bench/metrics_scrape.sh
 #   WAIT_IDLE=1 bench/metrics_scrape.sh   # start each run only once the CPUs
 #                                         # were >= 90 % idle for 2 s
+#   BASELINE=/tmp/kelpie-main-tests bench/metrics_scrape.sh
+#       # before/after: each round runs that test binary (a copy of
+#       # target/release/deps/kelpie-* built from another commit) and this
+#       # tree's, the one going first alternating from round to round;
+#       # the summary is per build, with the ratio of the medians
 #
 # Each run is a fresh process of the ignored unit test
 # metrics::tests::scrape_benchmark::scrape_benchmark (release build): it starts PROGRAMS real
@@ -15,7 +20,7 @@
 # process itself be killed).
 #
 # Prints each run's line and then, per figure, the median over the runs with
-# the min-max range. Needs only sh, awk and cargo.
+# the min-max range. Needs only sh, sed, awk and cargo.
 set -eu
 
 RUNS=${RUNS:-5}
@@ -46,39 +51,81 @@ wait_idle() {
     done
 }
 
-cargo test --release --lib --no-run --quiet 2>/dev/null ||
-    cargo test --release --lib --no-run
+BASELINE=${BASELINE:-}
+build_log=$(mktemp)
+lines=$(mktemp)
+trap 'rm -f "$lines" "$build_log"' EXIT
+cargo test --release --lib --no-run >"$build_log" 2>&1 || {
+    cat "$build_log" >&2
+    exit 1
+}
+# cargo names the test binary on stderr: "Executable unittests src/lib.rs (PATH)".
+after=$(sed -n 's/.*unittests src\/lib.rs (\(.*\))$/\1/p' "$build_log" | tail -1)
+if [ -z "$after" ] || [ ! -x "$after" ]; then
+    echo "cannot find the test binary in cargo's output" >&2
+    exit 1
+fi
+if [ -n "$BASELINE" ] && [ ! -x "$BASELINE" ]; then
+    echo "BASELINE=$BASELINE is not an executable" >&2
+    exit 1
+fi
+
+# One run of one build's benchmark; prints its line, tagged with the build.
+run() {
+    KELPIE_BENCH_PROGRAMS=$PROGRAMS KELPIE_BENCH_RENDERS=$RENDERS \
+        "$2" --ignored --nocapture --exact metrics::tests::scrape_benchmark::scrape_benchmark 2>&1 |
+        grep '^metrics_scrape ' | sed "s/^/$1 /" | tee -a "$lines"
+}
 
 echo "machine: $(nproc) CPU, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)"
-lines=$(mktemp)
-trap 'rm -f "$lines"' EXIT
 i=0
 while [ "$i" -lt "$RUNS" ]; do
     i=$((i + 1))
     wait_idle
-    KELPIE_BENCH_PROGRAMS=$PROGRAMS KELPIE_BENCH_RENDERS=$RENDERS \
-        cargo test --release --lib --quiet metrics::tests::scrape_benchmark::scrape_benchmark \
-        -- --ignored --nocapture --exact 2>&1 |
-        grep '^metrics_scrape ' | tee -a "$lines"
+    if [ -z "$BASELINE" ]; then
+        run this "$after"
+    elif [ $((i % 2)) = 1 ]; then
+        run before "$BASELINE"
+        run after "$after"
+    else
+        run after "$after"
+        run before "$BASELINE"
+    fi
 done
 
 awk '
+function median_of(build, key,    c, a, b, t, v) {
+    c = count[build, key]
+    for (a = 1; a <= c; a++) v[a] = values[build, key, a] + 0
+    for (a = 1; a <= c; a++) for (b = a + 1; b <= c; b++) if (v[b] < v[a]) { t = v[a]; v[a] = v[b]; v[b] = t }
+    lo = v[1]; hi = v[c]
+    return (c % 2) ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2
+}
 {
-    for (f = 2; f <= NF; f++) {
+    build = $1
+    if (!(build in builds)) { builds[build] = 1; border[++nb] = build }
+    for (f = 3; f <= NF; f++) {
         split($f, kv, "=")
         if (kv[1] ~ /_ms$/ || kv[1] == "loadavg") {
             if (!(kv[1] in seen)) { seen[kv[1]] = 1; order[++n] = kv[1] }
-            values[kv[1], ++count[kv[1]]] = kv[2]
+            values[build, kv[1], ++count[build, kv[1]]] = kv[2]
         }
     }
 }
 END {
-    printf "\n%-22s %10s %20s\n", "figure (runs: " count[order[1]] ")", "median", "min-max"
-    for (k = 1; k <= n; k++) {
-        key = order[k]; c = count[key]
-        for (a = 1; a <= c; a++) v[a] = values[key, a] + 0
-        for (a = 1; a <= c; a++) for (b = a + 1; b <= c; b++) if (v[b] < v[a]) { t = v[a]; v[a] = v[b]; v[b] = t }
-        median = (c % 2) ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2
-        printf "%-22s %10.2f %9.2f - %-9.2f\n", key, median, v[1], v[c]
+    for (j = 1; j <= nb; j++) {
+        build = border[j]
+        printf "\n%-22s %10s %20s\n", build " (runs: " count[build, order[1]] ")", "median", "min-max"
+        for (k = 1; k <= n; k++) {
+            m = median_of(build, order[k])
+            med[build, order[k]] = m
+            printf "%-22s %10.2f %9.2f - %-9.2f\n", order[k], m, lo, hi
+        }
+    }
+    if (("before" in builds) && ("after" in builds)) {
+        printf "\n%-22s %10s\n", "after/before", "ratio"
+        for (k = 1; k <= n; k++)
+            if (med["before", order[k]] > 0)
+                printf "%-22s %10.2f\n", order[k], med["after", order[k]] / med["before", order[k]]
     }
 }' "$lines"

@@ -19,15 +19,26 @@ impl Metrics {
     /// The text exposition for `board`, with CPU and memory sampled now.
     pub fn render(&self, board: &Board) -> String {
         let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed) + 4096);
-        // The scan spreads its reads over threads itself; overlapping the
-        // whole scan with the text instead gained nothing measurable
-        // (docs/metrics.md, "Implementation notes").
-        let usage = cfg!(target_os = "linux").then(|| lock(&self.scanner).scan(board));
-        self.render_board(&mut out, board);
+        // The text of the board, and `process_*`, do not need the scan:
+        // they are written on this thread while the scan's helper threads
+        // read (docs/metrics.md, "The `/proc` pass"). `process_*` goes into
+        // its own buffer, as it comes last.
+        let mut process = String::new();
+        let mut written = false;
+        let mut write_rest = || {
+            if !written {
+                self.render_board(&mut out, board);
+                self.render_process(&mut process);
+                written = true;
+            }
+        };
+        let usage = cfg!(target_os = "linux")
+            .then(|| lock(&self.scanner).scan_while(board, &mut write_rest));
+        write_rest();
         if let Some(usage) = usage {
             self.render_usage(&mut out, board, &usage);
         }
-        self.render_process(&mut out);
+        out.push_str(&process);
         self.last_len.store(out.len(), Ordering::Relaxed);
         out
     }

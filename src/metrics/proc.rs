@@ -22,7 +22,10 @@
 //!   what `fd_budget` leaves of RLIMIT_NOFILE);
 //! - with hundreds of processes to read, up to four threads (the caller and
 //!   scoped helpers, no more than the CPUs available) share the reads; the
-//!   kernel work per read is independent, so this divides the wall time.
+//!   kernel work per read is independent, so this divides the wall time;
+//! - the helpers start on the kept-open files at once, while the caller
+//!   lists `/proc` and does the work its caller gave it (`scan_while`:
+//!   `/metrics` writes its other text then), so neither waits for the other.
 //!
 //! CPU must be a monotonic counter although processes come and go, so the
 //! scanner remembers, per process, the ticks it had at the last scrape; when
@@ -52,6 +55,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirEntryExt, FileExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,6 +63,72 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::procfs::{parse_decimal, parse_stat, Stat};
 use crate::status::Board;
+
+/// The hash of every map of the scan. std's SipHash resists keys chosen to
+/// collide, but these keys are pids the kernel hands out and names from
+/// kelpie's own config, and with a thousand processes per scrape SipHash
+/// cost more than the rest of the lookups (the scrape benchmark's
+/// profile). A multiply-rotate per word, as in rustc's FxHash.
+#[derive(Debug, Clone, Copy, Default)]
+struct FastHash;
+
+impl BuildHasher for FastHash {
+    type Hasher = FastHasher;
+
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0)
+    }
+}
+
+struct FastHasher(u64);
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut w = [0; 8];
+            w.copy_from_slice(word);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut w = [0; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // The table indexes by the low bits: bring the well-mixed high bits
+        // of the product down (keys that differ only in high bits, like
+        // pids 1000 apart, would otherwise share low bits).
+        self.0.rotate_left(26)
+    }
+}
+
+type Map<K, V> = HashMap<K, V, FastHash>;
 
 /// Resource use of one program's processes, at one scrape.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -91,13 +161,13 @@ pub struct GroupScanner {
     /// one. `None` if unknown (then every process is read every time).
     own_session: Option<i32>,
     generation: u64,
-    tracked: HashMap<i32, Tracked>,
+    tracked: Map<i32, Tracked>,
     /// Groups that had members at the last scan, by program. Keeps a group
     /// attributed while it drains after its leader exited.
-    groups: HashMap<i32, Arc<str>>,
+    groups: Map<i32, Arc<str>>,
     /// Ticks of processes that are gone, per program. Also interns the
     /// program names shared by `tracked` and `groups`.
-    exited: HashMap<Arc<str>, u64>,
+    exited: Map<Arc<str>, u64>,
     /// kelpie's pid: the processes under it are the ones that can be, or
     /// become, a program's.
     own_pid: i32,
@@ -148,9 +218,9 @@ impl GroupScanner {
             clk_tck: sysconf(nix::unistd::SysconfVar::CLK_TCK).unwrap_or(100) as f64,
             page_size: sysconf(nix::unistd::SysconfVar::PAGE_SIZE).unwrap_or(4096),
             generation: 0,
-            tracked: HashMap::new(),
-            groups: HashMap::new(),
-            exited: HashMap::new(),
+            tracked: Map::default(),
+            groups: Map::default(),
+            exited: Map::default(),
             own_pid: nix::unistd::getpid().as_raw(),
             reads: Vec::new(),
             attribution: Attribution::default(),
@@ -161,6 +231,13 @@ impl GroupScanner {
 
     /// One pass over `/proc`: usage per board program, in board order.
     pub fn scan(&mut self, board: &Board) -> Vec<Usage> {
+        self.scan_while(board, &mut || {})
+    }
+
+    /// [`scan`](Self::scan), running `meanwhile` once on the calling thread
+    /// while helper threads do the reads (or before the reads when the scan
+    /// stays on one thread): `/metrics` writes the rest of its text then.
+    pub fn scan_while(&mut self, board: &Board, meanwhile: &mut dyn FnMut()) -> Vec<Usage> {
         let names: Vec<&str> = board.programs.iter().map(|p| p.name.as_str()).collect();
         let roots = board
             .programs
@@ -172,7 +249,7 @@ impl GroupScanner {
                     .iter()
                     .filter_map(move |instance| instance.snapshot.pid.map(|pid| (pid, index)))
             });
-        self.scan_units(&names, roots)
+        self.scan_units(&names, roots, meanwhile)
     }
 
     /// One pass over `/proc` with every instance a unit of its own
@@ -201,7 +278,7 @@ impl GroupScanner {
             }
             sizes.push(program.instances.len());
         }
-        let mut usage = self.scan_units(&names, roots).into_iter();
+        let mut usage = self.scan_units(&names, roots, &mut || {}).into_iter();
         sizes
             .into_iter()
             .map(|n| usage.by_ref().take(n).collect())
@@ -210,10 +287,12 @@ impl GroupScanner {
 
     /// One pass over `/proc` for `units`, the names processes are counted
     /// for, given the main processes of each (`(pid, index in units)`).
+    /// Runs `meanwhile` once, during the reads.
     fn scan_units(
         &mut self,
         units: &[&str],
         main_processes: impl IntoIterator<Item = (i32, usize)>,
+        meanwhile: &mut dyn FnMut(),
     ) -> Vec<Usage> {
         self.generation += 1;
         let generation = self.generation;
@@ -236,9 +315,9 @@ impl GroupScanner {
         // The units' main processes (roots of their trees), and the
         // groups they lead plus those seen before that may still be
         // draining, each with its unit index.
-        let mut roots: HashMap<i32, usize> = HashMap::with_capacity(n);
+        let mut roots: Map<i32, usize> = Map::with_capacity_and_hasher(n, FastHash);
         roots.extend(main_processes);
-        let by_name: HashMap<&str, usize> = names
+        let by_name: Map<&str, usize> = names
             .iter()
             .enumerate()
             .map(|(i, name)| (name.as_ref(), i))
@@ -253,11 +332,14 @@ impl GroupScanner {
         let mut rss_pages = vec![0u64; n];
         let mut live_ticks = vec![0u64; n];
         let mut processes = vec![0u32; n];
-        let mut groups = HashMap::with_capacity(self.groups.len().max(wanted.len()));
+        let mut groups =
+            Map::with_capacity_and_hasher(self.groups.len().max(wanted.len()), FastHash);
         let reads = &mut self.reads;
         reads.clear();
         if !wanted.is_empty() || !self.tracked.is_empty() {
-            self.reader.scan(reads);
+            self.reader.scan(reads, meanwhile);
+        } else {
+            meanwhile();
         }
         #[cfg(test)]
         let attribute_start = tokio::time::Instant::now();
@@ -424,12 +506,12 @@ enum Owner {
 
 /// What makes a process a program's by itself, without its ancestors.
 struct Claims<'a> {
-    tracked: &'a HashMap<i32, Tracked>,
-    by_name: &'a HashMap<&'a str, usize>,
+    tracked: &'a Map<i32, Tracked>,
+    by_name: &'a Map<&'a str, usize>,
     /// Main pid of each running instance.
-    roots: &'a HashMap<i32, usize>,
+    roots: &'a Map<i32, usize>,
     /// Program process groups.
-    wanted: &'a HashMap<i32, usize>,
+    wanted: &'a Map<i32, usize>,
     own_pid: i32,
 }
 
@@ -457,7 +539,7 @@ impl Claims<'_> {
 #[derive(Debug, Default)]
 struct Attribution {
     /// pid → position in the pass's reads.
-    at: HashMap<i32, usize>,
+    at: Map<i32, usize>,
     owners: Vec<Owner>,
     chain: Vec<usize>,
 }
@@ -546,6 +628,8 @@ struct ProcEntry {
     /// can be in.
     skip_until: u64,
     seen: u64,
+    /// The scan that last read it.
+    read: u64,
 }
 
 /// Reads `/proc/<pid>/stat` of every process, as cheaply as the kernel
@@ -554,12 +638,17 @@ struct ProcEntry {
 #[derive(Debug)]
 struct ProcReader {
     root: String,
-    entries: HashMap<i32, ProcEntry>,
+    entries: Map<i32, ProcEntry>,
     generation: u64,
     /// Overrides `file_budget()` (tests).
     max_files: Option<usize>,
     /// Caps the threads of a scan below `MAX_THREADS`.
     max_threads: Option<usize>,
+    /// `available_parallelism()`, asked once: std reads the cgroup's CPU
+    /// quota files for it, which cost as much as dozens of stat reads.
+    cpus: Option<usize>,
+    /// The last listing of the root, kept for its allocation.
+    listed: Vec<(i32, u64)>,
 }
 
 /// Below this many reads a scan stays on the calling thread: a thread
@@ -575,107 +664,115 @@ struct ReadContext<'a> {
     root: &'a str,
     open_files: AtomicUsize,
     max_files: usize,
+    generation: u64,
 }
 
 impl ProcReader {
     fn new(root: &str) -> Self {
         Self {
             root: root.to_string(),
-            entries: HashMap::new(),
+            entries: Map::default(),
             generation: 0,
             max_files: None,
             max_threads: None,
+            cpus: None,
+            listed: Vec::new(),
         }
     }
 
     /// Reads every process not marked an outsider into `out`: its stat,
     /// `Read::Unreadable`, or `Read::Nothing` if it exited since the
-    /// listing (that is normal).
-    fn scan(&mut self, out: &mut Vec<(i32, Read)>) {
+    /// listing (that is normal). Runs `meanwhile` once on the calling
+    /// thread while helper threads read, if there are any.
+    ///
+    /// The files kept open since the last scan are read first, by helpers,
+    /// while the calling thread lists the root and then runs `meanwhile`:
+    /// the listing and the caller's own work are then no longer in series
+    /// with the reads. The listing then decides which of those reads stand
+    /// (a process gone from it, or whose pid now names another process, is
+    /// dropped), and the processes it shows that were not read yet (new,
+    /// rechecked outsiders, over the file budget) are read after it.
+    fn scan(&mut self, out: &mut Vec<(i32, Read)>, meanwhile: &mut dyn FnMut()) {
         self.generation += 1;
         let generation = self.generation;
-        let Ok(dir) = std::fs::read_dir(&self.root) else {
+        let Ok(mut dir) = std::fs::read_dir(&self.root) else {
             self.entries.clear();
+            meanwhile();
             return;
         };
-        // 1. List the processes; forget the ones that are gone (closing
-        // their files) and those whose pid now names another process.
-        for dirent in dir.flatten() {
-            // Non-process entries (self, sys, meminfo, ...) fail on the
-            // first byte.
-            let Some(pid) =
-                parse_decimal(dirent.file_name().as_bytes()).and_then(|p| i32::try_from(p).ok())
-            else {
-                continue;
-            };
-            let ino = dirent.ino();
-            let entry = self
-                .entries
-                .entry(pid)
-                .or_insert_with(|| ProcEntry::new(ino));
+        let max_files = self.max_files.unwrap_or_else(file_budget);
+        let max_threads = self.max_threads.unwrap_or(MAX_THREADS);
+        let cpus = *self
+            .cpus
+            .get_or_insert_with(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let threads = |reads: usize| {
+            if reads < PARALLEL_MIN {
+                1
+            } else {
+                cpus.min(max_threads)
+            }
+        };
+        let Self {
+            root,
+            entries,
+            listed,
+            ..
+        } = self;
+
+        // 1. Read the kept-open files while listing the root.
+        let context = ReadContext {
+            root,
+            open_files: AtomicUsize::new(0),
+            max_files,
+            generation,
+        };
+        let mut kept: Vec<(i32, &mut ProcEntry)> = entries
+            .iter_mut()
+            .filter(|(_, e)| e.file.is_some() && e.skip_until <= generation)
+            .map(|(pid, e)| (*pid, e))
+            .collect();
+        listed.clear();
+        let list = &mut || {
+            for dirent in dir.by_ref().flatten() {
+                // Non-process entries (self, sys, meminfo, ...) fail on the
+                // first byte.
+                if let Some(pid) =
+                    parse_decimal(dirent.file_name().as_bytes()).and_then(|p| i32::try_from(p).ok())
+                {
+                    listed.push((pid, dirent.ino()));
+                }
+            }
+            meanwhile();
+        };
+        let n = threads(kept.len());
+        read_all(&context, &mut kept, n, out, list);
+        drop(kept);
+
+        // 2. Forget the processes that are gone (closing their files) and
+        // those whose pid now names another process; keep the reads of
+        // the rest.
+        for &(pid, ino) in listed.iter() {
+            let entry = entries.entry(pid).or_insert_with(|| ProcEntry::new(ino));
             if entry.ino != ino {
                 *entry = ProcEntry::new(ino);
             }
             entry.seen = generation;
         }
-        self.entries.retain(|_, e| e.seen == generation);
+        entries.retain(|_, e| e.seen == generation);
+        out.retain(|(pid, _)| entries.get(pid).is_some_and(|e| e.read == generation));
 
-        // 2. Read the ones not known to be outsiders. The reads are kernel
-        // time, one process at a time, so they spread over threads well.
+        // 3. Read the ones not read yet that are not known outsiders.
         let context = ReadContext {
-            root: &self.root,
-            open_files: AtomicUsize::new(
-                self.entries.values().filter(|e| e.file.is_some()).count(),
-            ),
-            max_files: self.max_files.unwrap_or_else(file_budget),
+            open_files: AtomicUsize::new(entries.values().filter(|e| e.file.is_some()).count()),
+            ..context
         };
-        let mut work: Vec<(i32, &mut ProcEntry)> = self
-            .entries
+        let mut rest: Vec<(i32, &mut ProcEntry)> = entries
             .iter_mut()
-            .filter(|(_, e)| e.skip_until <= generation)
+            .filter(|(_, e)| e.read != generation && e.skip_until <= generation)
             .map(|(pid, e)| (*pid, e))
             .collect();
-        let threads = if work.len() < PARALLEL_MIN {
-            1
-        } else {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(self.max_threads.unwrap_or(MAX_THREADS))
-        };
-        let chunks: Vec<Mutex<&mut [(i32, &mut ProcEntry)]>> =
-            work.chunks_mut(CHUNK).map(Mutex::new).collect();
-        let next = AtomicUsize::new(0);
-        // Each thread takes chunks until none is left, so a thread that
-        // could not be started or runs slow leaves its share to the others.
-        let drain = || {
-            let mut stats = Vec::new();
-            let mut buf = vec![0; 1024];
-            let mut path = String::with_capacity(context.root.len() + 24);
-            while let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
-                let mut chunk = chunk.lock().unwrap_or_else(PoisonError::into_inner);
-                for (pid, entry) in chunk.iter_mut() {
-                    stats.push((*pid, read_entry(&context, *pid, entry, &mut buf, &mut path)));
-                }
-            }
-            stats
-        };
-        std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..threads)
-                .filter_map(|_| {
-                    std::thread::Builder::new()
-                        .name("kelpie-metrics".into())
-                        .spawn_scoped(scope, drain)
-                        .ok()
-                })
-                .collect();
-            out.extend(drain());
-            for helper in helpers {
-                // A panicked helper's reads are lost for this scrape.
-                if let Ok(more) = helper.join() {
-                    out.extend(more);
-                }
-            }
-        });
+        let n = threads(rest.len());
+        read_all(&context, &mut rest, n, out, &mut || {});
     }
 
     /// Skips `pid` for the next `OUTSIDER_RECHECK` scans, closing its file:
@@ -688,6 +785,60 @@ impl ProcReader {
     }
 }
 
+/// Reads `work` into `out` on `threads` threads: the caller, which first
+/// runs `first`, and scoped helpers. The reads are kernel time, one process
+/// at a time, so they spread over threads well. Each thread takes chunks
+/// until none is left, so a helper that could not be started or runs slow
+/// leaves its share to the others.
+fn read_all(
+    context: &ReadContext<'_>,
+    work: &mut [(i32, &mut ProcEntry)],
+    threads: usize,
+    out: &mut Vec<(i32, Read)>,
+    first: &mut dyn FnMut(),
+) {
+    let chunks: Vec<Mutex<&mut [(i32, &mut ProcEntry)]>> =
+        work.chunks_mut(CHUNK).map(Mutex::new).collect();
+    let next = AtomicUsize::new(0);
+    let drain = |stats: &mut Vec<(i32, Read)>| {
+        let mut buf = vec![0; 1024];
+        let mut path = String::with_capacity(context.root.len() + 24);
+        while let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let mut chunk = chunk.lock().unwrap_or_else(PoisonError::into_inner);
+            for (pid, entry) in chunk.iter_mut() {
+                stats.push((*pid, read_entry(context, *pid, entry, &mut buf, &mut path)));
+            }
+        }
+    };
+    if threads <= 1 {
+        first();
+        drain(out);
+        return;
+    }
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name("kelpie-metrics".into())
+                    .spawn_scoped(scope, || {
+                        let mut stats = Vec::new();
+                        drain(&mut stats);
+                        stats
+                    })
+                    .ok()
+            })
+            .collect();
+        first();
+        drain(out);
+        for helper in helpers {
+            // A panicked helper's reads are lost for this scrape.
+            if let Ok(more) = helper.join() {
+                out.extend(more);
+            }
+        }
+    });
+}
+
 impl ProcEntry {
     fn new(ino: u64) -> Self {
         Self {
@@ -695,6 +846,7 @@ impl ProcEntry {
             file: None,
             skip_until: 0,
             seen: 0,
+            read: 0,
         }
     }
 }
@@ -728,6 +880,7 @@ fn read_entry(
     path: &mut String,
 ) -> Read {
     let open_files = &context.open_files;
+    entry.read = context.generation;
     let read = match &entry.file {
         Some(file) => read_at_start(file, buf).map(|len| (len, None)),
         None => {

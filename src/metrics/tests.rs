@@ -799,6 +799,21 @@ fn descendants_in_their_own_session_are_counted_once_and_their_cpu_survives_them
 }
 
 #[test]
+fn integers_are_written_as_display_writes_them() {
+    let mut out = String::new();
+    let mut expected = String::new();
+    for n in (0..1000)
+        .chain([9_999, 10_000, 123_456_789, u64::from(u32::MAX)])
+        .chain([u64::MAX - 1, u64::MAX])
+    {
+        super::text::push_u64(&mut out, n);
+        out.push(' ');
+        expected.push_str(&format!("{n} "));
+    }
+    assert_eq!(out, expected);
+}
+
+#[test]
 fn bucket_labels_match_the_bounds() {
     assert_eq!(PROBE_BUCKET_ENDS.len(), PROBE_BUCKETS.len() + 1);
     let bounds = PROBE_BUCKETS.iter().copied().chain([f64::INFINITY]);

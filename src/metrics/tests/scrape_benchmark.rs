@@ -162,6 +162,20 @@ fn scrape_benchmark() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // For a profiler: renders only, none of the comparison figures, so a
+    // profile of the whole process is a profile of `render`.
+    if std::env::var_os("KELPIE_BENCH_RENDER_ONLY").is_some() {
+        let t = tokio::time::Instant::now();
+        for _ in 0..renders {
+            std::hint::black_box(m.render(&board));
+        }
+        println!(
+            "metrics_scrape_render_only programs={programs} renders={renders} mean_ms={:.3}",
+            t.elapsed().as_secs_f64() * 1e3 / renders as f64
+        );
+        return;
+    }
+
     // The prometheus crate's gather + encode of the same series, timed
     // like `text` (no /proc pass).
     let crate_registry = prometheus_crate_registry(&board);
