@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use tokio::sync::broadcast;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::TryAcquireError;
 
 use crate::config::{LogMode, ProgramConfig};
 use crate::exit_history::{ExitHistory, ExitOverview, ExitRecord, KeptLine, LINES_KEPT};
@@ -334,10 +336,29 @@ impl ProgramOutput {
                     time,
                 );
                 // Waiting here is the back-pressure: the pump stops reading
-                // until the writer catches up.
+                // until the writer catches up. The waits are boxed: their
+                // futures would otherwise be part of every pump task (two
+                // per instance) for its whole life, while most deliveries
+                // find room at once.
                 let cost = record.len().clamp(1, RELAY_BUDGET_BYTES) as u32;
-                if let Ok(permit) = relay.budget.clone().acquire_many_owned(cost).await {
-                    let _ = relay.queue.send((record, permit)).await;
+                match relay.budget.clone().try_acquire_many_owned(cost) {
+                    Ok(permit) => {
+                        if let Err(TrySendError::Full(item)) =
+                            relay.queue.try_send((record, permit))
+                        {
+                            let _ = Box::pin(relay.queue.send(item)).await;
+                        }
+                    }
+                    Err(TryAcquireError::NoPermits) => {
+                        Box::pin(async {
+                            if let Ok(permit) = relay.budget.clone().acquire_many_owned(cost).await
+                            {
+                                let _ = relay.queue.send((record, permit)).await;
+                            }
+                        })
+                        .await;
+                    }
+                    Err(TryAcquireError::Closed) => {}
                 }
             }
             Destination::File(file) => {
