@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use tokio::sync::broadcast;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::TryAcquireError;
 
 use crate::config::{LogMode, ProgramConfig};
 use crate::exit_history::{ExitHistory, ExitOverview, ExitRecord, KeptLine, LINES_KEPT};
@@ -39,7 +41,8 @@ const FOLLOW_BUFFER: usize = 1024;
 
 enum Destination {
     Relay(Relay),
-    File(Mutex<RotatingFile>),
+    /// Boxed: a relayed program would otherwise carry a file's room.
+    File(Box<Mutex<RotatingFile>>),
     Discard,
 }
 
@@ -56,15 +59,21 @@ pub struct Source {
     pub pid: i32,
 }
 
+/// The `readiness.log` pattern, and per instance what to do on the first
+/// match of the current run.
+struct LogProbe {
+    pattern: regex_lite::Regex,
+    watchers: Mutex<HashMap<u64, OnMatch>>,
+}
+
 /// Where one program's output goes; shared by its instances.
 pub struct ProgramOutput {
     program: String,
     destination: Destination,
     tail: Mutex<Tail>,
-    /// The `readiness.log` pattern, and per instance what to do on the
-    /// first match of the current run.
-    pattern: Option<regex_lite::Regex>,
-    watchers: Mutex<HashMap<u64, OnMatch>>,
+    /// Only for a `readiness.log` probe: boxed, so that the programs
+    /// without one (most) carry a pointer for it.
+    log_probe: Option<Box<LogProbe>>,
     /// `kelpie logs -f` subscribers; created on the first one.
     followers: Mutex<Option<broadcast::Sender<Arc<TailLine>>>>,
     /// The pid of each instance's latest process whose pipes this output
@@ -84,23 +93,29 @@ impl ProgramOutput {
                 path,
                 max_size,
                 keep,
-            } => Destination::File(Mutex::new(RotatingFile::new(
+            } => Destination::File(Box::new(Mutex::new(RotatingFile::new(
                 path.clone(),
                 *max_size,
                 *keep,
-            ))),
+            )))),
             LogMode::Discard => Destination::Discard,
         };
-        let pattern = match program.readiness.as_ref().map(|p| &p.kind) {
-            Some(crate::config::ProbeKind::Log(pattern)) => regex_lite::Regex::new(pattern).ok(),
+        let log_probe = match program.readiness.as_ref().map(|p| &p.kind) {
+            Some(crate::config::ProbeKind::Log(pattern)) => {
+                regex_lite::Regex::new(pattern).ok().map(|pattern| {
+                    Box::new(LogProbe {
+                        pattern,
+                        watchers: Mutex::new(HashMap::new()),
+                    })
+                })
+            }
             _ => None,
         };
         Self {
             program: program.name.clone(),
             destination,
             tail: Mutex::new(Tail::default()),
-            pattern,
-            watchers: Mutex::new(HashMap::new()),
+            log_probe,
             followers: Mutex::new(None),
             pids: Mutex::new(HashMap::new()),
             line_counters: [
@@ -114,8 +129,9 @@ impl ProgramOutput {
     /// Arms the log probe for one actor incarnation: `on_match` runs on the
     /// first matching line (replacing a watcher of an earlier run).
     pub fn watch_for_match(&self, incarnation: u64, on_match: OnMatch) {
-        if self.pattern.is_some() {
-            self.watchers
+        if let Some(probe) = &self.log_probe {
+            probe
+                .watchers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(incarnation, on_match);
@@ -124,8 +140,9 @@ impl ProgramOutput {
 
     /// Drops the log-probe watcher of an incarnation that ended.
     pub fn forget(&self, incarnation: u64) {
-        if self.pattern.is_some() {
-            self.watchers
+        if let Some(probe) = &self.log_probe {
+            probe
+                .watchers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&incarnation);
@@ -136,8 +153,10 @@ impl ProgramOutput {
     /// matches the log probe's pattern. One lock per batch: once matched,
     /// the watcher is gone and the lines are not looked at.
     fn check_pattern(&self, incarnation: u64, lines: LineBatch<'_>) {
-        let Some(pattern) = &self.pattern else { return };
-        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(LogProbe { pattern, watchers }) = self.log_probe.as_deref() else {
+            return;
+        };
+        let mut watchers = watchers.lock().unwrap_or_else(|p| p.into_inner());
         if !watchers.contains_key(&incarnation) {
             return;
         }
@@ -334,10 +353,29 @@ impl ProgramOutput {
                     time,
                 );
                 // Waiting here is the back-pressure: the pump stops reading
-                // until the writer catches up.
+                // until the writer catches up. The waits are boxed: their
+                // futures would otherwise be part of every pump task (two
+                // per instance) for its whole life, while most deliveries
+                // find room at once.
                 let cost = record.len().clamp(1, RELAY_BUDGET_BYTES) as u32;
-                if let Ok(permit) = relay.budget.clone().acquire_many_owned(cost).await {
-                    let _ = relay.queue.send((record, permit)).await;
+                match relay.budget.clone().try_acquire_many_owned(cost) {
+                    Ok(permit) => {
+                        if let Err(TrySendError::Full(item)) =
+                            relay.queue.try_send((record, permit))
+                        {
+                            let _ = Box::pin(relay.queue.send(item)).await;
+                        }
+                    }
+                    Err(TryAcquireError::NoPermits) => {
+                        Box::pin(async {
+                            if let Ok(permit) = relay.budget.clone().acquire_many_owned(cost).await
+                            {
+                                let _ = relay.queue.send((record, permit)).await;
+                            }
+                        })
+                        .await;
+                    }
+                    Err(TryAcquireError::Closed) => {}
                 }
             }
             Destination::File(file) => {

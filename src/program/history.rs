@@ -43,17 +43,25 @@ impl ExitTracking {
 }
 
 impl ProgramState {
+    /// The exit bookkeeping, made on the first exit (or the first thing
+    /// said about one): an instance that never exits keeps none.
+    pub(super) fn exits_mut(&mut self) -> &mut ExitTracking {
+        self.exits.get_or_insert_with(Box::default)
+    }
+
     /// Records what `note` says about an exit; called for every note,
     /// before it is logged, so a test that sees the log line finds the
     /// history already written.
     pub(super) fn record(&mut self, note: &Note) {
         match note {
             Note::Started { .. } => {
-                self.exits.reason = None;
-                self.exits.relayed = None;
+                if let Some(exits) = self.exits.as_mut() {
+                    exits.reason = None;
+                    exits.relayed = None;
+                }
             }
             Note::LivenessFailed { .. } | Note::StartTimedOut => {
-                self.exits.reason = self.instance.snapshot().reason;
+                self.exits_mut().reason = self.instance.snapshot().reason;
             }
             Note::Exited {
                 pid,
@@ -85,7 +93,7 @@ impl ProgramState {
         if self.instance.phase() == Phase::Exited {
             self.decide(Decision::Exited);
         }
-        if let Some((seq, pid, ran)) = self.exits.oom_question.take() {
+        if let Some((seq, pid, ran)) = self.exits.as_mut().and_then(|e| e.oom_question.take()) {
             self.check_oom(myself, seq, pid, ran);
         }
     }
@@ -93,7 +101,9 @@ impl ProgramState {
     /// The restart budget is spent: the restart decided after the last
     /// exit now waits for it.
     pub(super) fn record_budget_wait(&mut self) {
-        let Some(seq) = self.exits.last else { return };
+        let Some(seq) = self.exits.as_ref().and_then(|e| e.last) else {
+            return;
+        };
         if self.instance.phase() != Phase::Backoff {
             return;
         }
@@ -107,21 +117,22 @@ impl ProgramState {
     /// A signal was relayed to the running process: if it dies of it,
     /// kelpie sent it.
     pub(super) fn record_relayed(&mut self, signal: nix::sys::signal::Signal) {
-        self.exits.relayed = Some(signal);
+        self.exits_mut().relayed = Some(signal);
     }
 
     fn record_exit(&mut self, pid: i32, status: ExitStatus, kind: ExitKind, ran: Duration) {
-        let relayed = self
-            .exits
+        let exits = self.exits_mut();
+        let relayed = exits
             .relayed
             .filter(|signal| status == ExitStatus::Signal(*signal as i32));
-        let by_kelpie = self.exits.stopping || relayed.is_some();
-        if let (Some(signal), false) = (relayed, self.exits.stopping) {
-            self.exits.reason = Some(format!(
+        let by_kelpie = exits.stopping || relayed.is_some();
+        if let (Some(signal), false) = (relayed, exits.stopping) {
+            exits.reason = Some(format!(
                 "SIG{} relayed by `kelpie signal` or forward_signals",
                 crate::signals::short_name(signal)
             ));
         }
+        let kelpie_reason = exits.reason.clone().filter(|_| by_kelpie);
         let seq = self.args.output.record_exit(ExitRecord {
             seq: 0,
             at: SystemTime::now(),
@@ -130,21 +141,22 @@ impl ProgramState {
             status,
             kind,
             by_kelpie,
-            kelpie_reason: self.exits.reason.clone().filter(|_| by_kelpie),
+            kelpie_reason,
             ran,
             decision: Decision::Pending,
             oom: None,
             output: Vec::new(),
         });
-        self.exits.undecided = Some(seq);
-        self.exits.last = Some(seq);
+        let exits = self.exits_mut();
+        exits.undecided = Some(seq);
+        exits.last = Some(seq);
         if status == ExitStatus::Signal(libc::SIGKILL) && !by_kelpie {
-            self.exits.oom_question = Some((seq, pid, ran));
+            exits.oom_question = Some((seq, pid, ran));
         }
     }
 
     fn decide(&mut self, decision: Decision) {
-        if let Some(seq) = self.exits.undecided.take() {
+        if let Some(seq) = self.exits.as_mut().and_then(|e| e.undecided.take()) {
             self.args
                 .output
                 .amend_exit(seq, |record| record.decision = decision);
