@@ -308,7 +308,12 @@ impl Fleet {
             // The new configs may depend on other programs than the old.
             self.reindex();
         }
-        let names: Vec<String> = self.entries.iter().map(|e| e.name().to_string()).collect();
+        if self.retired.is_empty() {
+            return;
+        }
+        // Runs after every event: a copy of every name per event made a
+        // start of 10,000 programs allocate 10⁸ strings.
+        let index = &self.index;
         let out = &mut self.out;
         self.retired.retain_mut(|entry| {
             if matches!(entry.stage, Stage::StopQueued { .. }) || !entry.is_down() {
@@ -316,7 +321,7 @@ impl Fleet {
             }
             entry.stop_actors(out);
             out.push(FleetAction::Discard { entry: entry.id });
-            if !names.iter().any(|n| n == entry.name()) {
+            if !index.contains_key(entry.name()) {
                 out.push(FleetAction::Metric(MetricUpdate::ProgramRemoved {
                     program: entry.name().to_string(),
                 }));
