@@ -310,5 +310,33 @@ pub fn find_config(explicit: Option<&Path>) -> PathBuf {
     local
 }
 
+/// A non-root host with a fixed PATH and no open-file limit, and a config
+/// text validated on it as `/fleet/kelpie.toml` that must have no errors:
+/// for tests of the layers above config.
+#[cfg(test)]
+impl Host {
+    pub(crate) fn hermetic() -> Self {
+        Self {
+            is_root: false,
+            path_var: Some("/usr/bin:/bin".into()),
+            runtime_dir: None,
+            open_files_limit: None,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn valid_for_test(toml: &str) -> Config {
+    let validation = validate(
+        toml,
+        Path::new("/fleet/kelpie.toml"),
+        Mode::Run,
+        &Host::hermetic(),
+    );
+    let errors: Vec<String> = validation.errors().map(|d| d.to_string()).collect();
+    assert!(errors.is_empty(), "test config invalid: {errors:?}");
+    validation.config.expect("a valid config")
+}
+
 #[cfg(test)]
 mod tests;

@@ -112,27 +112,17 @@ async fn read_burst(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use tokio::io::AsyncWriteExt;
 
     use super::*;
-    use crate::config::{Host, Mode};
+
     use crate::output::{LineKind, Relay};
 
     fn discarding_output() -> ProgramOutput {
         let toml = "[program.web]\ncommand = [\"sleep\", \"1000\"]\nlog = { mode = \"discard\" }\n";
-        let host = Host {
-            is_root: false,
-            path_var: Some("/usr/bin:/bin".into()),
-            runtime_dir: None,
-            open_files_limit: None,
-        };
-        let validation =
-            crate::config::validate(toml, Path::new("/fleet/kelpie.toml"), Mode::Run, &host);
-        let errors: Vec<String> = validation.errors().map(|d| d.to_string()).collect();
-        assert!(errors.is_empty(), "test config invalid: {errors:?}");
-        let config = validation.config.expect("a valid config").programs[0].clone();
+        let config = crate::config::valid_for_test(toml);
+        let config = config.programs[0].clone();
         let metrics = crate::metrics::Metrics::new().expect("metrics");
         let (relay, _) = Relay::start(crate::logging::RelayFormat::Text).expect("relay");
         ProgramOutput::new(&config, &relay, &metrics)

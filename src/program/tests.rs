@@ -5,14 +5,13 @@
 //! delivers exits itself.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::config::{Host, Mode};
+
 use crate::reaper::{OnExit, OnGroupGone};
 use crate::report::InstanceEvent;
 use crate::spawn::Spawned;
@@ -168,17 +167,8 @@ impl Rig {
         let toml = format!(
             "[program.web]\ncommand = [\"sleep\", \"1000\"]\nlog = {{ mode = \"discard\" }}\n{extra}\n"
         );
-        let host = Host {
-            is_root: false,
-            path_var: Some("/usr/bin:/bin".into()),
-            runtime_dir: None,
-            open_files_limit: None,
-        };
-        let validation =
-            crate::config::validate(&toml, Path::new("/fleet/kelpie.toml"), Mode::Run, &host);
-        let errors: Vec<String> = validation.errors().map(|d| d.to_string()).collect();
-        assert!(errors.is_empty(), "test config invalid: {errors:?}");
-        let config = validation.config.expect("a valid config").programs[0].clone();
+        let config = crate::config::valid_for_test(&toml);
+        let config = config.programs[0].clone();
         let metrics = Arc::new(crate::metrics::Metrics::new().expect("metrics"));
         let (relay, _) =
             crate::output::Relay::start(crate::logging::RelayFormat::Text).expect("relay");

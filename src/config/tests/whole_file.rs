@@ -328,12 +328,7 @@ fn truncated_or_mangled_input_never_panics() {
 #[test]
 fn stop_timeout_without_headroom_is_a_warning() {
     let source = "[supervisor]\nshutdown_timeout = \"5s\"\n\n[program.slow]\ncommand = [\"sleep\", \"1\"]\nstop_timeout = \"5s\"\n\n[program.quick]\ncommand = [\"sleep\", \"1\"]\nstop_timeout = \"4s\"\n";
-    let host = Host {
-        is_root: false,
-        path_var: Some("/usr/bin:/bin".into()),
-        runtime_dir: None,
-        open_files_limit: None,
-    };
+    let host = Host::hermetic();
     let v = validate(source, Path::new("supervisor.toml"), Mode::Run, &host);
     let shown: Vec<String> = v.diagnostics.iter().map(|d| d.to_string()).collect();
     assert_eq!(
@@ -347,12 +342,7 @@ fn stop_timeout_without_headroom_is_a_warning() {
 fn socket_mode_0660_is_quiet() {
     let source =
         "[supervisor]\nsocket_mode = \"0660\"\n\n[program.a]\ncommand = [\"sleep\", \"1\"]\n";
-    let host = Host {
-        is_root: false,
-        path_var: Some("/usr/bin:/bin".into()),
-        runtime_dir: None,
-        open_files_limit: None,
-    };
+    let host = Host::hermetic();
     let v = validate(source, Path::new("supervisor.toml"), Mode::Check, &host);
     assert!(v.diagnostics.is_empty(), "{:?}", v.diagnostics);
 }

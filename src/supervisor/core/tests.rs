@@ -21,7 +21,6 @@
 //! matter); `web:0'` names the replacement a rolling restart spawns.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +28,7 @@ use nix::sys::signal::Signal;
 use tokio::time::Instant;
 
 use super::*;
-use crate::config::{Config, Host, Mode};
+use crate::config::Config;
 use crate::report::InstanceEvent;
 use crate::state::{ExitKind, ExitStatus, Phase, Snapshot};
 use crate::supervisor::actions::Verb;
@@ -37,17 +36,7 @@ use crate::supervisor::entry::Blueprint;
 use crate::supervisor::reloading::Loaded;
 
 fn parse(toml: &str) -> Config {
-    let host = Host {
-        is_root: false,
-        path_var: Some("/usr/bin:/bin".into()),
-        runtime_dir: None,
-        open_files_limit: None,
-    };
-    let validation =
-        crate::config::validate(toml, Path::new("/fleet/kelpie.toml"), Mode::Run, &host);
-    let errors: Vec<String> = validation.errors().map(|d| d.to_string()).collect();
-    assert!(errors.is_empty(), "test config invalid: {errors:?}");
-    validation.config.expect("a valid config")
+    crate::config::valid_for_test(toml)
 }
 
 fn blueprints(config: &Config) -> Vec<Blueprint> {
