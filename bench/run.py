@@ -558,6 +558,21 @@ def wait_running(k: Kelpie, n: int, timeout: float) -> float:
     return nth - k.t_exec
 
 
+def sigterm_until_stopped(k: Kelpie, tr, kids: set, timeout: float) -> tuple[float, float]:
+    """SIGTERM kelpie, then follow process events until kelpie and every
+    one of `kids` have exited. Returns (time of the signal, time the last
+    child exited), both monotonic."""
+    t0 = time.monotonic()
+    k.proc.send_signal(signal.SIGTERM)
+    deadline = t0 + timeout
+    while tr.kelpie_exit is None or not kids <= tr.exited.keys():
+        tr.pump(0.5)
+        if time.monotonic() > deadline:
+            left = len(kids - tr.exited.keys())
+            raise RuntimeError(f"stop not done {timeout:.0f}s after SIGTERM (kelpie exited: {tr.kelpie_exit is not None}, {left} sleeps left)")
+    return t0, max(tr.exited[p] for p in kids)
+
+
 def settle(k: Kelpie, n: int, min_wait: float) -> None:
     """Wait min_wait, then until kelpie's RSS and the child count are stable."""
     time.sleep(min_wait)
@@ -739,15 +754,7 @@ def sc_stop(ctx, run: int, n: int = 100) -> dict:
         kids = set(tr.running())
         if len(kids) != n:
             anomaly(f"stop run {run}: {len(kids)} children before stop, expected {n}")
-        t0 = time.monotonic()
-        k.proc.send_signal(signal.SIGTERM)
-        deadline = t0 + 40
-        while tr.kelpie_exit is None or not kids <= tr.exited.keys():
-            tr.pump(0.5)
-            if time.monotonic() > deadline:
-                left = len(kids - tr.exited.keys())
-                raise RuntimeError(f"stop not done 40s after SIGTERM (kelpie exited: {tr.kelpie_exit is not None}, {left} sleeps left)")
-        last_child = max(tr.exited[p] for p in kids)
+        t0, last_child = sigterm_until_stopped(k, tr, kids, 40)
         k.proc.wait(10)
         t_wait = time.monotonic()
         alive = [p for p in kids if (st := read_stat(p)) and st[1] not in "ZX"]

@@ -333,15 +333,7 @@ def sc_fleet(ctx, n: int, shape: str, run: int) -> dict:
             for pid in real - kids:
                 tr.forked[pid] = tr.execd[pid] = time.monotonic()
             kids = real
-        t0 = time.monotonic()
-        k.proc.send_signal(signal.SIGTERM)
-        deadline = t0 + 60
-        while tr.kelpie_exit is None or not kids <= tr.exited.keys():
-            tr.pump(0.5)
-            if time.monotonic() > deadline:
-                left = len(kids - tr.exited.keys())
-                raise RuntimeError(f"stop not done 60s after SIGTERM (kelpie exited: {tr.kelpie_exit is not None}, {left} sleeps left)")
-        last_child = max(tr.exited[q] for q in kids)
+        t0, last_child = R.sigterm_until_stopped(k, tr, kids, 60)
         res[f"stop_{p}_ms"] = (max(last_child, tr.kelpie_exit) - t0) * 1000
         res[f"stop_{p}_children_ms"] = (last_child - t0) * 1000
         res[f"stop_{p}_kelpie_ms"] = (tr.kelpie_exit - t0) * 1000
