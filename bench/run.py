@@ -573,6 +573,26 @@ def sigterm_until_stopped(k: Kelpie, tr, kids: set, timeout: float) -> tuple[flo
     return t0, max(tr.exited[p] for p in kids)
 
 
+def idle_window(ctx, k: Kelpie, raw_key: str) -> tuple[dict, dict, float]:
+    """kelpie's thread counters before and after ctx.idle_seconds of no
+    traffic, and the seconds it lasted; threads that ran meanwhile are
+    logged and kept in ctx.raw[raw_key]."""
+    a = thread_counters(k.pid)
+    t0 = time.monotonic()
+    time.sleep(ctx.idle_seconds)
+    b = thread_counters(k.pid)
+    secs = time.monotonic() - t0
+    woke = []
+    for tid, (comm, ns, cs) in b["threads"].items():
+        before = a["threads"].get(tid, (comm, 0, 0))
+        if cs != before[2] or ns != before[1]:
+            woke.append(f"{comm}[{tid}]: {cs - before[2]} switches, {(ns - before[1]) / 1e6:.3f} ms")
+    if woke:
+        ctx.raw.setdefault(raw_key, []).append(woke)
+        log(f"    threads that ran while idle: {'; '.join(woke[:8])}")
+    return a, b, secs
+
+
 def settle(k: Kelpie, n: int, min_wait: float) -> None:
     """Wait min_wait, then until kelpie's RSS and the child count are stable."""
     time.sleep(min_wait)
@@ -776,19 +796,7 @@ def sc_idle(ctx, run: int, n: int = 100) -> dict:
         wait_running(k, n, 60)
         k.tracker.close()
         settle(k, n, max(ctx.settle, 3.0))  # past start_seconds (1s) of every program
-        a = thread_counters(k.pid)
-        t0 = time.monotonic()
-        time.sleep(ctx.idle_seconds)
-        b = thread_counters(k.pid)
-        secs = time.monotonic() - t0
-        woke = []
-        for tid, (comm, ns, cs) in b["threads"].items():
-            before = a["threads"].get(tid, (comm, 0, 0))
-            if cs != before[2] or ns != before[1]:
-                woke.append(f"{comm}[{tid}]: {cs - before[2]} switches, {(ns - before[1]) / 1e6:.3f} ms")
-        if woke:
-            ctx.raw.setdefault("idle_threads_awake", []).append(woke)
-            log(f"    threads that ran while idle: {'; '.join(woke)}")
+        a, b, secs = idle_window(ctx, k, "idle_threads_awake")
         if len(children_of(k.pid)) != n:
             anomaly(f"idle run {run}: child count changed during the idle window")
         return {

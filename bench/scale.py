@@ -220,19 +220,7 @@ def sc_fleet(ctx, n: int, shape: str, run: int) -> dict:
             R.anomaly(f"{p} run {run}: no kelpie-guardian child found")
 
         # 3. idle (no bench traffic to kelpie yet, netlink closed)
-        a = R.thread_counters(k.pid)
-        t0 = time.monotonic()
-        time.sleep(ctx.idle_seconds)
-        b = R.thread_counters(k.pid)
-        secs = time.monotonic() - t0
-        woke = []
-        for tid, (comm, ns, cs) in b["threads"].items():
-            before = a["threads"].get(tid, (comm, 0, 0))
-            if cs != before[2] or ns != before[1]:
-                woke.append(f"{comm}[{tid}]: {cs - before[2]} switches, {(ns - before[1]) / 1e6:.3f} ms")
-        if woke:
-            ctx.raw.setdefault(f"idle_threads_awake_{p}", []).append(woke)
-            R.log(f"    threads that ran while idle: {'; '.join(woke[:8])}")
+        a, b, secs = R.idle_window(ctx, k, f"idle_threads_awake_{p}")
         res[f"idle_wakeups_{p}"] = b["ctxt"] - a["ctxt"]
         res[f"idle_cpu_{p}_ms"] = (b["cpu_ns"] - a["cpu_ns"]) / 1e6
         res[f"idle_secs_{p}"] = secs
