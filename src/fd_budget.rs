@@ -85,6 +85,7 @@ pub fn reserve(needed: u64, http_wanted: usize, instances: usize) -> usize {
         return http_wanted;
     };
     let mut plan = plan(soft, hard, needed, http_wanted, stat_wanted);
+    let mut limit = plan.raise_to.unwrap_or(soft);
     if let Some(target) = plan.raise_to {
         match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
             Ok(()) => tracing::debug!(
@@ -102,6 +103,7 @@ pub fn reserve(needed: u64, http_wanted: usize, instances: usize) -> usize {
                     "cannot raise the open-file limit from {soft} to {target}: {err}"
                 );
                 plan = self::plan(soft, soft, needed, http_wanted, stat_wanted);
+                limit = soft;
             }
         }
     }
@@ -110,8 +112,8 @@ pub fn reserve(needed: u64, http_wanted: usize, instances: usize) -> usize {
         tracing::warn!(
             event = "http_connection_cap_reduced",
             cap,
-            fd_limit = hard,
-            "the open-file limit ({hard}) leaves room for only {cap} HTTP connections instead of {http_wanted}; raise the hard RLIMIT_NOFILE"
+            fd_limit = limit,
+            "the open-file limit ({limit}) leaves room for only {cap} HTTP connections instead of {http_wanted}; raise the hard RLIMIT_NOFILE"
         );
         plan.http_connections = cap;
     }
