@@ -659,9 +659,11 @@ def sc_startup(ctx, n: int, shape: str, run: int) -> dict:
         teardown(k, f"startup {shape} N={n} run {run}")
 
 
-def sc_floor(ctx, n: int, run: int) -> dict:
-    """Same measurement as sc_startup, with bench/spawn_floor.c as the parent."""
-    k = Kelpie(ctx, f"floor-{n}-{run}", "", argv=[str(ctx.floor_binary), str(n)] + SLEEP_CMD)
+def sc_floor(ctx, n: int, run: int, discard: bool = False) -> dict:
+    """Same measurement as sc_startup, with bench/spawn_floor.c as the parent
+    (`discard`: children's output on /dev/null, no pipes)."""
+    mode = ["--discard"] if discard else []
+    k = Kelpie(ctx, f"floor-{n}-{run}", "", argv=[str(ctx.floor_binary)] + mode + [str(n)] + SLEEP_CMD)
     try:
         k.start()
         secs = wait_running(k, n, 60)

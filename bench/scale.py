@@ -445,11 +445,14 @@ def report(results, sizes, shapes, ctx) -> str:
 
 
 def floor_at(ctx, n: int, run: int) -> dict:
-    """spawn_floor.c holds two pipe ends per child: under a hard
+    """The floor is started in kelpie's log mode: with `discard` its
+    children write to /dev/null and it holds no pipes, like kelpie.
+    Otherwise spawn_floor.c holds two pipe ends per child: under a hard
     RLIMIT_NOFILE below 2N + a few it runs the largest N that fits, and the
     result is recorded under N with the N used beside it."""
-    fit = min(n, (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 16) // 2)
-    res = R.sc_floor(ctx, fit, run)
+    discard = ctx.log_mode == "discard"
+    fit = n if discard else min(n, (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 16) // 2)
+    res = R.sc_floor(ctx, fit, run, discard)
     out = {f"floor_{n}_ms": res[f"floor_{fit}_ms"]}
     if fit != n:
         out[f"floor_{n}_n_used"] = fit
