@@ -2,7 +2,7 @@
 """Bytes per program: kelpie's resident memory with N running `sleep`s.
 
     python3 bench/mem_per_program.py --build NAME=PATH/kelpie [--build ...]
-        [--sizes 1000,5000] [--rounds 3] [--discard]
+        [--sizes 1000,5000] [--rounds 3] [--discard] [--shape instances]
 
 For each round and size it runs every build once (the order alternates
 from round to round), waits until kelpie has N children running `sleep`
@@ -12,7 +12,8 @@ median over the rounds per build and size, and the bytes per program
 between the smallest and the largest size (the slope, which leaves out
 what kelpie costs with no program at all).
 
-Each program is its own `[program.pN]` table. With output captured every
+Each program is its own `[program.pN]` table; `--shape instances` makes
+it one program with `instances = N` instead. With output captured every
 instance holds two pipe fds; `--discard` sets `log = { mode = "discard" }`
 (no pipes) for sizes the open-file limit would not allow otherwise.
 Python 3 stdlib only.
@@ -66,13 +67,19 @@ def kib_fields(path: str, names: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
-def config(workdir: Path, n: int, discard: bool) -> str:
+def config(workdir: Path, n: int, discard: bool, shape: str = "tables") -> str:
     parts = [
         "[supervisor]\n",
         'http_listen = "127.0.0.1:0"\n',
         f'control_socket = "{workdir}/k.sock"\n',
     ]
     extra = 'log = { mode = "discard" }\n' if discard else ""
+    if shape == "instances":
+        parts.append(
+            f'\n[program.p]\ncommand = ["sleep", "100000"]\n'
+            f'start_seconds = "0s"\ninstances = {n}\n{extra}'
+        )
+        return "".join(parts)
     for i in range(n):
         parts.append(
             f'\n[program.p{i}]\ncommand = ["sleep", "100000"]\n'
@@ -81,11 +88,13 @@ def config(workdir: Path, n: int, discard: bool) -> str:
     return "".join(parts)
 
 
-def measure(binary: str, n: int, discard: bool, timeout: float) -> dict[str, float]:
+def measure(
+    binary: str, n: int, discard: bool, timeout: float, shape: str = "tables"
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="kelpie-mem-") as tmp:
         workdir = Path(tmp)
         cfg = workdir / "k.toml"
-        cfg.write_text(config(workdir, n, discard))
+        cfg.write_text(config(workdir, n, discard, shape))
         env = dict(os.environ)
         env.pop("KELPIE_CONFIG", None)
         proc = subprocess.Popen(
@@ -142,6 +151,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="1000,5000")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--discard", action="store_true")
+    ap.add_argument("--shape", choices=["tables", "instances"], default="tables")
     ap.add_argument("--timeout", type=float, default=180.0)
     args = ap.parse_args()
     builds = [tuple(b.split("=", 1)) for b in args.build]
@@ -151,7 +161,7 @@ def main() -> int:
         order = builds if r % 2 == 0 else list(reversed(builds))
         for n in sizes:
             for name, binary in order:
-                m = measure(binary, n, args.discard, args.timeout)
+                m = measure(binary, n, args.discard, args.timeout, args.shape)
                 results.setdefault((name, n), []).append(m)
                 print(
                     f"round {r + 1} {name} N={n}: RSS {m['rss'] / 2**20:.2f} MiB, "
